@@ -1,0 +1,44 @@
+"""Predict the test cadences with every fold checkpoint of a run and write submission.csv.
+
+    python evaluate.py --run-dir outputs/<run>                        # data dir from the run's config
+    accelerate launch --num_processes 2 evaluate.py --run-dir outputs/<run> --data-dir input
+    python evaluate.py --checkpoints a/fold0.safetensors b/fold3.safetensors --data-dir \
+        /kaggle/input/seti-breakthrough-listen --out /kaggle/working/submission.csv
+
+Logits are averaged over the TTA views and the checkpoints, then passed through a sigmoid.
+"""
+import argparse
+from pathlib import Path
+
+from src.checkpoint import find_checkpoints, read_checkpoint_info
+from src.config import TTA_VIEWS, PRECISIONS
+from src.inference import evaluate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run-dir", type=Path, help="run folder of main.py: uses all its fold*.safetensors")
+    source.add_argument("--checkpoints", type=Path, nargs="+", help="explicit checkpoint files (any runs)")
+    parser.add_argument("--data-dir", help="folder with sample_submission.csv and test/ (default: the run's data_dir)")
+    parser.add_argument("--out", type=Path, help="submission path (default: <run-dir>/submission.csv)")
+    parser.add_argument("--split", default="test", help="sub-folder holding the cadences (default: test)")
+    parser.add_argument("--tta", help=f"comma-separated subset of {','.join(TTA_VIEWS)} (default: each checkpoint's config)")
+    parser.add_argument("--batch-size", type=int, help="default: each checkpoint's eval_batch_size")
+    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--mixed-precision", choices=PRECISIONS, default="no")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing submission file")
+    args = parser.parse_args()
+
+    checkpoints = find_checkpoints(args.run_dir) if args.run_dir else args.checkpoints
+    data_dir = args.data_dir or read_checkpoint_info(checkpoints[0]).config.data_dir
+    out = args.out or (args.run_dir / "submission.csv" if args.run_dir else Path("submission.csv"))
+    tta = args.tta.split(",") if args.tta else None
+    if tta and not set(tta) <= set(TTA_VIEWS):
+        parser.error(f"--tta: choose from {','.join(TTA_VIEWS)}")
+    evaluate(checkpoints, data_dir, out, args.split, tta, args.batch_size, args.num_workers, args.mixed_precision, args.overwrite,
+             report=args.run_dir / "report.md" if args.run_dir else None)
+
+
+if __name__ == "__main__":
+    main()

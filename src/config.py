@@ -1,0 +1,237 @@
+"""One frozen run configuration: loaded from a YAML recipe in `configs/`, overridden on the command line.
+
+    cfg = load_config("configs/demo_cpu.yaml", {"epochs": 2})
+
+Every field is also a command-line flag (`epochs` -> `--epochs`, `data_dir` -> `--data-dir`), so a recipe
+never has to be edited to change one value. The resolved config is saved into the run folder and into
+every checkpoint, which is what makes a run folder self-describing.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+VIEWS = ("on", "all", "channels")
+NORMALIZATIONS = ("sample", "observation", "none")
+POOLS = ("avg", "gem")
+MIX_MODES = ("none", "mixup", "cutmix", "both")
+MIX_LABELS = ("mix", "max", "or")
+PRECISIONS = ("no", "fp16", "bf16")
+TTA_VIEWS = ("identity", "hflip", "vflip", "hvflip")
+TRACKERS = ("wandb", "tensorboard")
+
+
+class ConfigError(ValueError):
+    """A recipe or override that names an unknown key or holds a bad value."""
+
+
+@dataclass(frozen=True)
+class Config:
+    # --- data ---
+    data_dir: str = "input"
+    out_dir: str = "outputs"
+    run_name: Optional[str] = None  # default: <recipe>-<UTC timestamp>
+    view: str = "on"  # on: 3 ON obs stacked (819x256); all: 6 stacked (1638x256); channels: 6 obs as channels
+    image_size: Optional[tuple[int, int]] = None  # (height, width) after resizing; None keeps the native size
+    normalize: str = "sample"  # sample: one mean/std per sample; observation: per observation; none
+    n_folds: int = 5
+    folds: Optional[tuple[int, ...]] = None  # which folds to train; None trains all of them
+    seed: int = 42
+    num_workers: int = 2
+    # --- model ---
+    model_name: str = "swin_tiny_patch4_window7_224"
+    pretrained: Optional[str] = None  # local weights file or folder; never downloaded
+    pool: str = "avg"
+    first_conv_stride: Optional[tuple[int, int]] = None  # e.g. (1, 2) keeps time resolution in the stem
+    drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    # --- optimisation ---
+    epochs: int = 10
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    lr: float = 1e-4
+    min_lr: float = 1e-6
+    weight_decay: float = 1e-2
+    warmup_epochs: float = 1.0
+    grad_clip: float = 1.0  # max gradient norm; 0 disables clipping
+    grad_accum_steps: int = 1
+    mixed_precision: str = "no"
+    sampler_strength: float = 0.0  # 0: natural class mix; 1: class-balanced batches
+    # --- augmentation ---
+    hflip_p: float = 0.5
+    vflip_p: float = 0.5
+    mix: str = "none"
+    mix_prob: float = 0.5
+    mixup_alpha: float = 1.0
+    cutmix_alpha: float = 1.0
+    mix_label: str = "mix"  # mixup's label: mix (weighted), max, or (y1 + y2 - y1*y2); CutMix's is always area-weighted
+    # --- evaluation and logging ---
+    tta: tuple[str, ...] = TTA_VIEWS
+    tracker: tuple[str, ...] = ("wandb",)
+    project: str = "seti-breakthrough-listen"
+
+    def __post_init__(self) -> None:
+        _check_choice("view", self.view, VIEWS)
+        _check_choice("normalize", self.normalize, NORMALIZATIONS)
+        _check_choice("pool", self.pool, POOLS)
+        _check_choice("mix", self.mix, MIX_MODES)
+        _check_choice("mix_label", self.mix_label, MIX_LABELS)
+        _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        for name in self.tta:
+            _check_choice("tta", name, TTA_VIEWS)
+        if not self.tta:
+            raise ConfigError("tta: needs at least one view (e.g. identity)")
+        for name in self.tracker:
+            _check_choice("tracker", name, TRACKERS)
+        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.n_folds < 2:
+            raise ConfigError(f"n_folds: must be >= 2, got {self.n_folds}")
+        if self.folds is not None and any(not 0 <= f < self.n_folds for f in self.folds):
+            raise ConfigError(f"folds: each must be in [0, {self.n_folds}), got {list(self.folds)}")
+        for name in ("hflip_p", "vflip_p", "mix_prob", "sampler_strength"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
+        for name in ("lr", "mixup_alpha", "cutmix_alpha"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
+        for name in ("min_lr", "weight_decay", "warmup_epochs", "grad_clip", "num_workers"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 8):
+            raise ConfigError(f"image_size: must be [height, width] of at least 8 each, got {self.image_size}")
+        if self.first_conv_stride is not None and (
+            len(self.first_conv_stride) != 2 or min(self.first_conv_stride) < 1
+        ):
+            raise ConfigError(f"first_conv_stride: must be [stride_h, stride_w] >= 1, got {self.first_conv_stride}")
+
+    @property
+    def train_folds(self) -> tuple[int, ...]:
+        return self.folds if self.folds is not None else tuple(range(self.n_folds))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-friendly values (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+
+
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Config)
+
+
+def _coerce(name: str, value: Any, hint: Any) -> Any:
+    """Turn a YAML/CLI value into the field's declared type, or raise ConfigError saying why not."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType) and type(None) in args:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [] if value.lower() == "none" else [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{name}: expected a list, got {value!r}")
+        item_type = args[0]
+        if args[-1] is not Ellipsis and len(value) != len(args):
+            raise ConfigError(f"{name}: expected {len(args)} values, got {list(value)}")
+        return tuple(_coerce(name, v, item_type) for v in value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+            return int(value)
+        raise ConfigError(f"{name}: expected an integer, got {value!r}")
+    if hint is float:
+        if not isinstance(value, bool):
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                pass
+        raise ConfigError(f"{name}: expected a number, got {value!r}")
+    if hint is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{name}: unsupported type {hint}")  # pragma: no cover - guards new field types
+
+
+def make_config(values: dict[str, Any], source: str = "config") -> Config:
+    """Build a Config from loose values, naming `source` in any error."""
+    hints = _field_types()
+    unknown = sorted(set(values) - set(hints))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(hints)}")
+    try:
+        coerced = {k: _coerce(k, v, hints[k]) for k, v in values.items()}
+        return Config(**coerced)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a recipe with the safe loader; an empty file is an empty recipe."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        values = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of config keys, got {type(values).__name__}")
+    return values
+
+
+def load_config(path: Optional[str | Path], overrides: Optional[dict[str, Any]] = None) -> Config:
+    """Recipe file (optional) + overrides -> validated Config."""
+    values = read_yaml(path) if path else {}
+    source = str(path) if path else "config"
+    base = make_config(values, source)  # validate the recipe itself before applying overrides
+    if not overrides:
+        return base
+    merged = {**values, **overrides}
+    return make_config(merged, f"{source} with command-line overrides")
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add `--config` and one `--<field>` flag for every Config field (all default to 'not given')."""
+    parser.add_argument("--config", help="YAML recipe in configs/ (fields not in it take their defaults)")
+    group = parser.add_argument_group("config overrides (any Config field; lists as a,b,c)")
+    for f in dataclasses.fields(Config):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        group.add_argument(
+            "--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS, help=f"default: {shown}"
+        )
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    names = {f.name for f in dataclasses.fields(Config)}
+    overrides = {k: v for k, v in vars(args).items() if k in names}
+    return load_config(getattr(args, "config", None), overrides)

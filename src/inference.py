@@ -1,0 +1,129 @@
+"""Fold-ensemble inference with flip TTA: logits averaged over TTA views and checkpoints, then sigmoid.
+
+Each checkpoint carries its own config, so a run's folds (or checkpoints of different runs) are read
+with the view, normalisation and image size they were trained with.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from accelerate import Accelerator
+from sklearn.metrics import roc_auc_score
+
+from .augment import tta_view
+from .checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
+from .data import CadenceDataset, read_sample_submission, read_test_labels
+from .model import build_model
+from .train import make_eval_loader, ordered_by_index
+
+
+@torch.no_grad()
+def checkpoint_logits(
+    info: CheckpointInfo,
+    data_dir: str | Path,
+    split: str,
+    ids: Sequence[str],
+    tta: Sequence[str],
+    batch_size: int,
+    num_workers: int,
+    accelerator: Accelerator,
+) -> np.ndarray:
+    """One checkpoint's TTA-averaged logits for `ids`, in the order of `ids`, on every process."""
+    cfg = info.config
+    model = build_model(cfg, load_pretrained=False)
+    load_weights(model, info.path)
+    model = model.to(accelerator.device).eval()
+    dataset = CadenceDataset(data_dir, split, ids, None, cfg.view, cfg.normalize, cfg.image_size)
+    loader = accelerator.prepare(make_eval_loader(dataset, batch_size, num_workers))
+    logits_parts, index_parts = [], []
+    for batch in loader:
+        with accelerator.autocast():
+            views = [model(tta_view(batch["image"], name))["logits"].float() for name in tta]
+        logits, index = accelerator.gather_for_metrics((torch.stack(views).mean(0), batch["index"]))
+        logits_parts.append(logits.cpu())
+        index_parts.append(index.cpu())
+    accelerator.free_memory()
+    logits = torch.cat(logits_parts).numpy()
+    return ordered_by_index(logits, torch.cat(index_parts).numpy(), len(ids), str(info.path))
+
+
+def write_csv_atomically(table: pd.DataFrame, path: Path) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    table.to_csv(temporary, index=False)
+    os.replace(temporary, path)
+
+
+def append_to_report(report: Path, out_path: Path, summary: dict) -> None:
+    """Add the evaluation to the run's report.md, next to the cross-validation table."""
+    lines = [
+        "",
+        f"## Evaluation: `{out_path.name}`",
+        "",
+        f"{summary['n_predictions']} cadences, {len(summary['checkpoints'])} checkpoint(s), TTA: {summary['tta']}, "
+        f"{summary['seconds']:.0f} s.",
+    ]
+    if "test_auc" in summary:
+        lines.append(f"Test ROC AUC against the synthetic truth: **{summary['test_auc']:.4f}**.")
+    with report.open("a") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+def evaluate(
+    checkpoints: Sequence[Path],
+    data_dir: str | Path,
+    out_path: Path,
+    split: str = "test",
+    tta: Optional[Sequence[str]] = None,
+    batch_size: Optional[int] = None,
+    num_workers: int = 2,
+    mixed_precision: str = "no",
+    overwrite: bool = False,
+    report: Optional[Path] = None,
+) -> dict:
+    """Write `out_path` (a submission: the sample submission's ids, in its order) and a summary beside it."""
+    accelerator = Accelerator(mixed_precision=mixed_precision)
+    if out_path.exists() and not overwrite:
+        raise FileExistsError(f"{out_path}: already exists; pass --overwrite to replace it or choose --out")
+    infos = [read_checkpoint_info(p) for p in checkpoints]
+    submission = read_sample_submission(data_dir)
+    ids = submission["id"].tolist()
+    started = time.time()
+    total = np.zeros(len(ids), dtype=np.float64)
+    for info in infos:
+        views = tuple(tta or info.config.tta)
+        accelerator.print(f"{info.path}: fold {info.fold}, {info.config.model_name}, TTA {', '.join(views)}")
+        total += checkpoint_logits(
+            info, data_dir, split, ids, views, batch_size or info.config.eval_batch_size, num_workers, accelerator
+        )
+    logits = total / len(infos)
+    submission["target"] = 1 / (1 + np.exp(-logits))
+    summary = {
+        "checkpoints": [str(i.path) for i in infos],
+        "tta": ", ".join(tta) if tta else "each checkpoint's config",
+        "n_predictions": len(ids),
+        "seconds": round(time.time() - started, 1),
+    }
+    truth = read_test_labels(data_dir) if split == "test" else None
+    if truth is not None:
+        aligned = submission[["id"]].merge(truth, on="id", how="left")
+        if aligned["target"].notna().all():
+            summary["test_auc"] = float(roc_auc_score(aligned["target"].astype(int), logits))
+    if accelerator.is_main_process:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        write_csv_atomically(submission, out_path)
+        out_path.with_name(out_path.stem + "_summary.json").write_text(json.dumps(summary, indent=2))
+        message = f"wrote {out_path} ({len(ids)} rows)"
+        if "test_auc" in summary:
+            message += f"; test ROC AUC {summary['test_auc']:.4f} against {data_dir}/test_labels.csv"
+        accelerator.print(message)
+        if report is not None and report.is_file():
+            append_to_report(report, out_path, summary)
+    accelerator.wait_for_everyone()
+    return summary

@@ -1,0 +1,393 @@
+"""Tests for src/data.py: the Kaggle layout, input checks, views, normalisation, resizing, folds."""
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from src.data import (
+    CADENCE_SHAPE,
+    TRAIN_LABELS,
+    CadenceDataset,
+    DataError,
+    arrange,
+    cadence_path,
+    cadence_to_image,
+    load_cadence,
+    make_folds,
+    normalize,
+    read_id_table,
+    read_sample_submission,
+    read_test_labels,
+    read_train_labels,
+    resize,
+    view_channels,
+    view_observations,
+)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+T = CADENCE_SHAPE[1]  # 273 time rows per observation
+
+
+# ---------------------------------------------------------------- id tables ---
+
+def write_csv(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_read_id_table_all_digit_ids_stay_strings(tmp_path):
+    path = write_csv(tmp_path / "labels.csv", "id,target\n000000000000123,1\n012345678901234,0\n")
+    assert read_id_table(path)["id"].tolist() == ["000000000000123", "012345678901234"]
+
+
+def test_read_id_table_keeps_ids_as_strings(tmp_path):
+    path = write_csv(tmp_path / "labels.csv", "id,target,extra\n000000000000123,1,x\n0abc,0,y\n")
+    table = read_id_table(path)
+    assert list(table.columns) == ["id", "target"]
+    assert table["id"].tolist() == ["000000000000123", "0abc"]  # leading zeros kept
+    assert table["target"].tolist() == [1, 0]
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("nocol.csv", "id,label\na,1\nb,0\n", "target"),
+        ("noid.csv", "name,target\na,1\n", "id"),
+        ("norows.csv", "id,target\n", "no rows"),
+        ("empty.csv", "", "CSV"),
+        ("dups.csv", "id,target\na,1\nb,0\na,0\n", "duplicate"),
+        ("two.csv", "id,target\na,1\nb,2\n", "0 or 1"),
+        ("half.csv", "id,target\na,0.5\nb,0\n", "0 or 1"),
+        ("blank.csv", "id,target\na,\nb,0\n", "0 or 1"),
+    ],
+)
+def test_read_id_table_errors_name_the_file(tmp_path, name, text, message):
+    path = write_csv(tmp_path / name, text)
+    with pytest.raises(DataError) as err:
+        read_id_table(path)
+    assert name in str(err.value)
+    assert message in str(err.value)
+
+
+def test_read_id_table_missing_file(tmp_path):
+    with pytest.raises(DataError, match="nothere.csv"):
+        read_id_table(tmp_path / "nothere.csv")
+
+
+def test_sample_submission_target_need_not_be_binary(tmp_path):
+    write_csv(tmp_path / "sample_submission.csv", "id,target\na,0.5\nb,0.25\n")
+    assert read_sample_submission(tmp_path)["target"].tolist() == [0.5, 0.25]
+    with pytest.raises(DataError):  # ...but labels must be
+        read_id_table(tmp_path / "sample_submission.csv")
+
+
+def test_read_train_labels(small_dataset):
+    data_dir, train_ids, _ = small_dataset
+    labels = read_train_labels(data_dir)
+    assert labels["id"].tolist() == train_ids
+    assert labels["target"].tolist() == [1, 0] * 4
+    assert labels["target"].dtype.kind == "i"
+
+
+def test_read_train_labels_missing_dir(tmp_path):
+    with pytest.raises(DataError, match="nodata"):
+        read_train_labels(tmp_path / "nodata")
+
+
+def test_read_train_labels_missing_file(tmp_path):
+    with pytest.raises(DataError, match=TRAIN_LABELS):
+        read_train_labels(tmp_path)
+
+
+def test_read_test_labels_absent_is_none(small_dataset):
+    data_dir, _, _ = small_dataset
+    assert read_test_labels(data_dir) is None
+
+
+def test_synthetic_dataset_reads_back(synth_dir):
+    out, meta = synth_dir
+    labels = read_train_labels(out)
+    truth = read_test_labels(out)
+    submission = read_sample_submission(out)
+    train_meta, test_meta = meta[meta.split == "train"], meta[meta.split == "test"]
+    assert labels["id"].tolist() == train_meta["id"].tolist()
+    assert labels["target"].tolist() == train_meta["target"].tolist()
+    assert truth is not None and truth["id"].tolist() == submission["id"].tolist() == test_meta["id"].tolist()
+    for sample_id in submission["id"]:
+        assert load_cadence(cadence_path(out, "test", sample_id)).shape == CADENCE_SHAPE
+
+
+# ---------------------------------------------------------------- cadences ---
+
+def test_cadence_path_layout(tmp_path):
+    assert cadence_path(tmp_path, "train", "abc123") == tmp_path / "train" / "a" / "abc123.npy"
+    assert cadence_path(str(tmp_path), "test", "0ff") == tmp_path / "test" / "0" / "0ff.npy"
+
+
+def test_load_cadence_round_trip(tmp_path, cadence):
+    path = tmp_path / "c.npy"
+    np.save(path, cadence)
+    loaded = load_cadence(path)
+    assert loaded.dtype == np.float16 and loaded.shape == CADENCE_SHAPE
+    np.testing.assert_array_equal(loaded, cadence)
+
+
+def test_load_cadence_missing(tmp_path):
+    with pytest.raises(DataError, match="gone.npy"):
+        load_cadence(tmp_path / "gone.npy")
+
+
+@pytest.mark.parametrize("shape", [(3, 273, 256), (6, 256, 273), (6 * 273 * 256,), (1, 6, 273, 256)])
+def test_load_cadence_wrong_shape(tmp_path, shape):
+    path = tmp_path / "shape.npy"
+    np.save(path, np.zeros(shape, np.float16))
+    with pytest.raises(DataError) as err:
+        load_cadence(path)
+    assert "shape.npy" in str(err.value) and str(shape) in str(err.value)
+
+
+def _corrupt(path, cadence, how):
+    np.save(path, cadence)
+    raw = path.read_bytes()
+    if how == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif how == "header_only":
+        path.write_bytes(raw[:60])
+    elif how == "garbage":
+        path.write_bytes(b"\x00\x01 not an npy file " * 40)
+    elif how == "empty":
+        path.write_bytes(b"")
+    elif how == "object":
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+
+
+@pytest.mark.parametrize("how", ["truncated", "header_only", "garbage", "empty", "object"])
+def test_load_cadence_corrupt_bytes(tmp_path, cadence, how):
+    path = tmp_path / f"{how}.npy"
+    _corrupt(path, cadence, how)
+    with pytest.raises(DataError) as err:
+        load_cadence(path)
+    assert f"{how}.npy" in str(err.value)
+
+
+def test_load_cadence_zip_bytes_is_a_data_error(tmp_path, cadence):
+    path = tmp_path / "zipped.npy"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("x.npy", b"whatever")
+    with pytest.raises(DataError, match="zipped.npy"):
+        load_cadence(path)
+
+
+# ---------------------------------------------------------------- views ---
+
+def test_view_observations_and_channels():
+    assert view_observations("on") == (0, 2, 4)
+    assert view_observations("all") == (0, 1, 2, 3, 4, 5)
+    assert view_observations("channels") == (0, 1, 2, 3, 4, 5)
+    assert (view_channels("on"), view_channels("all"), view_channels("channels")) == (1, 1, 6)
+
+
+def test_on_view_stacks_on_observations_in_time(cadence):
+    image = cadence_to_image(cadence, "on", "none", None)
+    assert image.shape == (1, 3 * T, 256) and image.dtype == torch.float32
+    expected = cadence.astype(np.float32)
+    for position, obs in enumerate((0, 2, 4)):
+        np.testing.assert_array_equal(image[0, position * T:(position + 1) * T].numpy(), expected[obs])
+
+
+def test_all_view_stacks_all_observations_in_time(cadence):
+    image = cadence_to_image(cadence, "all", "none", None)
+    assert image.shape == (1, 6 * T, 256)
+    np.testing.assert_array_equal(image[0].numpy(), cadence.astype(np.float32).reshape(6 * T, 256))
+    # the time axis is the height: row T is the first row of observation 1
+    np.testing.assert_array_equal(image[0, T].numpy(), cadence[1, 0].astype(np.float32))
+
+
+def test_channels_view_keeps_observations_as_channels(cadence):
+    image = cadence_to_image(cadence, "channels", "none", None)
+    assert image.shape == (6, T, 256)
+    np.testing.assert_array_equal(image.numpy(), cadence.astype(np.float32))
+
+
+def test_arrange_does_not_transpose():
+    obs = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)
+    assert torch.equal(arrange(obs, "all")[0], torch.cat([obs[0], obs[1]], dim=0))
+
+
+# ---------------------------------------------------------------- normalisation ---
+
+def test_normalize_sample(cadence):
+    obs = torch.from_numpy(cadence.astype(np.float32))
+    out = normalize(obs, "sample")
+    assert float(out.mean()) == pytest.approx(0.0, abs=1e-4)
+    assert float(out.std()) == pytest.approx(1.0, abs=1e-4)
+    # one mean/std for the whole sample: the observations keep their different levels
+    means = out.mean(dim=(1, 2))
+    assert torch.all(means[1:] > means[:-1])
+
+
+def test_normalize_observation(cadence):
+    obs = torch.from_numpy(cadence.astype(np.float32))
+    out = normalize(obs, "observation")
+    assert torch.allclose(out.mean(dim=(1, 2)), torch.zeros(6), atol=1e-4)
+    assert torch.allclose(out.std(dim=(1, 2)), torch.ones(6), atol=1e-4)
+
+
+def test_normalize_none_is_unchanged(cadence):
+    obs = torch.from_numpy(cadence.astype(np.float32))
+    assert torch.equal(normalize(obs, "none"), obs)
+
+
+def test_normalize_constant_input_stays_finite():
+    out = normalize(torch.full((3, 4, 5), 7.0), "observation")
+    assert torch.isfinite(out).all() and torch.allclose(out, torch.zeros_like(out))
+
+
+def test_view_normalisation_uses_only_the_view_observations(cadence):
+    # 'on' + 'sample': mean/std over observations 0, 2, 4 only
+    image = cadence_to_image(cadence, "on", "sample", None)
+    assert float(image.mean()) == pytest.approx(0.0, abs=1e-4)
+    assert float(image.std()) == pytest.approx(1.0, abs=1e-4)
+
+
+# ---------------------------------------------------------------- resizing ---
+
+@pytest.mark.parametrize("view, channels", [("on", 1), ("all", 1), ("channels", 6)])
+def test_resize_to_configured_size(cadence, view, channels):
+    image = cadence_to_image(cadence, view, "sample", (64, 32))
+    assert image.shape == (channels, 64, 32)
+    assert torch.isfinite(image).all()
+
+
+def test_resize_none_or_same_size_is_unchanged():
+    image = torch.randn(1, 20, 16)
+    assert resize(image, None) is image
+    assert torch.equal(resize(image, (20, 16)), image)
+
+
+def test_resize_keeps_vertical_order():
+    # the observations stay in order after a resize: the per-row level rises from top to bottom
+    image = torch.arange(6, dtype=torch.float32).repeat_interleave(T)[None, :, None].expand(1, 6 * T, 256)
+    out = resize(image.contiguous(), (60, 16))
+    row_means = out[0].mean(dim=1)
+    assert torch.all(row_means[1:] >= row_means[:-1] - 1e-5)
+    assert float(row_means[0]) == pytest.approx(0.0, abs=1e-3) and float(row_means[-1]) == pytest.approx(5.0, abs=1e-3)
+
+
+def test_antialiased_downsampling_keeps_a_one_channel_needle():
+    # column 100 falls between the sample points of plain bilinear x4 downsampling (it reads 97/98, 101/102):
+    # without antialiasing the needle vanishes
+    generator = torch.Generator().manual_seed(0)
+    image = 0.3 * torch.randn(1, 3 * T, 256, generator=generator)
+    image[0, :, 100] += 1.0
+    out = resize(image, (256, 64))
+    column_means = out[0].mean(dim=0)
+    peak = int(column_means.argmax())
+    assert abs(peak - 100 / 4) <= 1
+    background = torch.cat([column_means[: peak - 2], column_means[peak + 3:]])
+    assert float(column_means[peak] - background.mean()) > 10 * float(background.std())
+
+
+# ---------------------------------------------------------------- dataset ---
+
+def test_dataset_items(small_dataset):
+    data_dir, train_ids, _ = small_dataset
+    targets = [1, 0] * 4
+    dataset = CadenceDataset(data_dir, "train", train_ids, targets, "on", "sample", (32, 16))
+    assert len(dataset) == len(train_ids)
+    item = dataset[3]
+    assert set(item) == {"image", "target", "index"}
+    assert item["image"].shape == (1, 32, 16) and item["image"].dtype == torch.float32
+    assert item["target"].dtype == torch.float32 and float(item["target"]) == 0.0
+    assert item["index"].dtype == torch.int64 and int(item["index"]) == 3
+    assert float(dataset[0]["target"]) == 1.0
+    # the item is the cadence of that id, through the same transform
+    expected = cadence_to_image(load_cadence(cadence_path(data_dir, "train", train_ids[3])), "on", "sample", (32, 16))
+    assert torch.equal(item["image"], expected)
+
+
+def test_dataset_unknown_target_is_minus_one(small_dataset):
+    data_dir, _, test_ids = small_dataset
+    dataset = CadenceDataset(data_dir, "test", test_ids, None, "channels", "observation", None)
+    item = dataset[1]
+    assert float(item["target"]) == -1.0
+    assert item["image"].shape == CADENCE_SHAPE
+
+
+def test_dataset_missing_file_is_a_data_error(small_dataset):
+    data_dir, _, _ = small_dataset
+    dataset = CadenceDataset(data_dir, "train", ["fffffffffffffff"], [0], "on", "sample", None)
+    with pytest.raises(DataError, match="fffffffffffffff.npy"):
+        dataset[0]
+
+
+def test_dataset_works_with_a_dataloader(small_dataset):
+    data_dir, train_ids, _ = small_dataset
+    dataset = CadenceDataset(data_dir, "train", train_ids, [1, 0] * 4, "all", "sample", (16, 16))
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))
+    assert batch["image"].shape == (4, 1, 16, 16)
+    assert batch["target"].tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert batch["index"].tolist() == [0, 1, 2, 3]
+
+
+# ---------------------------------------------------------------- folds ---
+
+def make_labels(n=103, n_pos=17):
+    ids = [f"{i:015x}" for i in range(n)]
+    targets = np.zeros(n, int)
+    targets[np.random.default_rng(1).choice(n, n_pos, replace=False)] = 1
+    return pd.DataFrame({"id": ids, "target": targets})
+
+
+def test_make_folds_is_stratified_and_complete():
+    labels = make_labels()
+    folds = make_folds(labels, 5, seed=0)
+    assert len(folds) == len(labels)
+    assert folds["id"].tolist() == labels["id"].tolist()  # every id once, order kept
+    assert folds["target"].tolist() == labels["target"].tolist()
+    assert set(folds["fold"]) == set(range(5))
+    positives = folds.groupby("fold")["target"].sum()
+    sizes = folds.groupby("fold").size()
+    assert positives.max() - positives.min() <= 1
+    assert sizes.max() - sizes.min() <= 1
+    assert "fold" not in labels.columns  # input untouched
+
+
+def test_make_folds_deterministic_per_seed():
+    labels = make_labels()
+    a, b = make_folds(labels, 5, seed=7), make_folds(labels, 5, seed=7)
+    assert a["fold"].tolist() == b["fold"].tolist()
+    c = make_folds(labels, 5, seed=8)
+    assert a["fold"].tolist() != c["fold"].tolist()
+
+
+def test_make_folds_too_few_positives():
+    labels = make_labels(n=50, n_pos=3)
+    with pytest.raises(DataError, match="positives"):
+        make_folds(labels, 5, seed=0)
+    assert make_folds(labels, 3, seed=0)["fold"].nunique() == 3
+
+
+def test_make_folds_too_few_negatives():
+    labels = make_labels(n=10, n_pos=8)
+    with pytest.raises(DataError):
+        make_folds(labels, 5, seed=0)
+
+
+def test_make_folds_shuffled_labels_stay_stratified():
+    labels = make_labels(n=100, n_pos=20).sample(frac=1.0, random_state=0)  # index is a permutation of 0..99
+    folds = make_folds(labels, 5, seed=0)
+    assert sorted(folds["id"]) == sorted(labels["id"])
+    positives = folds.groupby("fold")["target"].sum()
+    assert positives.max() - positives.min() <= 1
+
+
+def test_make_folds_on_a_subset_of_labels():
+    labels = make_labels(n=140, n_pos=30).iloc[40:]  # e.g. a quick run on part of the data
+    folds = make_folds(labels, 5, seed=0)
+    assert len(folds) == len(labels) and set(folds["fold"]) == set(range(5))

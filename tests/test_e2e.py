@@ -1,0 +1,110 @@
+"""End to end through the entry points a user types: synthesise -> main.py -> evaluate.py -> submission.csv.
+
+Also the same training as two processes (`accelerate launch --cpu --num_processes 2`, MPI-launched), which
+must still give exactly one out-of-fold prediction per training cadence and a complete submission.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from src.synth import SynthConfig, write_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+TINY_TRAINING = [
+    "--model-name", "test_efficientnet",
+    "--view", "channels",
+    "--image-size", "32,64",
+    "--epochs", "1",
+    "--n-folds", "2",
+    "--batch-size", "8",
+    "--eval-batch-size", "7",  # does not divide the fold sizes: exercises padding removal
+    "--num-workers", "0",
+    "--tracker", "none",
+    "--lr", "1e-3",
+]
+
+
+def run(command: list[str], **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "WANDB_MODE": "disabled", **env}
+    result = subprocess.run(command, cwd=REPO, env=environment, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    """31 train cadences (odd on purpose), 11 test cadences."""
+    path = tmp_path_factory.mktemp("e2e") / "input"
+    write_dataset(path, SynthConfig(seed=3, pos_frac=0.3), n_train=31, n_test=11, workers=1, progress=False)
+    return path
+
+
+def check_run(run_dir: Path, data_dir: Path) -> None:
+    labels = pd.read_csv(data_dir / "train_labels.csv", dtype={"id": str})
+    oof = pd.read_csv(run_dir / "oof.csv", dtype={"id": str})
+    assert len(oof) == len(labels) and set(oof["id"]) == set(labels["id"])
+    merged = oof.merge(labels, on="id", suffixes=("", "_truth"))
+    assert (merged["target"] == merged["target_truth"]).all()
+    assert oof["pred"].between(0, 1).all()
+    folds = pd.read_csv(run_dir / "folds.csv", dtype={"id": str})
+    assert sorted(folds["fold"].unique()) == [0, 1]
+    assert (oof.set_index("id")["fold"] == folds.set_index("id")["fold"].loc[oof["id"]].values).all()
+    for fold in (0, 1):
+        assert (run_dir / f"fold{fold}.safetensors").is_file()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["n_oof"] == len(labels) and 0 <= metrics["oof_auc"] <= 1
+    assert len(pd.read_csv(run_dir / "metrics.csv")) == 2  # one row per fold-epoch
+    assert (run_dir / "config.yaml").is_file() and "out-of-fold" in (run_dir / "report.md").read_text()
+
+
+def check_submission(path: Path, data_dir: Path) -> None:
+    sample = pd.read_csv(data_dir / "sample_submission.csv", dtype={"id": str})
+    submission = pd.read_csv(path, dtype={"id": str})
+    assert list(submission.columns) == ["id", "target"]
+    assert submission["id"].tolist() == sample["id"].tolist()  # same ids, same order, no duplicates
+    assert submission["target"].between(0, 1).all() and submission["target"].notna().all()
+
+
+def test_single_process_train_and_evaluate(data_dir: Path, tmp_path: Path) -> None:
+    out_dir = tmp_path / "outputs"
+    run([sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "tiny", *TINY_TRAINING])
+    run_dir = out_dir / "tiny"
+    check_run(run_dir, data_dir)
+
+    result = run([sys.executable, "evaluate.py", "--run-dir", str(run_dir)])
+    check_submission(run_dir / "submission.csv", data_dir)
+    assert "test ROC AUC" in result.stdout  # synthetic data carries test truth
+    summary = json.loads((run_dir / "submission_summary.json").read_text())
+    assert summary["n_predictions"] == 11 and len(summary["checkpoints"]) == 2
+
+    # an existing submission is never replaced silently
+    failed = subprocess.run([sys.executable, "evaluate.py", "--run-dir", str(run_dir)], cwd=REPO, capture_output=True, text=True)
+    assert failed.returncode != 0 and "already exists" in failed.stderr
+    # nor is an existing run folder
+    failed = subprocess.run(
+        [sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "tiny", *TINY_TRAINING],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert failed.returncode != 0 and "already exists" in failed.stderr
+
+
+def test_two_process_cpu_launch(data_dir: Path, tmp_path: Path) -> None:
+    out_dir = tmp_path / "outputs"
+    launch = [
+        str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+        "--mpirun_hostfile", "configs/localhost.hostfile", "--mixed_precision", "no", "--dynamo_backend", "no",
+    ]
+    result = run([*launch, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "ddp", *TINY_TRAINING])
+    assert "2 process(es)" in result.stdout  # really distributed, not two independent single-process runs
+    check_run(out_dir / "ddp", data_dir)
+
+    result = run([*launch, "evaluate.py", "--run-dir", str(out_dir / "ddp"), "--batch-size", "4"])
+    check_submission(out_dir / "ddp" / "submission.csv", data_dir)
