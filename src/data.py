@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.model_selection import StratifiedKFold
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 CADENCE_SHAPE = (6, 273, 256)  # observations, time rows, frequency channels
 ON_OBSERVATIONS = (0, 2, 4)  # cadence order ABACAD: the target star is observed 1st, 3rd and 5th
@@ -168,3 +168,13 @@ def make_folds(labels: pd.DataFrame, n_folds: int, seed: int) -> pd.DataFrame:
     for fold, (_, valid_index) in enumerate(splitter.split(folds["id"], folds["target"])):
         folds.loc[valid_index, "fold"] = fold
     return folds
+
+
+def make_eval_loader(dataset: CadenceDataset, batch_size: int, num_workers: int) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        pin_memory=torch.cuda.is_available(),
+    )

@@ -16,12 +16,38 @@ import pandas as pd
 import torch
 from accelerate import Accelerator
 from sklearn.metrics import roc_auc_score
+from torch.utils.data import DataLoader
 
 from .augment import tta_view
 from .checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
-from .data import CadenceDataset, read_sample_submission, read_test_labels
+from .data import CadenceDataset, make_eval_loader, read_sample_submission, read_test_labels
 from .model import build_model
-from .train import make_eval_loader, ordered_by_index
+
+
+@torch.no_grad()
+def predict_logits(
+    model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, tta: Sequence[str] = ("identity",)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits averaged over the TTA views, with dataset indices, over a (sharded) loader, gathered from all
+    processes without the padding duplicates of uneven shards."""
+    model.eval()
+    all_logits, all_index = [], []
+    for batch in loader:
+        with accelerator.autocast():
+            views = [model(tta_view(batch["image"], name))["logits"].float() for name in tta]
+        logits, index = accelerator.gather_for_metrics((torch.stack(views).mean(0), batch["index"]))
+        all_logits.append(logits.cpu())
+        all_index.append(index.cpu())
+    return torch.cat(all_logits).numpy(), torch.cat(all_index).numpy()
+
+
+def ordered_by_index(values: np.ndarray, index: np.ndarray, size: int, what: str) -> np.ndarray:
+    """Put gathered values back into dataset order, checking every sample came back exactly once."""
+    if len(index) != size or len(np.unique(index)) != size or (size and (index.min() < 0 or index.max() >= size)):
+        raise RuntimeError(f"{what}: gathered {len(index)} predictions for {len(np.unique(index))} of {size} samples")
+    ordered = np.empty(size, dtype=values.dtype)
+    ordered[index] = values
+    return ordered
 
 
 @torch.no_grad()
@@ -42,16 +68,9 @@ def checkpoint_logits(
     model = model.to(accelerator.device).eval()
     dataset = CadenceDataset(data_dir, split, ids, None, cfg.view, cfg.normalize, cfg.image_size)
     loader = accelerator.prepare(make_eval_loader(dataset, batch_size, num_workers))
-    logits_parts, index_parts = [], []
-    for batch in loader:
-        with accelerator.autocast():
-            views = [model(tta_view(batch["image"], name))["logits"].float() for name in tta]
-        logits, index = accelerator.gather_for_metrics((torch.stack(views).mean(0), batch["index"]))
-        logits_parts.append(logits.cpu())
-        index_parts.append(index.cpu())
+    logits, index = predict_logits(model, loader, accelerator, tta)
     accelerator.free_memory()
-    logits = torch.cat(logits_parts).numpy()
-    return ordered_by_index(logits, torch.cat(index_parts).numpy(), len(ids), str(info.path))
+    return ordered_by_index(logits, index, len(ids), str(info.path))
 
 
 def write_csv_atomically(table: pd.DataFrame, path: Path) -> None:

@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from .augment import mix_batch, random_flips
 from .checkpoint import checkpoint_name, save_checkpoint
 from .config import Config, save_config
-from .data import CadenceDataset, make_folds, read_train_labels
+from .data import CadenceDataset, make_eval_loader, make_folds, read_train_labels
+from .inference import ordered_by_index, predict_logits
 from .model import build_model
 from .tracking import CSVTracker, tracker_init_kwargs
 
@@ -76,16 +77,6 @@ def make_train_loader(dataset: CadenceDataset, cfg: Config, seed: int) -> DataLo
     )
 
 
-def make_eval_loader(dataset: CadenceDataset, batch_size: int, num_workers: int) -> DataLoader:
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        pin_memory=torch.cuda.is_available(),
-    )
-
-
 def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float):
     """LR multiplier: linear warm-up to 1, then cosine decay to `min_ratio`."""
 
@@ -96,29 +87,6 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float):
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return multiplier
-
-
-@torch.no_grad()
-def predict_logits(model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator) -> tuple[np.ndarray, np.ndarray]:
-    """Logits and dataset indices over the whole (sharded) loader, gathered without padding duplicates."""
-    model.eval()
-    all_logits, all_index = [], []
-    for batch in loader:
-        with accelerator.autocast():
-            logits = model(batch["image"])["logits"].float()
-        logits, index = accelerator.gather_for_metrics((logits, batch["index"]))
-        all_logits.append(logits.cpu())
-        all_index.append(index.cpu())
-    return torch.cat(all_logits).numpy(), torch.cat(all_index).numpy()
-
-
-def ordered_by_index(values: np.ndarray, index: np.ndarray, size: int, what: str) -> np.ndarray:
-    """Put gathered values back into dataset order, checking every sample came back exactly once."""
-    if len(index) != size or len(np.unique(index)) != size or (size and (index.min() < 0 or index.max() >= size)):
-        raise RuntimeError(f"{what}: gathered {len(index)} predictions for {len(np.unique(index))} of {size} samples")
-    ordered = np.empty(size, dtype=values.dtype)
-    ordered[index] = values
-    return ordered
 
 
 def train_one_epoch(

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -106,5 +107,12 @@ def test_two_process_cpu_launch(data_dir: Path, tmp_path: Path) -> None:
     assert "2 process(es)" in result.stdout  # really distributed, not two independent single-process runs
     check_run(out_dir / "ddp", data_dir)
 
-    result = run([*launch, "evaluate.py", "--run-dir", str(out_dir / "ddp"), "--batch-size", "4"])
+    run([*launch, "evaluate.py", "--run-dir", str(out_dir / "ddp"), "--batch-size", "4"])
     check_submission(out_dir / "ddp" / "submission.csv", data_dir)
+    # the same checkpoints in one process give the same prediction for every id: nothing shifted between shards
+    single = tmp_path / "single.csv"
+    run([sys.executable, "evaluate.py", "--run-dir", str(out_dir / "ddp"), "--out", str(single)])
+    two = pd.read_csv(out_dir / "ddp" / "submission.csv", dtype={"id": str})
+    one = pd.read_csv(single, dtype={"id": str})
+    assert two["id"].tolist() == one["id"].tolist()
+    assert np.allclose(two["target"], one["target"], atol=1e-5)

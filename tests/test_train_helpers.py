@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.inference import write_csv_atomically
-from src.train import class_balanced_weights, ordered_by_index, warmup_cosine
+from src.inference import ordered_by_index, write_csv_atomically
+from src.train import class_balanced_weights, warmup_cosine
 
 
 # ---------------------------------------------------------------- sampler weights ---
