@@ -25,24 +25,24 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .data import CADENCE_SHAPE, ON_OBSERVATIONS, SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS
+
 # Frame parameters of the Breakthrough Listen high-resolution product.
-FCHANS = 256
-TCHANS = 273
-N_OBS = 6
+N_OBS, TCHANS, FCHANS = CADENCE_SHAPE
 DF_HZ = 2.7939677238464355
 DT_S = 18.253611008
 FCH1_MHZ = 6095.214842353016
 ORDER = "ABACAD"
-ON_IDX = (0, 2, 4)
-OFF_IDX = (1, 3, 5)
+ON_IDX = ON_OBSERVATIONS
+OFF_IDX = tuple(i for i in range(N_OBS) if i not in ON_OBSERVATIONS)
 ALL_IDX = tuple(range(N_OBS))
 SHAPES = ("linear", "sine", "quadratic", "pulsed")
 INTERFERENCE = ("none", "rfi", "off")
 SPLIT_CODES = {"train": 0, "test": 1}
 EDGE_MARGIN = 4  # channels kept free at each band edge
 X_MEAN = 10.0  # chi2 noise mean (irrelevant after normalisation)
-OUTPUT_FILES = ("train_labels.csv", "sample_submission.csv",
-                "test_labels.csv", "metadata.csv")
+METADATA = "metadata.csv"
+OUTPUT_FILES = (TRAIN_LABELS, SAMPLE_SUBMISSION, TEST_LABELS, METADATA)
 METADATA_COLUMNS = ["id", "split", "target", "shape", "snr", "drift_rate",
                     "f_start", "width", "f_profile", "interference",
                     "rfi_shape", "rfi_snr", "rfi_drift_rate", "rfi_f_start"]
@@ -425,10 +425,10 @@ def _write_csvs(out: Path, meta: pd.DataFrame) -> None:
     """Label, submission-template, test-truth and metadata CSVs."""
     train = meta[meta.split == "train"][["id", "target"]]
     test = meta[meta.split == "test"][["id", "target"]]
-    train.to_csv(out / "train_labels.csv", index=False)
-    test.to_csv(out / "test_labels.csv", index=False)
-    test.assign(target=0.5).to_csv(out / "sample_submission.csv", index=False)
-    meta.to_csv(out / "metadata.csv", index=False)
+    train.to_csv(out / TRAIN_LABELS, index=False)
+    test.to_csv(out / TEST_LABELS, index=False)
+    test.assign(target=0.5).to_csv(out / SAMPLE_SUBMISSION, index=False)
+    meta.to_csv(out / METADATA, index=False)
 
 
 # -------------------------------------------------------------------- CLI ---

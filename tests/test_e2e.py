@@ -116,3 +116,21 @@ def test_two_process_cpu_launch(data_dir: Path, tmp_path: Path) -> None:
     one = pd.read_csv(single, dtype={"id": str})
     assert two["id"].tolist() == one["id"].tolist()
     assert np.allclose(two["target"], one["target"], atol=1e-5)
+
+
+def test_training_options_end_to_end(data_dir: Path, tmp_path: Path) -> None:
+    """bf16 autocast, gradient accumulation, CutMix+Mixup, a class-balanced sampler, GeM, stem stride and the
+    TensorBoard tracker, all through main.py on the stacked ON view."""
+    out_dir = tmp_path / "outputs"
+    options = [
+        "--view", "on", "--image-size", "64,32", "--mixed-precision", "bf16", "--grad-accum-steps", "2",
+        "--mix", "both", "--mix-prob", "1", "--mix-label", "or", "--sampler-strength", "1",
+        "--pool", "gem", "--first-conv-stride", "1,2", "--tracker", "tensorboard",
+    ]
+    run([sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "options",
+         *TINY_TRAINING, *options])
+    run_dir = out_dir / "options"
+    check_run(run_dir, data_dir)
+    assert list(run_dir.rglob("events.out.tfevents.*")), "no TensorBoard event file written"
+    config = (run_dir / "config.yaml").read_text()
+    assert "mixed_precision: bf16" in config and "pool: gem" in config
