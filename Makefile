@@ -5,7 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEMO_RUN ?= demo-$(shell date -u +%Y%m%d-%H%M%S)
+# simply expanded once, so training and evaluation name the same run folder
+ifndef DEMO_RUN
+DEMO_RUN := demo-$(shell date -u +%Y%m%d-%H%M%S)
+endif
 DEMO_DATA := input
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
