@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 from accelerate import Accelerator
+from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
@@ -50,7 +51,6 @@ def ordered_by_index(values: np.ndarray, index: np.ndarray, size: int, what: str
     return ordered
 
 
-@torch.no_grad()
 def checkpoint_logits(
     info: CheckpointInfo,
     data_dir: str | Path,
@@ -122,7 +122,7 @@ def evaluate(
             info, data_dir, split, ids, views, batch_size or info.config.eval_batch_size, num_workers, accelerator
         )
     logits = total / len(infos)
-    submission["target"] = 1 / (1 + np.exp(-logits))
+    submission["target"] = expit(logits)
     summary = {
         "checkpoints": [str(i.path) for i in infos],
         "tta": ", ".join(tta) if tta else "each checkpoint's config",

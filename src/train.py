@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env, set_seed
+from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm.auto import tqdm
@@ -181,7 +182,7 @@ def train_fold(
             f"valid_auc {auc:.4f}{' *' if improved else ''} ({record['epoch_seconds']:.0f}s)"
         )
         accelerator.wait_for_everyone()
-    oof = valid_rows[["id", "target", "fold"]].assign(logit=best_logits, pred=1 / (1 + np.exp(-best_logits)))
+    oof = valid_rows[["id", "target", "fold"]].assign(logit=best_logits, pred=expit(best_logits))
     accelerator.free_memory()
     return best, oof, step
 
