@@ -10,6 +10,7 @@ Logits are averaged over the TTA views and the checkpoints, then passed through 
 import argparse
 from pathlib import Path
 
+from src.cli import run_cli
 from src.checkpoint import find_checkpoints, read_checkpoint_info
 from src.config import TTA_VIEWS, PRECISIONS
 from src.inference import evaluate
@@ -41,4 +42,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

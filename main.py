@@ -10,6 +10,7 @@ Every field of src/config.py's Config is a flag (--epochs, --model-name, --image
 import argparse
 from pathlib import Path
 
+from src.cli import run_cli
 from src.config import add_config_arguments, config_from_args
 from src.train import train
 
@@ -23,4 +24,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)
