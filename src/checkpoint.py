@@ -6,22 +6,18 @@ image size made it. safetensors holds only tensors, so loading one can never run
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch.nn as nn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
-from .config import Config, ConfigError, make_config
+from .config import Config, make_config
+from .errors import CheckpointError, ConfigError, error_summary
+from .files import write_atomically
 
 CHECKPOINT_FORMAT = "seti-bl-checkpoint-v1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that is missing, unreadable, not ours, or does not fit the model."""
 
 
 @dataclass(frozen=True)
@@ -54,9 +50,7 @@ def save_checkpoint(
         "image_size": json.dumps(cfg.image_size),
         "normalize": cfg.normalize,
     }
-    temporary = path.with_name(path.name + ".tmp")
-    save_model(model, str(temporary), metadata=metadata)
-    os.replace(temporary, path)
+    write_atomically(path, lambda temporary: save_model(model, str(temporary), metadata=metadata))
 
 
 def read_checkpoint_info(path: str | Path) -> CheckpointInfo:
@@ -88,7 +82,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     try:
         missing, unexpected = load_model(model, str(path), strict=False)
     except (SafetensorError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: weights do not fit the model ({_first_line(err)})") from None
+        raise CheckpointError(f"{path}: weights do not fit the model ({error_summary(err)})") from None
     if missing or unexpected:
         missing, unexpected = sorted(missing), sorted(unexpected)
         raise CheckpointError(
@@ -103,8 +97,3 @@ def find_checkpoints(run_dir: str | Path) -> list[Path]:
     if not paths:
         raise CheckpointError(f"{run_dir}: no fold*.safetensors checkpoints (is this a run folder of main.py?)")
     return paths
-
-
-def _first_line(err: Any) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__

@@ -8,12 +8,19 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from .checkpoint import CheckpointError
-from .config import ConfigError
-from .data import DataError
+from .errors import USER_ERRORS
 
-USER_ERRORS = (DataError, ConfigError, CheckpointError, FileExistsError)
 USER_ERROR_EXIT_CODE = 2
+
+
+def user_message(err: Exception) -> str:
+    """The error's own message; DataLoader workers re-raise with the worker's traceback inside it, whose last
+    line (`module.ErrorType: message`) is the error itself."""
+    text = str(err).strip()
+    if "Original Traceback" not in text:
+        return text
+    last_line = text.splitlines()[-1]
+    return last_line.split(": ", 1)[1] if ": " in last_line else last_line
 
 
 def run_cli(main: Callable[[], object]) -> None:
@@ -21,5 +28,5 @@ def run_cli(main: Callable[[], object]) -> None:
     try:
         main()
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {user_message(err)}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)

@@ -18,6 +18,9 @@ from typing import Any, Optional
 
 import yaml
 
+from .errors import ConfigError
+from .files import write_text_atomically
+
 VIEWS = ("on", "all", "channels")
 NORMALIZATIONS = ("sample", "observation", "none")
 POOLS = ("avg", "gem")
@@ -26,10 +29,7 @@ MIX_LABELS = ("mix", "max", "or")
 PRECISIONS = ("no", "fp16", "bf16")
 TTA_VIEWS = ("identity", "hflip", "vflip", "hvflip")
 TRACKERS = ("wandb", "tensorboard")
-
-
-class ConfigError(ValueError):
-    """A recipe or override that names an unknown key or holds a bad value."""
+NONFINITE_LOSS_ACTIONS = ("stop", "skip")
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,10 @@ class Config:
     tta: tuple[str, ...] = TTA_VIEWS
     tracker: tuple[str, ...] = ("wandb",)
     project: str = "seti-breakthrough-listen"
+    # --- reliability ---
+    skip_bad: bool = False  # training leaves out unreadable cadences (listed in bad_files.csv) instead of stopping
+    save_every_minutes: float = 10.0  # resume state saved at least this often and at every epoch end; 0: every update
+    nonfinite_loss: str = "stop"  # a NaN/inf training loss stops the run, or (skip) that batch is left out
 
     def __post_init__(self) -> None:
         _check_choice("view", self.view, VIEWS)
@@ -84,6 +88,7 @@ class Config:
         _check_choice("mix", self.mix, MIX_MODES)
         _check_choice("mix_label", self.mix_label, MIX_LABELS)
         _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        _check_choice("nonfinite_loss", self.nonfinite_loss, NONFINITE_LOSS_ACTIONS)
         for name in self.tta:
             _check_choice("tta", name, TTA_VIEWS)
         if not self.tta:
@@ -103,7 +108,7 @@ class Config:
         for name in ("lr", "mixup_alpha", "cutmix_alpha"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
-        for name in ("min_lr", "weight_decay", "warmup_epochs", "grad_clip", "num_workers"):
+        for name in ("min_lr", "weight_decay", "warmup_epochs", "grad_clip", "num_workers", "save_every_minutes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 8):
@@ -216,18 +221,20 @@ def load_config(path: Optional[str | Path], overrides: Optional[dict[str, Any]] 
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    write_text_atomically(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """Add `--config` and one `--<field>` flag for every Config field (all default to 'not given')."""
     parser.add_argument("--config", help="YAML recipe in configs/ (fields not in it take their defaults)")
     group = parser.add_argument_group("config overrides (any Config field; lists as a,b,c)")
+    hints = _field_types()
     for f in dataclasses.fields(Config):
         default = f.default if f.default is not dataclasses.MISSING else None
         shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        switch = {"nargs": "?", "const": "true"} if hints[f.name] is bool else {}  # a bare --skip-bad means true
         group.add_argument(
-            "--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS, help=f"default: {shown}"
+            "--" + f.name.replace("_", "-"), dest=f.name, default=argparse.SUPPRESS, help=f"default: {shown}", **switch
         )
 
 

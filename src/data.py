@@ -17,15 +17,26 @@ import torch.nn.functional as F
 from sklearn.model_selection import StratifiedKFold
 from torch.utils.data import DataLoader, Dataset
 
+from .errors import DataError
+
 CADENCE_SHAPE = (6, 273, 256)  # observations, time rows, frequency channels
 ON_OBSERVATIONS = (0, 2, 4)  # cadence order ABACAD: the target star is observed 1st, 3rd and 5th
 TRAIN_LABELS = "train_labels.csv"
 SAMPLE_SUBMISSION = "sample_submission.csv"
 TEST_LABELS = "test_labels.csv"  # truth for the test part; only synthetic data has it
+CADENCE_DTYPES = ("float16", "float32", "float64")  # Kaggle's files are float16; wider floats are accepted
+CADENCE_PROBLEMS = ("missing", "unreadable", "shape", "dtype", "non-finite")  # kinds of CadenceError
+MISSING_EXAMPLES = 3  # ids quoted in a "files missing" message
 
 
-class DataError(ValueError):
-    """Input data that does not have the Kaggle layout, naming the file and what is wrong."""
+class CadenceError(DataError):
+    """One cadence file that cannot be used; `kind` (one of CADENCE_PROBLEMS) groups such files in summaries.
+
+    Built from the message alone as well, because DataLoader workers re-raise exceptions that way."""
+
+    def __init__(self, message: str, kind: str = "unreadable") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 def cadence_path(data_dir: str | Path, split: str, sample_id: str) -> Path:
@@ -50,8 +61,8 @@ def read_id_table(path: str | Path, need_binary_target: bool = True) -> pd.DataF
     if len(duplicated):
         raise DataError(f"{path}: {len(duplicated)} duplicate id(s), e.g. {duplicated.iloc[0]}")
     if need_binary_target and not table["target"].isin([0, 1]).all():
-        bad = table.loc[~table["target"].isin([0, 1]), "target"].iloc[0]
-        raise DataError(f"{path}: target must be 0 or 1, found {bad!r}")
+        bad = table.loc[~table["target"].isin([0, 1]), "target"].tolist()  # Python values: 2, not np.int64(2)
+        raise DataError(f"{path}: target must be 0 or 1, found {bad[0]!r} in {len(bad)} row(s)")
     return table[["id", "target"]].reset_index(drop=True)
 
 
@@ -75,19 +86,62 @@ def read_test_labels(data_dir: str | Path) -> Optional[pd.DataFrame]:
 
 
 def load_cadence(path: str | Path) -> np.ndarray:
+    """A (6, 273, 256) float cadence with only finite values, or a CadenceError naming the file and the problem."""
     path = Path(path)
     try:
         cadence = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise DataError(f"{path}: cadence file not found") from None
-    except (ValueError, OSError, EOFError) as err:
-        raise DataError(f"{path}: not a readable .npy file ({err})") from None
+        raise CadenceError(f"{path}: cadence file not found", "missing") from None
+    except ValueError as err:
+        raise CadenceError(f"{path}: not a readable .npy file ({load_problem(path, err)})") from None
+    except (OSError, EOFError) as err:
+        raise CadenceError(f"{path}: not a readable .npy file ({err})") from None
     if not isinstance(cadence, np.ndarray):  # an .npz archive under a .npy name
         cadence.close()
-        raise DataError(f"{path}: holds an .npz archive, expected a single array")
+        raise CadenceError(f"{path}: holds an .npz archive, expected a single array")
     if cadence.shape != CADENCE_SHAPE:
-        raise DataError(f"{path}: shape {cadence.shape}, expected {CADENCE_SHAPE}")
+        raise CadenceError(f"{path}: shape {cadence.shape}, expected {CADENCE_SHAPE}", "shape")
+    if cadence.dtype.newbyteorder("=").name not in CADENCE_DTYPES:  # in either byte order
+        raise CadenceError(f"{path}: dtype {cadence.dtype}, expected one of {', '.join(CADENCE_DTYPES)}", "dtype")
+    check_finite(cadence, path)
     return cadence
+
+
+def load_problem(path: Path, err: ValueError) -> str:
+    """np.load takes any file without the .npy magic for a pickle and suggests allow_pickle=True: say what it is."""
+    with path.open("rb") as handle:
+        if handle.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
+            return "no .npy header: the file does not start with the NumPy magic bytes"
+    return str(err)
+
+
+def check_finite(cadence: np.ndarray, path: Path) -> None:
+    """NaN or inf would poison normalisation and the loss silently; say where the first one is."""
+    finite = np.isfinite(cadence)
+    if finite.all():
+        return
+    bad = ~finite
+    first_observation = int(bad.any(axis=(1, 2)).argmax())
+    raise CadenceError(
+        f"{path}: {int(bad.sum())} non-finite value(s) (NaN or inf), the first in observation {first_observation}",
+        "non-finite",
+    )
+
+
+def missing_cadence_ids(data_dir: str | Path, split: str, ids: Sequence[str]) -> list[str]:
+    """Ids, in their order, whose cadence file does not exist: a stat per id, no reading."""
+    return [i for i in ids if not cadence_path(data_dir, split, i).is_file()]
+
+
+def require_cadence_files(data_dir: str | Path, split: str, ids: Sequence[str], source: str | Path) -> None:
+    """Stop before any model runs when the table `source` names ids without a cadence file under data_dir/split."""
+    missing = missing_cadence_ids(data_dir, split, ids)
+    if missing:
+        examples = ", ".join(missing[:MISSING_EXAMPLES]) + (", ..." if len(missing) > MISSING_EXAMPLES else "")
+        raise DataError(
+            f"{source}: {len(missing)} of {len(ids)} ids have no cadence file under {Path(data_dir) / split}, "
+            f"e.g. {examples} (expected {cadence_path(data_dir, split, missing[0])})"
+        )
 
 
 def view_observations(view: str) -> tuple[int, ...]:

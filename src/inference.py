@@ -6,22 +6,29 @@ with the view, normalisation and image size they were trained with.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
 from accelerate import Accelerator
+from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
 from .augment import tta_view
 from .checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
-from .data import CadenceDataset, make_eval_loader, read_sample_submission, read_test_labels
+from .data import (
+    SAMPLE_SUBMISSION,
+    CadenceDataset,
+    make_eval_loader,
+    read_sample_submission,
+    read_test_labels,
+    require_cadence_files,
+)
+from .files import write_csv_atomically, write_text_atomically
 from .model import build_model
 
 
@@ -51,6 +58,37 @@ def ordered_by_index(values: np.ndarray, index: np.ndarray, size: int, what: str
     return ordered
 
 
+def fitting_batch_size(
+    model: torch.nn.Module, image_shape: Sequence[int], batch_size: int, accelerator: Accelerator, tta: Sequence[str]
+) -> int:
+    """The batch size, halved until a full batch of the TTA views fits on every process.
+
+    Probed on blank images of the real shape (memory depends only on it), and agreed over processes: a process
+    that ran out of memory alone inside a collective would leave the others waiting forever."""
+    while True:
+        try:
+            with torch.no_grad(), accelerator.autocast():
+                blank = torch.zeros((batch_size, *image_shape), device=accelerator.device)
+                for name in tta:
+                    model(tta_view(blank, name))
+            fits = True
+        except RuntimeError as err:
+            if not should_reduce_batch_size(err):
+                raise
+            fits = False
+        blank = None
+        clear_device_cache(garbage_collection=not fits)
+        if accelerator.num_processes > 1:
+            fits_here = torch.tensor(float(fits), device=accelerator.device)
+            fits = bool(accelerator.reduce(fits_here, "sum") == accelerator.num_processes)
+        if fits:
+            return batch_size
+        if batch_size == 1:
+            raise RuntimeError("evaluation runs out of memory even at batch size 1")
+        batch_size //= 2
+        accelerator.print(f"out of memory: evaluation batch size halved to {batch_size}")
+
+
 def checkpoint_logits(
     info: CheckpointInfo,
     data_dir: str | Path,
@@ -61,22 +99,29 @@ def checkpoint_logits(
     num_workers: int,
     accelerator: Accelerator,
 ) -> np.ndarray:
-    """One checkpoint's TTA-averaged logits for `ids`, in the order of `ids`, on every process."""
+    """One checkpoint's TTA-averaged logits for `ids`, in the order of `ids`, on every process.
+
+    On running out of memory the batch is halved: up front on every process together, and again if the real
+    pass still fails in a single process (a multi-process pass cannot be restarted by one process alone)."""
     cfg = info.config
     model = build_model(cfg, load_pretrained=False)
     load_weights(model, info.path)
     model = model.to(accelerator.device).eval()
     dataset = CadenceDataset(data_dir, split, ids, None, cfg.view, cfg.normalize, cfg.image_size)
-    loader = accelerator.prepare(make_eval_loader(dataset, batch_size, num_workers))
-    logits, index = predict_logits(model, loader, accelerator, tta)
+    batch_size = fitting_batch_size(model, dataset[0]["image"].shape, batch_size, accelerator, tta)
+    while True:
+        try:
+            loader = accelerator.prepare(make_eval_loader(dataset, batch_size, num_workers))
+            logits, index = predict_logits(model, loader, accelerator, tta)
+            break
+        except RuntimeError as err:
+            if accelerator.num_processes > 1 or batch_size == 1 or not should_reduce_batch_size(err):
+                raise
+            batch_size //= 2
+            clear_device_cache(garbage_collection=True)
+            accelerator.print(f"out of memory: evaluation batch size halved to {batch_size}")
     accelerator.free_memory()
     return ordered_by_index(logits, index, len(ids), str(info.path))
-
-
-def write_csv_atomically(table: pd.DataFrame, path: Path) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    table.to_csv(temporary, index=False)
-    os.replace(temporary, path)
 
 
 def append_to_report(report: Path, out_path: Path, summary: dict) -> None:
@@ -113,6 +158,7 @@ def evaluate(
     infos = [read_checkpoint_info(p) for p in checkpoints]
     submission = read_sample_submission(data_dir)
     ids = submission["id"].tolist()
+    require_cadence_files(data_dir, split, ids, Path(data_dir) / SAMPLE_SUBMISSION)  # never a partial submission
     started = time.time()
     total = np.zeros(len(ids), dtype=np.float64)
     for info in infos:
@@ -137,7 +183,7 @@ def evaluate(
     if accelerator.is_main_process:
         out_path.parent.mkdir(parents=True, exist_ok=True)
         write_csv_atomically(submission, out_path)
-        out_path.with_name(out_path.stem + "_summary.json").write_text(json.dumps(summary, indent=2))
+        write_text_atomically(out_path.with_name(out_path.stem + "_summary.json"), json.dumps(summary, indent=2))
         message = f"wrote {out_path} ({len(ids)} rows)"
         if "test_auc" in summary:
             message += f"; test ROC AUC {summary['test_auc']:.4f} against {data_dir}/test_labels.csv"

@@ -6,6 +6,7 @@ the ImageNet classifier while loading.
 """
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 
 from .config import Config
 from .data import view_channels
+from .errors import ModelError, error_summary
 
 
 class GeM(nn.Module):
@@ -47,7 +49,7 @@ class CadenceClassifier(nn.Module):
         if getattr(self.backbone, "output_fmt", "NCHW") == "NHWC":  # Swin and other channels-last backbones
             features = features.permute(0, 3, 1, 2)
         if features.dim() != 4:
-            raise ValueError(f"pool=gem needs a spatial feature map; this backbone returns shape {tuple(features.shape)}")
+            raise ModelError(f"pool=gem needs a spatial feature map; this backbone returns shape {tuple(features.shape)}")
         return {"logits": self.head(self.pool(features)).squeeze(-1)}
 
 
@@ -58,14 +60,14 @@ def pretrained_overlay(path: str | Path) -> dict:
         return {"file": str(path), "source": "local-dir"}
     if path.is_file():
         return {"file": str(path)}
-    raise FileNotFoundError(f"pretrained weights not found: {path} (give a local file or folder; nothing is downloaded)")
+    raise ModelError(f"pretrained weights not found: {path} (give a local file or folder; nothing is downloaded)")
 
 
 def set_first_conv_stride(model: nn.Module, stride: Sequence[int]) -> None:
     """Change the stride of the stem's first convolution, e.g. (1, 2) to keep time resolution."""
     first_conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if first_conv is None:
-        raise ValueError("first_conv_stride: this backbone has no Conv2d stem")
+        raise ModelError("first_conv_stride: this backbone has no Conv2d stem")
     first_conv.stride = tuple(stride)
 
 
@@ -86,10 +88,10 @@ def create_backbone(
     else:
         kwargs["num_classes"] = 1
     if not timm.is_model(model_name):
-        raise ValueError(f"model_name: {model_name!r} is not a timm model (see timm.list_models())")
+        raise ModelError(f"model_name: {model_name!r} is not a timm model (see timm.list_models())")
     if timm.get_pretrained_cfg(model_name, allow_unregistered=True).fixed_input_size:
         if image_size is None:
-            raise ValueError(f"model_name: {model_name} needs a fixed input size; set image_size: [height, width]")
+            raise ModelError(f"model_name: {model_name} needs a fixed input size; set image_size: [height, width]")
         kwargs["img_size"] = tuple(image_size)
     if pretrained is None:
         return timm.create_model(model_name, pretrained=False, **kwargs)
@@ -99,8 +101,8 @@ def create_backbone(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-    except (RuntimeError, KeyError, ValueError) as err:
-        raise ValueError(f"pretrained weights {pretrained} do not fit {model_name}: {_first_line(err)}") from None
+    except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as err:  # unpickling: refused code
+        raise ModelError(f"pretrained weights {pretrained} do not fit {model_name}: {error_summary(err)}") from None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         untouched = timm.create_model(model_name, pretrained=False, **kwargs)
@@ -117,15 +119,10 @@ def _check_weights_loaded(loaded: nn.Module, untouched: nn.Module, path: str, mo
     loaded_params = dict(loaded.named_parameters())
     unchanged = [n for n in random_init if torch.equal(loaded_params[n], initial[n])]
     if len(unchanged) > len(random_init) // 2:
-        raise ValueError(
+        raise ModelError(
             f"pretrained weights {path} do not fit {model_name}: {len(unchanged)} of {len(random_init)} "
             f"weight tensors were not in the file (e.g. {unchanged[0]})"
         )
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 def build_model(cfg: Config, load_pretrained: bool = True) -> CadenceClassifier:

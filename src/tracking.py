@@ -6,7 +6,10 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+import pandas as pd
 from accelerate.tracking import GeneralTracker, on_main_process
+
+from .files import write_csv_atomically
 
 METRICS_CSV = "metrics.csv"
 
@@ -20,7 +23,7 @@ class CSVTracker(GeneralTracker):
     def __init__(self, run_dir: str | Path) -> None:
         super().__init__()
         self.path = Path(run_dir) / METRICS_CSV
-        self.columns: list[str] = []
+        self.columns: list[str] = list(pd.read_csv(self.path, nrows=0).columns) if self.path.is_file() else []
 
     @property
     def tracker(self) -> Path:
@@ -49,6 +52,14 @@ class CSVTracker(GeneralTracker):
             writer = csv.DictWriter(handle, self.columns)
             writer.writeheader()
             writer.writerows(rows)
+
+
+def drop_metrics_after(run_dir: str | Path, step: int) -> None:
+    """Forget rows logged after `step`: a resumed run trains those epochs again and logs them anew."""
+    path = Path(run_dir) / METRICS_CSV
+    if path.is_file():
+        rows = pd.read_csv(path)
+        write_csv_atomically(rows[rows["step"] <= step], path)
 
 
 def wandb_mode() -> str:

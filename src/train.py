@@ -1,17 +1,22 @@
-"""K-fold training with one Accelerator owning devices, precision, accumulation and trackers.
+"""K-fold training with one Accelerator owning devices, precision, accumulation, trackers and resume state.
 
 Writes into `<out_dir>/<run_name>/`: config.yaml, folds.csv, fold{k}.safetensors (best validation AUC),
-oof.csv (out-of-fold predictions), metrics.csv (per-epoch log), metrics.json and report.md.
+oof_fold{k}.csv and oof.csv (out-of-fold predictions), metrics.csv (per-epoch log), metrics.json, report.md,
+bad_files.csv (with skip_bad) and, while the run is unfinished, state/ (what `main.py --resume` continues from).
+
+Every batch's randomness (sampler order, flips, mixing, dropout) is a function of (seed, fold, epoch, batch,
+process), so a resumed run replays exactly what the uninterrupted run would have done.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import shutil
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -25,19 +30,33 @@ from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm.auto import tqdm
 
 from .augment import mix_batch, random_flips
-from .checkpoint import checkpoint_name, save_checkpoint
-from .config import Config, save_config
-from .data import CadenceDataset, make_eval_loader, make_folds, read_train_labels
+from .checkpoint import checkpoint_name, read_checkpoint_info, save_checkpoint
+from .config import Config, load_config, save_config
+from .data import TRAIN_LABELS, CadenceDataset, make_eval_loader, make_folds, read_train_labels, require_cadence_files
+from .errors import CheckpointError, ConfigError, TrainingError
+from .files import write_csv_atomically, write_text_atomically
 from .inference import ordered_by_index, predict_logits
 from .model import build_model
-from .tracking import CSVTracker, tracker_init_kwargs
+from .resume import Progress, clear_training_state, latest_state, load_training_state, read_progress, save_training_state
+from .tracking import CSVTracker, drop_metrics_after, tracker_init_kwargs
+from .validate import scan_cadences, write_bad_list
 
+CONFIG_YAML = "config.yaml"
 FOLDS_CSV = "folds.csv"
 OOF_CSV = "oof.csv"
+BAD_FILES_CSV = "bad_files.csv"
+# what may change when a run is resumed: where the data is and how it is read, never what is trained
+RESUME_OVERRIDES = ("data_dir", "num_workers", "eval_batch_size", "save_every_minutes", "tracker")
 
 
-def resolve_run_dir(cfg: Config, recipe_name: str) -> tuple[Config, Path]:
-    """Name the run (same name on every process) and create its folder; never reuse a non-empty one."""
+def oof_fold_name(fold: int) -> str:
+    return f"oof_fold{fold}.csv"
+
+
+def prepare_run_dir(cfg: Config, recipe_name: str, overwrite: bool = False, resume: bool = False) -> tuple[Config, Path]:
+    """Name the run (same name on every process) and create its folder.
+
+    A non-empty folder is refused unless the run is resumed (kept) or `overwrite` is given (emptied first)."""
     # Accelerator reads ACCELERATE_USE_CPU itself; a bare PartialState would not, and would miss MULTI_CPU runs
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     name = [cfg.run_name or f"{recipe_name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"]
@@ -45,12 +64,34 @@ def resolve_run_dir(cfg: Config, recipe_name: str) -> tuple[Config, Path]:
         broadcast_object_list(name)
     cfg = dataclasses.replace(cfg, run_name=name[0])
     run_dir = Path(cfg.out_dir) / cfg.run_name
-    if state.is_main_process:
+    if state.is_main_process and not resume:
         if run_dir.exists() and any(run_dir.iterdir()):
-            raise FileExistsError(f"{run_dir}: run folder already exists and is not empty; choose another --run-name")
+            if not overwrite:
+                raise FileExistsError(
+                    f"{run_dir}: run folder already exists and is not empty; choose another --run-name, continue it "
+                    f"with --resume {run_dir}, or replace it with --overwrite"
+                )
+            shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()
     return cfg, run_dir
+
+
+def resume_config(run_dir: str | Path, overrides: Optional[dict[str, Any]] = None) -> Config:
+    """The saved config of a run to resume, pointed at where the run folder is now."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_YAML).is_file():
+        raise ConfigError(f"{run_dir}: no {CONFIG_YAML}; not a run folder of main.py (or it was killed before starting)")
+    overrides = dict(overrides or {})
+    refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
+    if refused:
+        raise ConfigError(
+            f"--resume continues {run_dir} with its saved {CONFIG_YAML}; cannot change {', '.join(refused)} "
+            f"(only {', '.join(RESUME_OVERRIDES)})"
+        )
+    return load_config(
+        run_dir / CONFIG_YAML, {**overrides, "out_dir": str(run_dir.parent), "run_name": run_dir.name}
+    )
 
 
 def class_balanced_weights(targets: np.ndarray, strength: float) -> np.ndarray:
@@ -60,8 +101,8 @@ def class_balanced_weights(targets: np.ndarray, strength: float) -> np.ndarray:
     return np.array([class_weight[t] for t in targets], dtype=np.float64)
 
 
-def make_train_loader(dataset: CadenceDataset, cfg: Config, seed: int) -> DataLoader:
-    generator = torch.Generator().manual_seed(seed)
+def make_train_loader(dataset: CadenceDataset, cfg: Config, generator: torch.Generator) -> DataLoader:
+    """Shuffled (or class-weighted) loader whose order is set by `generator`, reseeded at every epoch."""
     if cfg.sampler_strength > 0:
         weights = class_balanced_weights(dataset.targets, cfg.sampler_strength)
         sampler = WeightedRandomSampler(weights, num_samples=len(dataset), replacement=True, generator=generator)
@@ -78,6 +119,11 @@ def make_train_loader(dataset: CadenceDataset, cfg: Config, seed: int) -> DataLo
     )
 
 
+def derived_seeds(*keys: int, count: int = 1) -> list[int]:
+    """Well-mixed 63-bit seeds for a position in the run, e.g. (seed, fold, epoch, batch, process)."""
+    return [int(s >> np.uint64(1)) for s in np.random.SeedSequence(list(keys)).generate_state(count, np.uint64)]
+
+
 def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float):
     """LR multiplier: linear warm-up to 1, then cosine decay to `min_ratio`."""
 
@@ -90,13 +136,48 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float):
     return multiplier
 
 
+def agree(accelerator: Accelerator, loss_finite: bool, save_due: bool) -> tuple[bool, bool]:
+    """One collective for both per-batch decisions, so every process takes the same branch:
+    the loss is finite on all processes; a save is due on any."""
+    if accelerator.num_processes == 1:
+        return loss_finite, save_due
+    flags = accelerator.gather(torch.tensor([[float(loss_finite), float(save_due)]], device=accelerator.device))
+    return bool(flags[:, 0].min() > 0), bool(flags[:, 1].max() > 0)
+
+
+def has_gradients(model: torch.nn.Module) -> bool:
+    return any(p.grad is not None for p in model.parameters())
+
+
 def train_one_epoch(
-    model, loader, optimizer, scheduler, accelerator: Accelerator, cfg: Config, generator: torch.Generator, desc: str
+    model,
+    loader,
+    optimizer,
+    scheduler,
+    accelerator: Accelerator,
+    cfg: Config,
+    progress: Progress,
+    generator: torch.Generator,
+    save_state: Callable[[], None],
 ) -> float:
+    """Train from batch `progress.batches_done` of `progress.epoch` to the end of the epoch; returns the mean loss.
+
+    A non-finite loss stops the run before the optimizer steps (nonfinite_loss=stop) or leaves the batch out
+    (skip); the resume state is saved at update boundaries once `save_every_minutes` have passed."""
     model.train()
     total, count = torch.zeros((), device=accelerator.device), 0
-    bar = tqdm(loader, desc=desc, disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True)
-    for batch in bar:
+    first = progress.batches_done
+    bar = tqdm(
+        loader, initial=first, total=first + len(loader), desc=f"fold {progress.fold} epoch {progress.epoch + 1}/{cfg.epochs}",
+        disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True,
+    )
+    last_save = time.monotonic()
+    for batch_index, batch in enumerate(bar, start=first):
+        global_seed, augment_seed = derived_seeds(
+            cfg.seed, progress.fold, progress.epoch, batch_index, accelerator.process_index, count=2
+        )
+        torch.manual_seed(global_seed)  # dropout and stochastic depth
+        generator.manual_seed(augment_seed)  # flips and mixing
         with accelerator.accumulate(model):
             images = random_flips(batch["image"], cfg.hflip_p, cfg.vflip_p, generator)
             images, targets = mix_batch(
@@ -105,32 +186,65 @@ def train_one_epoch(
             with accelerator.autocast():
                 logits = model(images)["logits"]
             loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float())
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and cfg.grad_clip > 0:
-                accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
+            save_due = time.monotonic() - last_save >= cfg.save_every_minutes * 60
+            loss_finite, save_due = agree(accelerator, bool(torch.isfinite(loss.detach())), save_due)
+            if loss_finite:
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and cfg.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                total += loss.detach()
+                count += 1
+            elif cfg.nonfinite_loss == "stop":
+                raise TrainingError(
+                    f"fold {progress.fold} epoch {progress.epoch + 1} batch {batch_index + 1}: the training loss is "
+                    f"{loss.item()} on at least one process. Stopped before the optimizer step, so no checkpoint or "
+                    "saved state holds weights from it. Try a lower --lr, --grad-clip 1, bf16 instead of fp16, or "
+                    "--nonfinite-loss skip; then continue with --resume."
+                )
+            else:
+                progress.skipped_batches += 1
+                accelerator.print(f"fold {progress.fold} epoch {progress.epoch + 1} batch {batch_index + 1}: "
+                                  f"non-finite loss, batch left out ({progress.skipped_batches} in this fold)")
+            if loss_finite or has_gradients(model):  # with nothing to apply, fp16's scaler would refuse to step
+                optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-        total += loss.detach()
-        count += 1
-        if count % 10 == 0:
+        progress.batches_done, progress.step = batch_index + 1, progress.step + 1
+        if count and count % 10 == 0:
             bar.set_postfix(loss=f"{total.item() / count:.4f}")
+        if accelerator.sync_gradients and save_due and progress.batches_done < first + len(loader):
+            save_state()
+            last_save = time.monotonic()
     mean_loss = accelerator.reduce(total / max(count, 1), reduction="mean")
     return float(mean_loss)
 
 
+def validate(model, loader, accelerator: Accelerator, targets: np.ndarray, what: str) -> tuple[np.ndarray, float, float]:
+    """Validation logits in dataset order, ROC AUC and loss."""
+    logits, index = predict_logits(model, loader, accelerator)
+    logits = ordered_by_index(logits, index, len(targets), what)
+    if not np.isfinite(logits).all():
+        raise TrainingError(f"{what}: the model gives non-finite logits; training diverged (try a lower --lr)")
+    auc = float(roc_auc_score(targets, logits))
+    loss = float(F.binary_cross_entropy_with_logits(torch.tensor(logits), torch.tensor(targets, dtype=torch.float32)))
+    return logits, auc, loss
+
+
 def train_fold(
-    cfg: Config, fold: int, folds: pd.DataFrame, accelerator: Accelerator, run_dir: Path, step_offset: int
-) -> tuple[dict[str, Any], pd.DataFrame, int]:
-    """Train one fold; returns its best result, its out-of-fold predictions and the global step reached."""
+    cfg: Config, folds: pd.DataFrame, accelerator: Accelerator, run_dir: Path, progress: Progress,
+    state_dir: Optional[Path] = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Train fold `progress.fold` (from `state_dir` when resuming); returns its best result and its OOF predictions."""
+    fold = progress.fold
     set_seed(cfg.seed + fold)  # same initial weights on every process
-    generator = torch.Generator().manual_seed(cfg.seed * 1000 + fold * 100 + accelerator.process_index)
     train_rows, valid_rows = folds[folds["fold"] != fold], folds[folds["fold"] == fold]
 
     def dataset(rows: pd.DataFrame) -> CadenceDataset:
-        return CadenceDataset(cfg.data_dir, "train", rows["id"].tolist(), rows["target"].tolist(), cfg.view, cfg.normalize, cfg.image_size)
+        ids, targets = rows["id"].tolist(), rows["target"].tolist()
+        return CadenceDataset(cfg.data_dir, "train", ids, targets, cfg.view, cfg.normalize, cfg.image_size)
 
-    train_loader = make_train_loader(dataset(train_rows), cfg, seed=cfg.seed + fold)
+    sampler_generator = torch.Generator()
+    train_loader = make_train_loader(dataset(train_rows), cfg, sampler_generator)
     valid_loader = make_eval_loader(dataset(valid_rows), cfg.eval_batch_size, cfg.num_workers)
     model = build_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -143,48 +257,64 @@ def train_fold(
     model, optimizer, train_loader, valid_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, valid_loader, scheduler
     )
-
-    best: dict[str, Any] = {"fold": fold, "auc": -1.0, "epoch": -1}
-    best_logits = None
-    valid_targets = valid_rows["target"].to_numpy()
-    step = step_offset
-    for epoch in range(cfg.epochs):
-        started = time.time()
-        train_loss = train_one_epoch(
-            model, train_loader, optimizer, scheduler, accelerator, cfg, generator, f"fold {fold} epoch {epoch + 1}/{cfg.epochs}"
+    best_logits = load_training_state(accelerator, state_dir) if state_dir is not None else None
+    if state_dir is not None:
+        accelerator.print(
+            f"resuming fold {fold} at epoch {progress.epoch + 1}, batch {progress.batches_done + 1} from {state_dir}"
         )
-        step += len(train_loader)
-        logits, index = predict_logits(model, valid_loader, accelerator)
-        logits = ordered_by_index(logits, index, len(valid_rows), f"fold {fold} validation")
-        auc = float(roc_auc_score(valid_targets, logits))
-        valid_loss = float(F.binary_cross_entropy_with_logits(torch.tensor(logits), torch.tensor(valid_targets, dtype=torch.float32)))
-        record = {
-            "fold": fold,
-            "epoch": epoch + 1,
-            "train_loss": train_loss,
-            "valid_loss": valid_loss,
-            "valid_auc": auc,
-            "lr": scheduler.get_last_lr()[0],
-            "epoch_seconds": time.time() - started,
-        }
-        accelerator.log(record, step=step)
-        improved = auc > best["auc"]
+
+    def save_state() -> None:
+        save_training_state(accelerator, run_dir, progress, best_logits)
+
+    augment_generator = torch.Generator()
+    valid_targets = valid_rows["target"].to_numpy()
+    while progress.epoch < cfg.epochs:
+        epoch, started = progress.epoch, time.time()
+        sampler_generator.manual_seed(derived_seeds(cfg.seed, fold, epoch)[0])
+        loader = accelerator.skip_first_batches(train_loader, progress.batches_done) if progress.batches_done else train_loader
+        train_loss = train_one_epoch(
+            model, loader, optimizer, scheduler, accelerator, cfg, progress, augment_generator, save_state
+        )
+        logits, auc, valid_loss = validate(model, valid_loader, accelerator, valid_targets, f"fold {fold} validation")
+        improved = auc > progress.best.get("auc", -1.0)
         if improved:
-            best = {"fold": fold, "auc": auc, "epoch": epoch + 1, "valid_loss": valid_loss}
+            progress.best = {"fold": fold, "auc": auc, "epoch": epoch + 1, "valid_loss": valid_loss}
             best_logits = logits
             if accelerator.is_main_process:
                 save_checkpoint(
                     run_dir / checkpoint_name(fold), accelerator.unwrap_model(model), cfg, fold, epoch + 1,
-                    {"valid_auc": auc, "valid_loss": valid_loss},
+                    {"valid_auc": auc, "valid_loss": valid_loss, "skipped_batches": progress.skipped_batches},
                 )
+        seconds = time.time() - started
+        progress.train_seconds += seconds
+        accelerator.log(
+            {"fold": fold, "epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss, "valid_auc": auc,
+             "lr": scheduler.get_last_lr()[0], "epoch_seconds": seconds},
+            step=progress.step,
+        )
+        progress.epoch, progress.batches_done = epoch + 1, 0
+        save_state()
         accelerator.print(
             f"fold {fold} epoch {epoch + 1}/{cfg.epochs}: train_loss {train_loss:.4f} valid_loss {valid_loss:.4f} "
-            f"valid_auc {auc:.4f}{' *' if improved else ''} ({record['epoch_seconds']:.0f}s)"
+            f"valid_auc {auc:.4f}{' *' if improved else ''} ({seconds:.0f}s)"
         )
-        accelerator.wait_for_everyone()
-    oof = valid_rows[["id", "target", "fold"]].assign(logit=best_logits, pred=expit(best_logits))
+    logits = best_logits.astype(np.float64)  # as a fold read back from its CSV, so resumed runs write the same digits
+    oof = valid_rows[["id", "target", "fold"]].assign(logit=logits, pred=expit(logits))
+    if accelerator.is_main_process:
+        write_csv_atomically(oof, run_dir / oof_fold_name(fold))  # marks the fold as complete
+    accelerator.wait_for_everyone()
     accelerator.free_memory()
-    return best, oof, step
+    return dict(progress.best), oof
+
+
+def finished_fold(run_dir: Path, fold: int) -> Optional[tuple[dict[str, Any], pd.DataFrame]]:
+    """A fold completed in an earlier session: its result (from its checkpoint) and OOF predictions."""
+    oof_path = run_dir / oof_fold_name(fold)
+    if not oof_path.is_file():
+        return None
+    info = read_checkpoint_info(run_dir / checkpoint_name(fold))
+    result = {"fold": fold, "auc": info.metrics["valid_auc"], "epoch": info.epoch, "valid_loss": info.metrics["valid_loss"]}
+    return result, pd.read_csv(oof_path, dtype={"id": str})
 
 
 def write_report(run_dir: Path, cfg: Config, fold_results: list[dict[str, Any]], oof: pd.DataFrame, seconds: float) -> dict:
@@ -198,7 +328,7 @@ def write_report(run_dir: Path, cfg: Config, fold_results: list[dict[str, Any]],
         "n_oof": len(oof),
         "train_seconds": round(seconds, 1),
     }
-    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    write_text_atomically(run_dir / "metrics.json", json.dumps(summary, indent=2))
     lines = [
         f"# Run {cfg.run_name}",
         "",
@@ -211,7 +341,7 @@ def write_report(run_dir: Path, cfg: Config, fold_results: list[dict[str, Any]],
         f"| **out-of-fold** | | **{oof_auc:.4f}** ({len(oof)} samples) |",
         "",
     ]
-    (run_dir / "report.md").write_text("\n".join(lines))
+    write_text_atomically(run_dir / "report.md", "\n".join(lines))
     return summary
 
 
@@ -220,35 +350,71 @@ def hyperparameters(cfg: Config) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in cfg.to_dict().items()}
 
 
-def train(cfg: Config, recipe_name: str = "run") -> dict[str, Any]:
-    """Train every configured fold; returns the summary written to metrics.json."""
-    cfg, run_dir = resolve_run_dir(cfg, recipe_name)
+def usable_labels(cfg: Config, run_dir: Path, labels: pd.DataFrame, accelerator: Accelerator) -> pd.DataFrame:
+    """The labelled cadences to train on: all of them, or (skip_bad) those whose files read cleanly."""
+    if not cfg.skip_bad:
+        return labels
+    bad_list = run_dir / BAD_FILES_CSV
+    if accelerator.is_main_process:
+        bad = scan_cadences(cfg.data_dir, "train", labels["id"].tolist(), progress=True)
+        write_bad_list(bad, bad_list)
+        if bad:
+            accelerator.print(f"skip_bad: leaving out {len(bad)} unreadable training cadence(s), listed in {bad_list}")
+    accelerator.wait_for_everyone()
+    bad_ids = set(pd.read_csv(bad_list, dtype={"id": str})["id"])
+    kept = labels[~labels["id"].isin(bad_ids)].reset_index(drop=True)
+    if kept.empty:
+        raise TrainingError(f"{bad_list}: every training cadence is unreadable; nothing to train on")
+    return kept
+
+
+def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
+    """Train every configured fold (continuing from the run's saved state when `resume`); returns the summary
+    written to metrics.json."""
+    labels = read_train_labels(cfg.data_dir)
+    if not cfg.skip_bad:
+        require_cadence_files(cfg.data_dir, "train", labels["id"].tolist(), Path(cfg.data_dir) / TRAIN_LABELS)
+    cfg, run_dir = prepare_run_dir(cfg, recipe_name, overwrite, resume)
+    state_dir = latest_state(run_dir) if resume else None
+    if resume and not (run_dir / FOLDS_CSV).is_file():
+        raise CheckpointError(f"{run_dir}: no {FOLDS_CSV}; the run stopped before training began - start it again")
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.grad_accum_steps,
         log_with=[CSVTracker(run_dir), *cfg.tracker],
         project_dir=str(run_dir),
     )
-    labels = read_train_labels(cfg.data_dir)
-    if accelerator.is_main_process:
-        save_config(cfg, run_dir / "config.yaml")
-        make_folds(labels, cfg.n_folds, cfg.seed).to_csv(run_dir / FOLDS_CSV, index=False)
+    progress = read_progress(state_dir) if state_dir is not None else Progress(fold=cfg.train_folds[0])
+    if not resume:
+        folds = make_folds(usable_labels(cfg, run_dir, labels, accelerator), cfg.n_folds, cfg.seed)
+        if accelerator.is_main_process:
+            save_config(cfg, run_dir / CONFIG_YAML)
+            write_csv_atomically(folds, run_dir / FOLDS_CSV)
+    elif accelerator.is_main_process:
+        drop_metrics_after(run_dir, progress.step)  # epochs logged after the saved state are trained again
     accelerator.wait_for_everyone()
     folds = pd.read_csv(run_dir / FOLDS_CSV, dtype={"id": str})
     accelerator.init_trackers(cfg.project, config=hyperparameters(cfg), init_kwargs=tracker_init_kwargs(run_dir, cfg.run_name))
-    accelerator.print(f"run folder: {run_dir}  ({len(folds)} cadences, {accelerator.num_processes} process(es), {accelerator.device})")
+    accelerator.print(
+        f"run folder: {run_dir}  ({len(folds)} cadences, {accelerator.num_processes} process(es), {accelerator.device})"
+    )
 
-    started, step = time.time(), 0
     fold_results, oof_parts = [], []
     for fold in cfg.train_folds:
-        result, oof, step = train_fold(cfg, fold, folds, accelerator, run_dir, step)
-        fold_results.append(result)
-        oof_parts.append(oof)
+        finished = finished_fold(run_dir, fold)
+        if finished is None:
+            resuming_this_fold = state_dir is not None and progress.fold == fold
+            if not resuming_this_fold:
+                progress = Progress(fold=fold, step=progress.step, train_seconds=progress.train_seconds)
+            finished = train_fold(cfg, folds, accelerator, run_dir, progress, state_dir if resuming_this_fold else None)
+        fold_results.append(finished[0])
+        oof_parts.append(finished[1])
     summary = {}
     if accelerator.is_main_process:
         oof = pd.concat(oof_parts).sort_values(["fold", "id"]).reset_index(drop=True)
-        oof.to_csv(run_dir / OOF_CSV, index=False)
-        summary = write_report(run_dir, cfg, fold_results, oof, time.time() - started)
+        write_csv_atomically(oof, run_dir / OOF_CSV)
+        summary = write_report(run_dir, cfg, fold_results, oof, progress.train_seconds)
+        clear_training_state(run_dir)
         accelerator.print((run_dir / "report.md").read_text())
     accelerator.end_training()
     return summary

@@ -75,7 +75,7 @@ def test_save_overwrites_atomically(saved):
     path, model, cfg = saved
     save_checkpoint(path, model, cfg, fold=2, epoch=9, metrics={"valid_auc": 0.8})
     assert read_checkpoint_info(path).epoch == 9
-    assert not path.with_name(path.name + ".tmp").exists()
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary left behind
 
 
 def test_metadata_readable_by_safetensors_tools(saved):

@@ -103,7 +103,8 @@ def test_two_process_cpu_launch(data_dir: Path, tmp_path: Path) -> None:
         str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
         "--mpirun_hostfile", "configs/localhost.hostfile", "--mixed_precision", "no", "--dynamo_backend", "no",
     ]
-    result = run([*launch, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "ddp", *TINY_TRAINING])
+    result = run([*launch, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "ddp",
+                  *TINY_TRAINING])
     assert "2 process(es)" in result.stdout  # really distributed, not two independent single-process runs
     check_run(out_dir / "ddp", data_dir)
 

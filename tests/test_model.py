@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
-from src.model import GeM, build_model, set_first_conv_stride
+from src.model import GeM, ModelError, build_model, set_first_conv_stride
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -182,7 +182,7 @@ def test_pretrained_from_folder(make_cfg, imagenet_like_weights):
 
 def test_pretrained_missing_path(make_cfg, tmp_path):
     missing = tmp_path / "nowhere" / "weights.safetensors"
-    with pytest.raises(FileNotFoundError, match="weights.safetensors"):
+    with pytest.raises(ModelError, match="weights.safetensors"):
         build_model(make_cfg(pretrained=str(missing)))
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.inference import ordered_by_index, write_csv_atomically
+from src.files import write_csv_atomically
+from src.inference import ordered_by_index
 from src.train import class_balanced_weights, warmup_cosine
 
 

@@ -1,0 +1,34 @@
+"""The errors a user can act on. Each message names the file or setting and what is wrong; the entry points
+print them as one `error:` line instead of a stack trace (src/cli.py). Kept free of heavy imports so that
+every entry point can catch them."""
+from __future__ import annotations
+
+
+class DataError(ValueError):
+    """Input data that does not have the Kaggle layout, naming the file and what is wrong."""
+
+
+class ConfigError(ValueError):
+    """A recipe or override that names an unknown key or holds a bad value."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or saved training state that is missing, unreadable, not ours, or does not fit the model."""
+
+
+class ModelError(ValueError):
+    """A model the config cannot build: unknown backbone, bad option, missing or unfitting pretrained weights."""
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; the message says where it stopped, why, and what to try."""
+
+
+def error_summary(err: BaseException) -> str:
+    """The informative line of a library error: torch's first line says only "Error(s) in loading state_dict"."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    detail = next((line for line in lines if line.startswith(("size mismatch", "Missing key", "Unexpected key"))), None)
+    return detail or (lines[0] if lines else type(err).__name__)
+
+
+USER_ERRORS = (DataError, ConfigError, CheckpointError, ModelError, TrainingError, FileExistsError)

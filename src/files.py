@@ -1,0 +1,31 @@
+"""Writing files a user relies on: whole or not at all.
+
+Every result file is written next to its destination under a temporary name and renamed into place
+(`os.replace` is atomic on POSIX), so a crash or a kill never leaves a half-written file that looks complete.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+
+def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call `write(temporary_path)`, then rename the temporary file onto `path`; on failure remove it."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text_atomically(path: str | Path, text: str) -> None:
+    write_atomically(path, lambda temporary: temporary.write_text(text))
+
+
+def write_csv_atomically(table: pd.DataFrame, path: str | Path) -> None:
+    write_atomically(path, lambda temporary: table.to_csv(temporary, index=False))

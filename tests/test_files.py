@@ -1,0 +1,39 @@
+"""Result files are written whole or not at all: a crash mid-write keeps the previous file and leaves no debris."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from src.files import write_atomically, write_csv_atomically, write_text_atomically
+
+
+def crash_halfway(temporary):
+    temporary.write_text("id,target\nabc,0.")
+    raise KeyboardInterrupt  # e.g. the session is cut off while the file is being written
+
+
+def test_crash_mid_write_keeps_the_previous_file(tmp_path):
+    path = tmp_path / "submission.csv"
+    write_text_atomically(path, "id,target\nabc,0.25\n")
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(path, crash_halfway)
+    assert path.read_text() == "id,target\nabc,0.25\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["submission.csv"]
+
+
+def test_crash_mid_write_of_a_new_file_leaves_nothing(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(tmp_path / "oof.csv", crash_halfway)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_temporary_name_is_hidden_from_checkpoint_globs(tmp_path):
+    seen = []
+    write_atomically(tmp_path / "fold0.safetensors", lambda temporary: seen.append(temporary.name) or temporary.write_text("x"))
+    assert seen == [".fold0.safetensors.tmp"] and not list(tmp_path.glob("fold*.tmp"))
+
+
+def test_write_csv_atomically_round_trip(tmp_path):
+    table = pd.DataFrame({"id": ["000000000000123", "abc"], "target": [0.25, 0.75]})
+    write_csv_atomically(table, tmp_path / "t.csv")
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t.csv", dtype={"id": str}), table)
