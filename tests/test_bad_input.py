@@ -121,7 +121,7 @@ def tiny(model_name: str, **values) -> Config:
     return Config(model_name=model_name, view="channels", tracker=(), num_workers=0, **values)
 
 
-def checkpoint_disagreeing(data: Data, trained: Config, embedded: Config) -> Case:
+def checkpoint_disagreeing(data: Data, trained: Config, embedded: Config, detail: str) -> Case:
     """Weights of `trained` saved with the config `embedded`: the evaluate flow builds from the embedded config."""
     path = data.dir.parent / "fold0.safetensors"
     save_checkpoint(path, build_model(trained, load_pretrained=False), embedded, fold=0, epoch=1, metrics={})
@@ -130,7 +130,7 @@ def checkpoint_disagreeing(data: Data, trained: Config, embedded: Config) -> Cas
         info = read_checkpoint_info(path)
         load_weights(build_model(info.config, load_pretrained=False), info.path)
 
-    return Case(evaluate_flow, CheckpointError, str(path), "weights do not fit the model")
+    return Case(evaluate_flow, CheckpointError, str(path), f"weights do not fit the model (size mismatch for {detail}")
 
 
 CASES: dict[str, Callable[[Data], Case]] = {
@@ -166,10 +166,11 @@ CASES: dict[str, Callable[[Data], Case]] = {
     "config-bad-value": lambda d: recipe(d, "epochs: 0\n", "epochs: must be >= 1, got 0"),
     "config-bad-type": lambda d: recipe(d, "lr: fast\n", "lr: expected a number, got 'fast'"),
     "checkpoint-other-architecture": lambda d: checkpoint_disagreeing(
-        d, trained=tiny("test_efficientnet"), embedded=tiny("test_resnet")
+        d, trained=tiny("test_efficientnet"), embedded=tiny("test_resnet"), detail="backbone.bn1.weight"
     ),
     "checkpoint-other-image-size": lambda d: checkpoint_disagreeing(
-        d, trained=tiny("test_vit", image_size=(32, 32)), embedded=tiny("test_vit", image_size=(64, 64))
+        d, trained=tiny("test_vit", image_size=(32, 32)), embedded=tiny("test_vit", image_size=(64, 64)),
+        detail="backbone.pos_embed",
     ),
 }
 
