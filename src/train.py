@@ -378,6 +378,8 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
     state_dir = latest_state(run_dir) if resume else None
     if resume and not (run_dir / FOLDS_CSV).is_file():
         raise CheckpointError(f"{run_dir}: no {FOLDS_CSV}; the run stopped before training began - start it again")
+    if resume and (run_dir / OOF_CSV).is_file():
+        raise ConfigError(f"--resume {run_dir}: the run is complete ({OOF_CSV} exists); to train it again use --overwrite")
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.grad_accum_steps,

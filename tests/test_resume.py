@@ -125,7 +125,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path):
     assert not (killed / STATE_DIR).exists()  # a finished run drops its resume state
 
 
-def test_resume_of_a_finished_or_foreign_folder(data_dir, tmp_path):
+def test_resume_of_a_foreign_folder(data_dir, tmp_path):
     result = main_py("--resume", str(tmp_path / "nothing"), check=False)
     assert result.returncode == 2 and "error:" in result.stderr and "config.yaml" in result.stderr
     assert "Traceback" not in result.stderr
@@ -134,6 +134,10 @@ def test_resume_of_a_finished_or_foreign_folder(data_dir, tmp_path):
 def test_run_folder_is_never_silently_replaced(data_dir, tmp_path):
     common = [*TRAINING, "--epochs", "1", "--data-dir", str(data_dir), "--out-dir", str(tmp_path), "--run-name", "mine"]
     main_py(*common)
+    log = (tmp_path / "mine" / METRICS_CSV).read_text()
+    finished = main_py("--resume", str(tmp_path / "mine"), check=False)
+    assert finished.returncode == 2 and "the run is complete" in finished.stderr
+    assert (tmp_path / "mine" / METRICS_CSV).read_text() == log
     marker = tmp_path / "mine" / "notes.txt"
     marker.write_text("my notes")
     refused = main_py(*common, check=False)
