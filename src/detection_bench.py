@@ -4,7 +4,8 @@ Users choose a pipeline by how many needles it finds at a false-positive rate th
 and by whether it beats what Breakthrough Listen already runs. This module scores the same cadences with
 every method (each run's fold ensemble, brute-force de-Doppler, and turbo_seti when it is installed), joins
 the scores with the generator's metadata and writes report.md, report.json, scores.csv, roc.png and
-recall_vs_snr.png. The command line is bench/detection.py.
+recall_vs_snr.png. The command line is bench/detection.py; run it as one process (python, not a
+multi-process accelerate launch).
 
 Every metric is a binary problem "these positives against these negatives" (see `subgroups`): ROC AUC, and
 recall at a false-positive rate whose threshold comes from that problem's negatives.
@@ -34,6 +35,7 @@ from .synth import METADATA, SHAPES
 REPORT_FILES = ("report.md", "report.json", "scores.csv", "roc.png", "recall_vs_snr.png")
 FPRS = (0.01, 0.001)
 RECALL_LEVEL = 0.9  # the "SNR at which recall reaches 90%" figure, at 1% FPR
+MIN_SUPPORT = 10  # positives needed at or above that SNR
 SNR_BINS = ((0.0, 6.0, "SNR < 6"), (6.0, 10.0, "SNR 6-10"), (10.0, 20.0, "SNR 10-20"), (20.0, math.inf, "SNR >= 20"))
 CURVE_BINS = 8  # log-spaced SNR bins of the recall-vs-SNR curves
 NEEDED_COLUMNS = ("id", "split", "target", "shape", "snr", "interference")
@@ -105,18 +107,22 @@ def recall_at_fpr(y: np.ndarray, s: np.ndarray, fpr: float) -> dict | None:
             "fpr": float(np.mean(neg > threshold)), "n_neg": len(neg)}
 
 
-def snr_at_recall(snr: np.ndarray, detected: np.ndarray, level: float = RECALL_LEVEL) -> float | None:
+def snr_at_recall(snr: np.ndarray, detected: np.ndarray, level: float = RECALL_LEVEL,
+                  min_support: int = MIN_SUPPORT) -> float | None:
     """Lowest SNR from which a monotone (isotonic, in log SNR) fit of detected-vs-SNR reaches `level`.
 
-    Isotonic regression needs no bin choice and cannot dip back below the level once it is reached; None
-    when the fit never reaches it within the SNR range of the positives.
+    Isotonic regression needs no bin choice and cannot dip back below the level once it is reached. None
+    when the fit never reaches it with at least `min_support` positives at or above that SNR (a few lucky
+    detections at the top of the range are no evidence).
     """
     if len(snr) == 0:
         return None
     order = np.argsort(snr, kind="stable")
     fit = IsotonicRegression(increasing=True).fit_transform(np.log(snr[order]), detected[order].astype(float))
     reached = np.flatnonzero(fit >= level)
-    return float(snr[order][reached[0]]) if len(reached) else None
+    if len(reached) == 0 or len(snr) - reached[0] < min_support:
+        return None
+    return float(snr[order][reached[0]])
 
 
 def recall_vs_snr(snr: np.ndarray, detected: np.ndarray, edges: np.ndarray) -> dict:
@@ -303,7 +309,8 @@ def build_report(meta: pd.DataFrame, methods: Sequence[MethodScores], skipped: d
             "recall_at_fpr": "threshold = the (floor(fpr x n_neg) + 1)-th highest score among the problem's negatives; "
                              "a cadence is detected when its score is strictly above it",
             "snr_at_90pct_recall_1pct_fpr": "lowest SNR from which an isotonic (monotone) fit of detected-vs-log(SNR) "
-                                            "of the positives reaches 0.9, threshold at 1% FPR; null = not reached",
+                                            "of the positives reaches 0.9 with >= 10 positives at or above it, threshold at 1% FPR; "
+                                            "null = not reached",
         },
         "settings": settings,
         "machine": machine(),
@@ -380,8 +387,10 @@ def plot_roc(meta: pd.DataFrame, methods: Sequence[MethodScores], path: Path) ->
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.8))
     for m in methods:
         scored = ~np.isnan(m.scores)
-        fpr, tpr, _ = roc_curve(y[scored], m.scores[scored])
         auc = roc_auc(y[scored], m.scores[scored])
+        if auc is None:  # its cadences hold one class: no curve
+            continue
+        fpr, tpr, _ = roc_curve(y[scored], m.scores[scored])
         for ax in axes:
             ax.plot(fpr, tpr, label=f"{m.name} (AUC {auc:.3f})")
     n_neg = int((y == 0).sum())
@@ -506,8 +515,11 @@ def run_benchmark(s: BenchSettings) -> dict:
 
         accelerator = Accelerator()
         for run in s.runs:
-            methods.append(run_logits(run, s.data_dir, s.split, ids, s.tta, s.batch_size, s.num_workers, accelerator))
-            log(f"{methods[-1].name}: {methods[-1].seconds:.1f} s")
+            scored = run_logits(run, s.data_dir, s.split, ids, s.tta, s.batch_size, s.num_workers, accelerator)
+            if any(m.name == scored.name for m in methods):  # two runs with the same folder name
+                scored.name = f"model: {run}"
+            methods.append(scored)
+            log(f"{scored.name}: {scored.seconds:.1f} s")
     methods.append(dedoppler_scores(s.data_dir, s.split, ids, s.dedoppler_batch, s.max_drift, s.width, s.dedoppler_device))
     log(f"de-Doppler: {methods[-1].seconds:.1f} s ({methods[-1].details['compute_seconds']} s searching)")
     skipped = {}

@@ -66,6 +66,7 @@ def test_snr_at_recall_from_a_monotone_fit():
     noisy = (snr >= 20) | (np.arange(200) % 7 == 0)  # a few lucky detections below 20 do not pull it down much
     assert 15 < db.snr_at_recall(snr, noisy) <= 20.5
     assert db.snr_at_recall(snr, snr >= 1000) is None and db.snr_at_recall(snr[:0], snr[:0] > 0) is None
+    assert db.snr_at_recall(snr, snr >= snr[-5]) is None  # only the 5 strongest detected: too few to tell
 
 
 def test_recall_vs_snr_bins():
@@ -197,7 +198,8 @@ def test_benchmark_end_to_end(synth_dir, tmp_path):
         assert report["skipped"]["turbo_seti"].startswith("turbo_seti not installed")
     for name, m in report["methods"].items():
         assert m["n_scored"] == (3 if name == "turbo_seti" else 24)
-        assert 0 <= m["auc"] <= 1 and 0 <= m["recall_at_1pct_fpr"] <= 1 and 0 <= m["recall_at_0.1pct_fpr"] <= 1
+        values = [m["auc"], m["recall_at_1pct_fpr"], m["recall_at_0.1pct_fpr"]]
+        assert all((v is None and name == "turbo_seti") or 0 <= v <= 1 for v in values)  # 3 cadences may hold one class
         assert m["seconds"] > 0 and set(m["snr_at_90pct_recall_1pct_fpr"]) == {"all", "clean linear"}
         assert all(r is None or 0 <= r <= 1 for r in m["recall_vs_snr"]["recall"])
         if name != "turbo_seti":
