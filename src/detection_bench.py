@@ -172,7 +172,7 @@ def fpr_key(fpr: float) -> str:
     return f"recall_at_{fpr * 100:g}pct_fpr"
 
 
-def method_metrics(meta: pd.DataFrame, scores: np.ndarray, curve_edges: np.ndarray) -> dict:
+def method_metrics(meta: pd.DataFrame, scores: np.ndarray, edges: np.ndarray) -> dict:
     """Every metric of one method over the cadences it scored."""
     scored = ~np.isnan(scores)
     meta, s = meta[scored].reset_index(drop=True), scores[scored]
@@ -188,7 +188,7 @@ def method_metrics(meta: pd.DataFrame, scores: np.ndarray, curve_edges: np.ndarr
     r = recall_at_fpr(y, s, 0.01)
     pos = y == 1
     detected = s[pos] > r["threshold"] if r else np.zeros(int(pos.sum()), bool)
-    out["recall_vs_snr"] = recall_vs_snr(snr[pos], detected, curve_edges)
+    out["recall_vs_snr"] = recall_vs_snr(snr[pos], detected, edges)
     return out
 
 
@@ -240,11 +240,10 @@ def dedoppler_scores(
     for first in range(0, len(ids), batch_size):
         batch = np.stack([load_cadence(cadence_path(data_dir, split, i)) for i in ids[first:first + batch_size]])
         tick = time.time()
-        parts.append(dedoppler.search(torch.from_numpy(batch.astype(np.float32)).to(device), max_drift, width))
+        found = dedoppler.search(torch.from_numpy(batch.astype(np.float32)).to(device), max_drift, width)
+        parts.append([found.snr.cpu(), found.drift.cpu(), found.channel.cpu()])  # .cpu() waits for a GPU
         compute += time.time() - tick
-    snr = torch.cat([p.snr for p in parts]).cpu().numpy()
-    drift = torch.cat([p.drift for p in parts]).cpu().numpy()
-    channel = torch.cat([p.channel for p in parts]).cpu().numpy()
+    snr, drift, channel = (torch.cat(values).numpy() for values in zip(*parts))
     columns = pd.DataFrame({
         **{f"dedoppler_snr{o}": snr[:, o] for o in range(snr.shape[1])},
         **{f"dedoppler_drift{o}": drift[:, o] for o in range(snr.shape[1])},
