@@ -2,6 +2,7 @@
 
 Launch:
     python -m src.synth --out input/synth --n-train 2000 --n-test 500 --seed 0
+    python -m src.synth --preset benchmark --out input/bench --n-test 2000 --seed 1001
 
 Writes ``train/{id[0]}/{id}.npy``, ``test/{id[0]}/{id}.npy`` (float16, shape
 (6, 273, 256), cadence ABACAD: 0, 2, 4 ON target, 1, 3, 5 OFF),
@@ -38,6 +39,7 @@ OFF_IDX = tuple(i for i in range(N_OBS) if i not in ON_OBSERVATIONS)
 ALL_IDX = tuple(range(N_OBS))
 SHAPES = ("linear", "sine", "quadratic", "pulsed")
 INTERFERENCE = ("none", "rfi", "off")
+SNR_DISTRIBUTIONS = ("log-uniform", "uniform")
 SPLIT_CODES = {"train": 0, "test": 1}
 EDGE_MARGIN = 4  # channels kept free at each band edge
 X_MEAN = 10.0  # chi2 noise mean (irrelevant after normalisation)
@@ -56,6 +58,7 @@ class SynthConfig:
     pos_frac: float = 0.1
     snr_min: float = 10.0
     snr_max: float = 50.0
+    snr_dist: str = "log-uniform"
     shapes: tuple = SHAPES
     rfi_frac: float = 0.2
     off_frac: float = 0.1
@@ -77,6 +80,8 @@ class SynthConfig:
             raise ValueError("rfi_frac + off_frac must not exceed 1")
         if not 0.0 < self.snr_min <= self.snr_max:
             raise ValueError("need 0 < snr_min <= snr_max")
+        if self.snr_dist not in SNR_DISTRIBUTIONS:
+            raise ValueError(f"snr_dist must be one of {SNR_DISTRIBUTIONS}, got {self.snr_dist!r}")
         if not 0.0 <= self.max_drift <= 0.028:
             raise ValueError("max_drift must lie in [0, 0.028] Hz/s to fit 256 channels")
         if self.t_slew < 0:
@@ -246,10 +251,17 @@ def sample_signal(rng, cfg: SynthConfig, shape: str, frames, near_zero=False) ->
     else:
         raise RuntimeError(f"could not fit a {shape} path inside the band")
     p["f_start"] = float(rng.uniform(lo, hi))
-    p["snr"] = float(np.exp(rng.uniform(np.log(cfg.snr_min), np.log(cfg.snr_max))))
+    p["snr"] = _sample_snr(rng, cfg)
     p["width"] = float(rng.uniform(1.0, 4.0) * DF_HZ)
     p["f_profile"] = str(rng.choice(["gaussian", "sinc2"]))
     return p
+
+
+def _sample_snr(rng, cfg: SynthConfig) -> float:
+    """One setigen SNR from the configured distribution (one uniform draw either way)."""
+    if cfg.snr_dist == "uniform":
+        return float(rng.uniform(cfg.snr_min, cfg.snr_max))
+    return float(np.exp(rng.uniform(np.log(cfg.snr_min), np.log(cfg.snr_max))))
 
 
 def _inject(cadence, p: dict, frames):
@@ -337,7 +349,7 @@ def make_ids(seed: int, n: int) -> list[str]:
 def make_targets(cfg: SynthConfig, split: str, n: int) -> np.ndarray:
     """Exactly round(pos_frac * n) positives in a seeded random order."""
     y = np.zeros(n, dtype=np.int64)
-    y[: int(round(cfg.pos_frac * n))] = 1
+    y[: round(cfg.pos_frac * n)] = 1
     return np.random.default_rng([cfg.seed, SPLIT_CODES[split], 0]).permutation(y)
 
 
@@ -433,45 +445,66 @@ def _write_csvs(out: Path, meta: pd.DataFrame) -> None:
 
 # -------------------------------------------------------------------- CLI ---
 
+# Named settings for datasets with a purpose; explicit flags override them.
+# benchmark: a held-out set for bench/detection.py, wider than the training
+# defaults (SNR log-uniform 4-60, a third of cadences with all-six
+# interference, some OFF-only signals, every path shape), test split only.
+PRESETS = {
+    "benchmark": {"n_train": 0, "pos_frac": 0.3, "snr_min": 4.0, "snr_max": 60.0,
+                  "snr_dist": "log-uniform", "shapes": SHAPES, "rfi_frac": 1 / 3,
+                  "off_frac": 0.15, "pos_rfi_frac": 1 / 3},
+}
+CONFIG_FLAGS = ("seed", "pos_frac", "snr_min", "snr_max", "snr_dist", "shapes",
+                "rfi_frac", "off_frac", "pos_rfi_frac")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """Command-line interface mirroring SynthConfig."""
+    """Command-line interface mirroring SynthConfig (flags left unset take the preset's or the default)."""
     d = SynthConfig()
     ap = argparse.ArgumentParser(prog="python -m src.synth", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", required=True, help="output folder (must hold no dataset yet)")
-    ap.add_argument("--n-train", type=int, required=True, help="number of train cadences")
+    ap.add_argument("--preset", choices=sorted(PRESETS),
+                    help=f"named settings: benchmark = {PRESETS['benchmark']}")
+    ap.add_argument("--n-train", type=int, help="number of train cadences (required without a preset)")
     ap.add_argument("--n-test", type=int, required=True, help="number of test cadences")
-    ap.add_argument("--seed", type=int, default=d.seed, help="master seed (default %(default)s)")
-    ap.add_argument("--pos-frac", type=float, default=d.pos_frac,
-                    help="fraction of positives per split (default %(default)s, like Kaggle)")
-    ap.add_argument("--snr-min", type=float, default=d.snr_min,
-                    help="lowest setigen SNR, drawn log-uniformly (default %(default)s)")
-    ap.add_argument("--snr-max", type=float, default=d.snr_max,
-                    help="highest setigen SNR (default %(default)s)")
-    ap.add_argument("--shapes", default=",".join(d.shapes),
-                    help="comma list of needle path shapes from %s (default all)" % ",".join(SHAPES))
-    ap.add_argument("--rfi-frac", type=float, default=d.rfi_frac,
-                    help="fraction of negatives with interference in all six observations "
-                         "(default %(default)s)")
-    ap.add_argument("--off-frac", type=float, default=d.off_frac,
-                    help="fraction of negatives with a signal only in the OFF observations "
-                         "(default %(default)s)")
-    ap.add_argument("--pos-rfi-frac", type=float, default=d.pos_rfi_frac,
-                    help="fraction of positives also holding all-six interference "
-                         "(default %(default)s)")
+    ap.add_argument("--seed", type=int, help=f"master seed (default {d.seed})")
+    ap.add_argument("--pos-frac", type=float,
+                    help=f"fraction of positives per split (default {d.pos_frac}, like Kaggle)")
+    ap.add_argument("--snr-min", type=float, help=f"lowest setigen SNR (default {d.snr_min})")
+    ap.add_argument("--snr-max", type=float, help=f"highest setigen SNR (default {d.snr_max})")
+    ap.add_argument("--snr-dist", choices=SNR_DISTRIBUTIONS,
+                    help=f"how SNR is drawn in [snr-min, snr-max] (default {d.snr_dist})")
+    ap.add_argument("--shapes", type=lambda v: tuple(s.strip() for s in v.split(",") if s.strip()),
+                    help=f"comma list of needle path shapes from {','.join(SHAPES)} (default all)")
+    ap.add_argument("--rfi-frac", type=float,
+                    help=f"fraction of negatives with interference in all six observations (default {d.rfi_frac})")
+    ap.add_argument("--off-frac", type=float,
+                    help=f"fraction of negatives with a signal only in the OFF observations (default {d.off_frac})")
+    ap.add_argument("--pos-rfi-frac", type=float,
+                    help=f"fraction of positives also holding all-six interference (default {d.pos_rfi_frac})")
     ap.add_argument("--workers", type=int, default=os.cpu_count(),
                     help="worker processes; output does not depend on it (default: CPU count)")
     return ap
+
+
+def resolve(args: argparse.Namespace) -> tuple[SynthConfig, int]:
+    """Config and train size from defaults <- preset <- explicit flags."""
+    preset = dict(PRESETS[args.preset]) if args.preset else {}
+    n_train = args.n_train if args.n_train is not None else preset.pop("n_train", None)
+    preset.pop("n_train", None)
+    if n_train is None:
+        raise ValueError("--n-train is required without --preset")
+    given = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
+    return SynthConfig(**{**preset, **given}), n_train
 
 
 def main(argv=None) -> None:
     """Parse flags, build the config and write the dataset."""
     a = build_parser().parse_args(argv)
     try:
-        cfg = SynthConfig(seed=a.seed, pos_frac=a.pos_frac, snr_min=a.snr_min,
-                          snr_max=a.snr_max, shapes=tuple(s.strip() for s in a.shapes.split(",") if s.strip()),
-                          rfi_frac=a.rfi_frac, off_frac=a.off_frac, pos_rfi_frac=a.pos_rfi_frac)
-        meta = write_dataset(a.out, cfg, a.n_train, a.n_test, workers=a.workers)
+        cfg, n_train = resolve(a)
+        meta = write_dataset(a.out, cfg, n_train, a.n_test, workers=a.workers)
     except (FileExistsError, ValueError) as e:
         raise SystemExit(f"error: {e}")
     print(f"wrote {len(meta)} cadences ({int(meta.target.sum())} positives) to {a.out}",

@@ -173,6 +173,30 @@ def test_cli_refuses_with_message_and_accepts_empty_dir(tmp_path):
     assert len(meta) == 5 and set(meta["shape"].dropna()) <= {"linear", "sine"}
 
 
+def test_benchmark_preset_writes_a_test_only_set_and_flags_override_it(tmp_path):
+    out = tmp_path / "bench"
+    _quiet(synth.main, ["--preset", "benchmark", "--out", str(out), "--n-test", "10", "--workers", "1",
+                        "--seed", "9", "--snr-max", "5"])
+    assert pd.read_csv(out / "train_labels.csv").empty and not list((out / "train").iterdir())
+    meta = pd.read_csv(out / "metadata.csv")
+    assert len(meta) == 10 and (meta.split == "test").all() and meta.target.sum() == 3  # preset pos_frac 0.3
+    assert meta.snr.dropna().between(4.0, 5.0).all()  # preset snr_min, explicit --snr-max
+    with pytest.raises(SystemExit, match="--n-train is required"):
+        synth.main(["--out", str(tmp_path / "x"), "--n-test", "1"])
+
+
+def test_snr_distribution_option():
+    rng_draws = {d: [synth._sample_snr(np.random.default_rng(i), SynthConfig(snr_min=4, snr_max=60, snr_dist=d))
+                     for i in range(400)] for d in synth.SNR_DISTRIBUTIONS}
+    for draws in rng_draws.values():
+        assert 4 <= min(draws) and max(draws) <= 60
+    # log-uniform puts about half the draws below the geometric mean (15.5); uniform about a tenth
+    assert 0.4 < np.mean(np.array(rng_draws["log-uniform"]) < 15.5) < 0.6
+    assert np.mean(np.array(rng_draws["uniform"]) < 15.5) < 0.3
+    with pytest.raises(ValueError, match="snr_dist"):
+        SynthConfig(snr_dist="normal")
+
+
 def test_config_validation():
     with pytest.raises(ValueError):
         SynthConfig(shapes=("zigzag",))
