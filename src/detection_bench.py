@@ -214,20 +214,16 @@ def run_logits(
 ) -> MethodScores:
     """A run's fold ensemble: each checkpoint's TTA-averaged logits, averaged over the checkpoints."""
     from .checkpoint import find_checkpoints, read_checkpoint_info
-    from .inference import checkpoint_logits
+    from .inference import ensemble_logits
 
     started = time.time()
     infos = [read_checkpoint_info(p) for p in find_checkpoints(run_dir)]
-    total = np.zeros(len(ids))
-    for info in infos:
-        views = tuple(tta or info.config.tta)
-        total += checkpoint_logits(info, data_dir, split, ids, views, batch_size or info.config.eval_batch_size,
-                                   num_workers, accelerator)
+    logits = ensemble_logits(infos, data_dir, split, ids, tta, batch_size, num_workers, accelerator)
     cfg = infos[0].config
     details = {"run": str(run_dir), "checkpoints": [p.path.name for p in infos], "model_name": cfg.model_name,
                "view": cfg.view, "image_size": cfg.image_size, "tta": ", ".join(tta) if tta else "each checkpoint's config",
                "device": str(accelerator.device)}
-    return MethodScores(f"model: {run_dir.name}", "model", total / len(infos), time.time() - started, details)
+    return MethodScores(f"model: {run_dir.name}", "model", logits, time.time() - started, details)
 
 
 def dedoppler_scores(

@@ -124,6 +124,27 @@ def checkpoint_logits(
     return ordered_by_index(logits, index, len(ids), str(info.path))
 
 
+def ensemble_logits(
+    infos: Sequence[CheckpointInfo],
+    data_dir: str | Path,
+    split: str,
+    ids: Sequence[str],
+    tta: Optional[Sequence[str]],
+    batch_size: Optional[int],
+    num_workers: int,
+    accelerator: Accelerator,
+) -> np.ndarray:
+    """Logits of `ids` averaged over the checkpoints, each averaged over its TTA views (its config's unless given)."""
+    total = np.zeros(len(ids), dtype=np.float64)
+    for info in infos:
+        views = tuple(tta or info.config.tta)
+        accelerator.print(f"{info.path}: fold {info.fold}, {info.config.model_name}, TTA {', '.join(views)}")
+        total += checkpoint_logits(
+            info, data_dir, split, ids, views, batch_size or info.config.eval_batch_size, num_workers, accelerator
+        )
+    return total / len(infos)
+
+
 def append_to_report(report: Path, out_path: Path, summary: dict) -> None:
     """Add the evaluation to the run's report.md, next to the cross-validation table."""
     lines = [
@@ -160,14 +181,7 @@ def evaluate(
     ids = submission["id"].tolist()
     require_cadence_files(data_dir, split, ids, Path(data_dir) / SAMPLE_SUBMISSION)  # never a partial submission
     started = time.time()
-    total = np.zeros(len(ids), dtype=np.float64)
-    for info in infos:
-        views = tuple(tta or info.config.tta)
-        accelerator.print(f"{info.path}: fold {info.fold}, {info.config.model_name}, TTA {', '.join(views)}")
-        total += checkpoint_logits(
-            info, data_dir, split, ids, views, batch_size or info.config.eval_batch_size, num_workers, accelerator
-        )
-    logits = total / len(infos)
+    logits = ensemble_logits(infos, data_dir, split, ids, tta, batch_size, num_workers, accelerator)
     submission["target"] = expit(logits)
     summary = {
         "checkpoints": [str(i.path) for i in infos],

@@ -319,12 +319,14 @@ def finished_fold(run_dir: Path, fold: int) -> Optional[tuple[dict[str, Any], pd
 
 def write_report(run_dir: Path, cfg: Config, fold_results: list[dict[str, Any]], oof: pd.DataFrame, seconds: float) -> dict:
     oof_auc = float(roc_auc_score(oof["target"], oof["logit"]))
+    mean_fold_auc = float(np.mean([r["auc"] for r in fold_results]))
     summary = {
         "run_name": cfg.run_name,
         "model_name": cfg.model_name,
         "view": cfg.view,
         "folds": fold_results,
         "oof_auc": oof_auc,
+        "mean_fold_auc": mean_fold_auc,
         "n_oof": len(oof),
         "train_seconds": round(seconds, 1),
     }
@@ -338,7 +340,12 @@ def write_report(run_dir: Path, cfg: Config, fold_results: list[dict[str, Any]],
         "| fold | best epoch | valid ROC AUC |",
         "|---:|---:|---:|",
         *[f"| {r['fold']} | {r['epoch']} | {r['auc']:.4f} |" for r in fold_results],
+        f"| mean of folds | | {mean_fold_auc:.4f} |",
         f"| **out-of-fold** | | **{oof_auc:.4f}** ({len(oof)} samples) |",
+        "",
+        "The out-of-fold AUC ranks all folds' predictions together, so it also needs the folds' logits on one "
+        "scale; well below the mean of folds, it says some fold's chosen checkpoint is miscalibrated (see "
+        "valid_loss in metrics.csv).",
         "",
     ]
     write_text_atomically(run_dir / "report.md", "\n".join(lines))

@@ -62,6 +62,7 @@ def check_run(run_dir: Path, data_dir: Path) -> None:
         assert (run_dir / f"fold{fold}.safetensors").is_file()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["n_oof"] == len(labels) and 0 <= metrics["oof_auc"] <= 1
+    assert metrics["mean_fold_auc"] == pytest.approx(np.mean([f["auc"] for f in metrics["folds"]]))
     assert len(pd.read_csv(run_dir / "metrics.csv")) == 2  # one row per fold-epoch
     assert (run_dir / "config.yaml").is_file() and "out-of-fold" in (run_dir / "report.md").read_text()
 
