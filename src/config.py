@@ -52,6 +52,7 @@ class Config:
     first_conv_stride: Optional[tuple[int, int]] = None  # e.g. (1, 2) keeps time resolution in the stem
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
+    ema_decay: float = 0.0  # >0: validate and save an exponential moving average of the weights (timm ModelEmaV3, warm-up)
     # --- optimisation ---
     epochs: int = 10
     batch_size: int = 32
@@ -111,6 +112,8 @@ class Config:
         for name in ("min_lr", "weight_decay", "warmup_epochs", "grad_clip", "num_workers", "save_every_minutes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"ema_decay: must be in [0, 1) (0 disables EMA), got {self.ema_decay}")
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 8):
             raise ConfigError(f"image_size: must be [height, width] of at least 8 each, got {self.image_size}")
         if self.first_conv_stride is not None and (

@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
+import torch.nn as nn
 from accelerate import Accelerator
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
 
 from .errors import CheckpointError, error_summary
 from .files import write_text_atomically
@@ -27,6 +30,7 @@ STAGING_DIR = "state.tmp"
 PREVIOUS_DIR = "state.old"
 PROGRESS_JSON = "progress.json"
 BEST_LOGITS = "best_valid_logits.npy"
+EMA_WEIGHTS = "ema.safetensors"
 
 
 @dataclass
@@ -39,13 +43,18 @@ class Progress:
     step: int = 0  # tracker step: training batches seen by the run so far
     best: dict[str, Any] = field(default_factory=dict)  # best validation result of this fold so far
     skipped_batches: int = 0  # batches left out for a non-finite loss in this fold
+    ema_updates: int = 0  # optimizer updates folded into the EMA weights in this fold (drives its warm-up)
     train_seconds: float = 0.0  # wall time spent training the run, over all sessions
 
 
 def save_training_state(
-    accelerator: Accelerator, run_dir: Path, progress: Progress, best_logits: Optional[np.ndarray]
+    accelerator: Accelerator,
+    run_dir: Path,
+    progress: Progress,
+    best_logits: Optional[np.ndarray],
+    ema_model: Optional[nn.Module] = None,
 ) -> None:
-    """Save the prepared objects, the RNG states and `progress`; call on every process."""
+    """Save the prepared objects, the RNG states, the EMA weights and `progress`; call on every process."""
     staging, current, previous = run_dir / STAGING_DIR, run_dir / STATE_DIR, run_dir / PREVIOUS_DIR
     if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
@@ -55,6 +64,8 @@ def save_training_state(
     if accelerator.is_main_process:
         if best_logits is not None:
             np.save(staging / BEST_LOGITS, best_logits)
+        if ema_model is not None:
+            save_model(ema_model, str(staging / EMA_WEIGHTS))
         write_text_atomically(staging / PROGRESS_JSON, json.dumps(dataclasses.asdict(progress), indent=1))
         shutil.rmtree(previous, ignore_errors=True)
         if current.exists():
@@ -80,11 +91,16 @@ def read_progress(state_dir: Path) -> Progress:
         raise CheckpointError(f"{path}: damaged training progress ({err})") from None
 
 
-def load_training_state(accelerator: Accelerator, state_dir: Path) -> Optional[np.ndarray]:
-    """Restore the prepared objects from `state_dir`; returns the fold's best validation logits so far."""
+def load_training_state(
+    accelerator: Accelerator, state_dir: Path, ema_model: Optional[nn.Module] = None
+) -> Optional[np.ndarray]:
+    """Restore the prepared objects (and the EMA weights) from `state_dir`; returns the fold's best validation
+    logits so far."""
     try:
         accelerator.load_state(str(state_dir))
-    except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError, OSError) as err:
+        if ema_model is not None:
+            load_model(ema_model, str(state_dir / EMA_WEIGHTS), device=str(accelerator.device))
+    except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError, OSError, SafetensorError) as err:
         raise CheckpointError(
             f"{state_dir}: saved training state cannot be loaded ({error_summary(err)}). Files holding anything but tensors "
             "are refused, so a state that carries pickled code never runs."

@@ -26,6 +26,7 @@ from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast_object_list, parse_flag_from_env, set_seed
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
+from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm.auto import tqdm
 
@@ -159,6 +160,7 @@ def train_one_epoch(
     progress: Progress,
     generator: torch.Generator,
     save_state: Callable[[], None],
+    ema: Optional[ModelEmaV3] = None,
 ) -> float:
     """Train from batch `progress.batches_done` of `progress.epoch` to the end of the epoch; returns the mean loss.
 
@@ -209,6 +211,9 @@ def train_one_epoch(
                 optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None and accelerator.sync_gradients:
+                progress.ema_updates += 1
+                ema.update(accelerator.unwrap_model(model), step=progress.ema_updates)
         progress.batches_done, progress.step = batch_index + 1, progress.step + 1
         if count and count % 10 == 0:
             bar.set_postfix(loss=f"{total.item() / count:.4f}")
@@ -257,14 +262,17 @@ def train_fold(
     model, optimizer, train_loader, valid_loader, scheduler = accelerator.prepare(
         model, optimizer, train_loader, valid_loader, scheduler
     )
-    best_logits = load_training_state(accelerator, state_dir) if state_dir is not None else None
+    # the average of the weights, on every process alike (DDP keeps their weights equal); validated and saved
+    ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
+    ema_model = ema.module if ema is not None else None
+    best_logits = load_training_state(accelerator, state_dir, ema_model) if state_dir is not None else None
     if state_dir is not None:
         accelerator.print(
             f"resuming fold {fold} at epoch {progress.epoch + 1}, batch {progress.batches_done + 1} from {state_dir}"
         )
 
     def save_state() -> None:
-        save_training_state(accelerator, run_dir, progress, best_logits)
+        save_training_state(accelerator, run_dir, progress, best_logits, ema_model)
 
     augment_generator = torch.Generator()
     valid_targets = valid_rows["target"].to_numpy()
@@ -273,16 +281,17 @@ def train_fold(
         sampler_generator.manual_seed(derived_seeds(cfg.seed, fold, epoch)[0])
         loader = accelerator.skip_first_batches(train_loader, progress.batches_done) if progress.batches_done else train_loader
         train_loss = train_one_epoch(
-            model, loader, optimizer, scheduler, accelerator, cfg, progress, augment_generator, save_state
+            model, loader, optimizer, scheduler, accelerator, cfg, progress, augment_generator, save_state, ema
         )
-        logits, auc, valid_loss = validate(model, valid_loader, accelerator, valid_targets, f"fold {fold} validation")
+        evaluated = ema_model if ema_model is not None else model
+        logits, auc, valid_loss = validate(evaluated, valid_loader, accelerator, valid_targets, f"fold {fold} validation")
         improved = auc > progress.best.get("auc", -1.0)
         if improved:
             progress.best = {"fold": fold, "auc": auc, "epoch": epoch + 1, "valid_loss": valid_loss}
             best_logits = logits
             if accelerator.is_main_process:
                 save_checkpoint(
-                    run_dir / checkpoint_name(fold), accelerator.unwrap_model(model), cfg, fold, epoch + 1,
+                    run_dir / checkpoint_name(fold), accelerator.unwrap_model(evaluated), cfg, fold, epoch + 1,
                     {"valid_auc": auc, "valid_loss": valid_loss, "skipped_batches": progress.skipped_batches},
                 )
         seconds = time.time() - started

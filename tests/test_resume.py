@@ -46,8 +46,8 @@ TRAINING = [
     "--model-name", "test_efficientnet", "--view", "channels", "--image-size", "32,64",
     "--epochs", "3", "--n-folds", "2", "--batch-size", "2", "--eval-batch-size", "5",
     "--grad-accum-steps", "2", "--num-workers", "0", "--tracker", "none", "--lr", "1e-3",
-    # every source of randomness a resumed run has to replay: sampler, flips, mixing, dropout
-    "--sampler-strength", "0.5", "--mix", "both", "--mix-prob", "0.5", "--drop-rate", "0.2",
+    # every source of randomness a resumed run has to replay: sampler, flips, mixing, dropout; and EMA weights
+    "--sampler-strength", "0.5", "--mix", "both", "--mix-prob", "0.5", "--drop-rate", "0.2", "--ema-decay", "0.9",
     "--save-every-minutes", "0",
 ]
 ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
