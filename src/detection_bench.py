@@ -30,6 +30,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 
 from . import dedoppler, turboseti_ref
 from .data import TEST_LABELS, DataError, cadence_path, load_cadence, read_id_table
+from .files import write_atomically
 from .synth import METADATA, SHAPES
 
 REPORT_FILES = ("report.md", "report.json", "scores.csv", "roc.png", "recall_vs_snr.png")
@@ -398,7 +399,7 @@ def plot_roc(meta: pd.DataFrame, methods: Sequence[MethodScores], path: Path) ->
         ax.grid(alpha=0.3)
     axes[1].legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")  # the path may be a temporary name without .png
     plt.close(fig)
 
 
@@ -425,7 +426,7 @@ def plot_recall_vs_snr(report: dict, path: Path) -> None:
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")  # the path may be a temporary name without .png
     plt.close(fig)
 
 
@@ -450,9 +451,7 @@ def write_report(out_dir: Path, meta: pd.DataFrame, methods: Sequence[MethodScor
         "recall_vs_snr.png": lambda p: plot_recall_vs_snr(report, p),
     }
     for name, write in writers.items():
-        temporary = out_dir / f".{name}.tmp{Path(name).suffix}"
-        write(temporary)
-        os.replace(temporary, out_dir / name)
+        write_atomically(out_dir / name, write)
 
 
 # ------------------------------------------------------------------- entry ---

@@ -58,6 +58,13 @@ def ordered_by_index(values: np.ndarray, index: np.ndarray, size: int, what: str
     return ordered
 
 
+def halved_batch_size(batch_size: int, accelerator: Accelerator) -> int:
+    """Half the batch after running out of memory, with the device cache released and the user told."""
+    clear_device_cache(garbage_collection=True)
+    accelerator.print(f"out of memory: evaluation batch size halved to {batch_size // 2}")
+    return batch_size // 2
+
+
 def fitting_batch_size(
     model: torch.nn.Module, image_shape: Sequence[int], batch_size: int, accelerator: Accelerator, tta: Sequence[str]
 ) -> int:
@@ -77,7 +84,7 @@ def fitting_batch_size(
                 raise
             fits = False
         blank = None
-        clear_device_cache(garbage_collection=not fits)
+        clear_device_cache()  # the probe's activations
         if accelerator.num_processes > 1:
             fits_here = torch.tensor(float(fits), device=accelerator.device)
             fits = bool(accelerator.reduce(fits_here, "sum") == accelerator.num_processes)
@@ -85,8 +92,7 @@ def fitting_batch_size(
             return batch_size
         if batch_size == 1:
             raise RuntimeError("evaluation runs out of memory even at batch size 1")
-        batch_size //= 2
-        accelerator.print(f"out of memory: evaluation batch size halved to {batch_size}")
+        batch_size = halved_batch_size(batch_size, accelerator)
 
 
 def checkpoint_logits(
@@ -117,9 +123,7 @@ def checkpoint_logits(
         except RuntimeError as err:
             if accelerator.num_processes > 1 or batch_size == 1 or not should_reduce_batch_size(err):
                 raise
-            batch_size //= 2
-            clear_device_cache(garbage_collection=True)
-            accelerator.print(f"out of memory: evaluation batch size halved to {batch_size}")
+            batch_size = halved_batch_size(batch_size, accelerator)
     accelerator.free_memory()
     return ordered_by_index(logits, index, len(ids), str(info.path))
 

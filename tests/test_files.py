@@ -33,7 +33,14 @@ def test_temporary_name_is_hidden_from_checkpoint_globs(tmp_path):
     assert seen == [".fold0.safetensors.tmp"] and not list(tmp_path.glob("fold*.tmp"))
 
 
-def test_write_csv_atomically_round_trip(tmp_path):
+def test_write_csv_atomically(tmp_path):
+    path = tmp_path / "submission.csv"
     table = pd.DataFrame({"id": ["000000000000123", "abc"], "target": [0.25, 0.75]})
-    write_csv_atomically(table, tmp_path / "t.csv")
-    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "t.csv", dtype={"id": str}), table)
+    write_csv_atomically(table, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]
+    back = pd.read_csv(path, dtype={"id": str})
+    pd.testing.assert_frame_equal(back, table)
+    # overwriting works and still leaves no temporary file
+    write_csv_atomically(table.assign(target=[0.5, 0.5]), path)
+    assert pd.read_csv(path)["target"].tolist() == [0.5, 0.5]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]

@@ -1,14 +1,12 @@
 """Tests for the pure helpers of src/train.py and src/inference.py: sampler weights, LR schedule,
-re-ordering gathered predictions, atomic CSV writes."""
+re-ordering gathered predictions."""
 from __future__ import annotations
 
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from src.files import write_csv_atomically
 from src.inference import ordered_by_index
 from src.train import class_balanced_weights, warmup_cosine
 
@@ -112,18 +110,3 @@ def test_ordered_by_index_restores_order():
 def test_ordered_by_index_refuses_duplicates_and_gaps(index, size):
     with pytest.raises(RuntimeError, match="fold 3 validation"):
         ordered_by_index(np.zeros(len(index)), index, size, "fold 3 validation")
-
-
-# ---------------------------------------------------------------- atomic csv ---
-
-def test_write_csv_atomically(tmp_path):
-    path = tmp_path / "submission.csv"
-    table = pd.DataFrame({"id": ["000000000000123", "abc"], "target": [0.25, 0.75]})
-    write_csv_atomically(table, path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]
-    back = pd.read_csv(path, dtype={"id": str})
-    pd.testing.assert_frame_equal(back, table)
-    # overwriting works and still leaves no temporary file
-    write_csv_atomically(table.assign(target=[0.5, 0.5]), path)
-    assert pd.read_csv(path)["target"].tolist() == [0.5, 0.5]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]
