@@ -26,7 +26,8 @@ def main() -> None:
     parser.add_argument("--split", default="test", help="sub-folder holding the cadences (default: test)")
     parser.add_argument("--tta", help=f"comma-separated subset of {','.join(TTA_VIEWS)} (default: each checkpoint's config)")
     parser.add_argument("--batch-size", type=int, help="default: each checkpoint's eval_batch_size")
-    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--num-workers", type=int, help="loader worker processes (default: from the CPUs available)")
+    parser.add_argument("--cache-dir", help="packed cache root (python -m src.pack); the file tree is read without a match")
     parser.add_argument("--mixed-precision", choices=PRECISIONS, default="no")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing submission file")
     args = parser.parse_args()
@@ -38,7 +39,7 @@ def main() -> None:
     if tta and not set(tta) <= set(TTA_VIEWS):
         parser.error(f"--tta: choose from {','.join(TTA_VIEWS)}")
     evaluate(checkpoints, data_dir, out, args.split, tta, args.batch_size, args.num_workers, args.mixed_precision, args.overwrite,
-             report=args.run_dir / "report.md" if args.run_dir else None)
+             report=args.run_dir / "report.md" if args.run_dir else None, cache_dir=args.cache_dir)
 
 
 if __name__ == "__main__":

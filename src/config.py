@@ -44,7 +44,9 @@ class Config:
     n_folds: int = 5
     folds: Optional[tuple[int, ...]] = None  # which folds to train; None trains all of them
     seed: int = 42
-    num_workers: int = 2
+    cache_dir: Optional[str] = None  # packed cache root (python -m src.pack); the file tree is read when it has no match
+    num_workers: Optional[int] = None  # loader worker processes; None: from the CPUs available (see README)
+    prefetch_factor: int = 2  # batches each loader worker reads ahead
     # --- model ---
     model_name: str = "swin_tiny_patch4_window7_224"
     pretrained: Optional[str] = None  # local weights file or folder; never downloaded
@@ -53,6 +55,9 @@ class Config:
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     ema_decay: float = 0.0  # >0: validate and save an exponential moving average of the weights (timm ModelEmaV3, warm-up)
+    channels_last: bool = False  # NHWC weights and inputs: faster convolutions under AMP on tensor-core GPUs
+    compile: bool = False  # torch.compile the model (inductor, through Accelerate): slower start, faster steps
+    grad_checkpointing: bool = False  # timm's activation checkpointing: recompute in backward, far less GPU memory
     # --- optimisation ---
     epochs: int = 10
     batch_size: int = 32
@@ -96,7 +101,7 @@ class Config:
             raise ConfigError("tta: needs at least one view (e.g. identity)")
         for name in self.tracker:
             _check_choice("tracker", name, TRACKERS)
-        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "grad_accum_steps", "prefetch_factor"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.n_folds < 2:
@@ -110,7 +115,7 @@ class Config:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
         for name in ("min_lr", "weight_decay", "warmup_epochs", "grad_clip", "num_workers", "save_every_minutes"):
-            if getattr(self, name) < 0:
+            if getattr(self, name) is not None and getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ConfigError(f"ema_decay: must be in [0, 1) (0 disables EMA), got {self.ema_decay}")

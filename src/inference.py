@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration
 from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
@@ -20,10 +21,15 @@ from torch.utils.data import DataLoader
 
 from .augment import tta_view
 from .checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
+from .config import Config
 from .data import (
     SAMPLE_SUBMISSION,
-    CadenceDataset,
+    PackedCadenceDataset,
+    image_shape,
+    loader_workers,
     make_eval_loader,
+    observations_to_images,
+    open_cadences,
     read_sample_submission,
     read_test_labels,
     require_cadence_files,
@@ -34,15 +40,17 @@ from .model import build_model
 
 @torch.no_grad()
 def predict_logits(
-    model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, tta: Sequence[str] = ("identity",)
+    model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, cfg: Config, tta: Sequence[str] = ("identity",)
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits averaged over the TTA views, with dataset indices, over a (sharded) loader, gathered from all
-    processes without the padding duplicates of uneven shards."""
+    processes without the padding duplicates of uneven shards. Only the logits are kept: memory stays flat
+    however many cadences stream through."""
     model.eval()
     all_logits, all_index = [], []
     for batch in loader:
+        images = observations_to_images(batch["observations"], cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last)
         with accelerator.autocast():
-            views = [model(tta_view(batch["image"], name))["logits"].float() for name in tta]
+            views = [model(tta_view(images, name))["logits"].float() for name in tta]
         logits, index = accelerator.gather_for_metrics((torch.stack(views).mean(0), batch["index"]))
         all_logits.append(logits.cpu())
         all_index.append(index.cpu())
@@ -66,7 +74,8 @@ def halved_batch_size(batch_size: int, accelerator: Accelerator) -> int:
 
 
 def fitting_batch_size(
-    model: torch.nn.Module, image_shape: Sequence[int], batch_size: int, accelerator: Accelerator, tta: Sequence[str]
+    model: torch.nn.Module, input_shape: Sequence[int], batch_size: int, accelerator: Accelerator, tta: Sequence[str],
+    channels_last: bool = False,
 ) -> int:
     """The batch size, halved until a full batch of the TTA views fits on every process.
 
@@ -75,7 +84,9 @@ def fitting_batch_size(
     while True:
         try:
             with torch.no_grad(), accelerator.autocast():
-                blank = torch.zeros((batch_size, *image_shape), device=accelerator.device)
+                blank = torch.zeros((batch_size, *input_shape), device=accelerator.device)
+                if channels_last:
+                    blank = blank.contiguous(memory_format=torch.channels_last)
                 for name in tta:
                     model(tta_view(blank, name))
             fits = True
@@ -102,8 +113,9 @@ def checkpoint_logits(
     ids: Sequence[str],
     tta: Sequence[str],
     batch_size: int,
-    num_workers: int,
+    num_workers: Optional[int],
     accelerator: Accelerator,
+    cache_dir: Optional[str | Path] = None,
 ) -> np.ndarray:
     """One checkpoint's TTA-averaged logits for `ids`, in the order of `ids`, on every process.
 
@@ -113,12 +125,18 @@ def checkpoint_logits(
     model = build_model(cfg, load_pretrained=False)
     load_weights(model, info.path)
     model = model.to(accelerator.device).eval()
-    dataset = CadenceDataset(data_dir, split, ids, None, cfg.view, cfg.normalize, cfg.image_size)
-    batch_size = fitting_batch_size(model, dataset[0]["image"].shape, batch_size, accelerator, tta)
+    if cfg.compile:
+        model = torch.compile(model)
+    dataset, note = open_cadences(data_dir, split, ids, None, cfg.view, cache_dir)
+    accelerator.print(note)
+    workers = loader_workers(num_workers, accelerator.num_processes, isinstance(dataset, PackedCadenceDataset))
+    batch_size = fitting_batch_size(
+        model, image_shape(cfg.view, cfg.image_size), batch_size, accelerator, tta, cfg.channels_last
+    )
     while True:
         try:
-            loader = accelerator.prepare(make_eval_loader(dataset, batch_size, num_workers))
-            logits, index = predict_logits(model, loader, accelerator, tta)
+            loader = accelerator.prepare(make_eval_loader(dataset, batch_size, workers, cfg.prefetch_factor))
+            logits, index = predict_logits(model, loader, accelerator, cfg, tta)
             break
         except RuntimeError as err:
             if accelerator.num_processes > 1 or batch_size == 1 or not should_reduce_batch_size(err):
@@ -135,8 +153,9 @@ def ensemble_logits(
     ids: Sequence[str],
     tta: Optional[Sequence[str]],
     batch_size: Optional[int],
-    num_workers: int,
+    num_workers: Optional[int],
     accelerator: Accelerator,
+    cache_dir: Optional[str | Path] = None,
 ) -> np.ndarray:
     """Logits of `ids` averaged over the checkpoints, each averaged over its TTA views (its config's unless given)."""
     total = np.zeros(len(ids), dtype=np.float64)
@@ -144,7 +163,8 @@ def ensemble_logits(
         views = tuple(tta or info.config.tta)
         accelerator.print(f"{info.path}: fold {info.fold}, {info.config.model_name}, TTA {', '.join(views)}")
         total += checkpoint_logits(
-            info, data_dir, split, ids, views, batch_size or info.config.eval_batch_size, num_workers, accelerator
+            info, data_dir, split, ids, views, batch_size or info.config.eval_batch_size, num_workers, accelerator,
+            cache_dir,
         )
     return total / len(infos)
 
@@ -171,13 +191,16 @@ def evaluate(
     split: str = "test",
     tta: Optional[Sequence[str]] = None,
     batch_size: Optional[int] = None,
-    num_workers: int = 2,
+    num_workers: Optional[int] = None,
     mixed_precision: str = "no",
     overwrite: bool = False,
     report: Optional[Path] = None,
+    cache_dir: Optional[str | Path] = None,
 ) -> dict:
     """Write `out_path` (a submission: the sample submission's ids, in its order) and a summary beside it."""
-    accelerator = Accelerator(mixed_precision=mixed_precision)
+    accelerator = Accelerator(
+        mixed_precision=mixed_precision, dataloader_config=DataLoaderConfiguration(non_blocking=True)
+    )
     if out_path.exists() and not overwrite:
         raise FileExistsError(f"{out_path}: already exists; pass --overwrite to replace it or choose --out")
     infos = [read_checkpoint_info(p) for p in checkpoints]
@@ -185,7 +208,7 @@ def evaluate(
     ids = submission["id"].tolist()
     require_cadence_files(data_dir, split, ids, Path(data_dir) / SAMPLE_SUBMISSION)  # never a partial submission
     started = time.time()
-    logits = ensemble_logits(infos, data_dir, split, ids, tta, batch_size, num_workers, accelerator)
+    logits = ensemble_logits(infos, data_dir, split, ids, tta, batch_size, num_workers, accelerator, cache_dir)
     submission["target"] = expit(logits)
     summary = {
         "checkpoints": [str(i.path) for i in infos],

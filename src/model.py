@@ -138,4 +138,10 @@ def build_model(cfg: Config, load_pretrained: bool = True) -> CadenceClassifier:
     )
     if cfg.first_conv_stride is not None:
         set_first_conv_stride(backbone, cfg.first_conv_stride)
-    return CadenceClassifier(backbone, cfg.pool, cfg.drop_rate)
+    if cfg.grad_checkpointing:
+        try:
+            backbone.set_grad_checkpointing(True)
+        except (AssertionError, NotImplementedError, AttributeError):
+            raise ModelError(f"grad_checkpointing: timm's {cfg.model_name} does not support it") from None
+    model = CadenceClassifier(backbone, cfg.pool, cfg.drop_rate)
+    return model.to(memory_format=torch.channels_last) if cfg.channels_last else model

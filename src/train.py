@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
-from accelerate.utils import broadcast_object_list, parse_flag_from_env, set_seed
+from accelerate.utils import DataLoaderConfiguration, TorchDynamoPlugin, broadcast_object_list, parse_flag_from_env, set_seed
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from timm.utils import ModelEmaV3
@@ -33,7 +33,19 @@ from tqdm.auto import tqdm
 from .augment import mix_batch, random_flips
 from .checkpoint import checkpoint_name, read_checkpoint_info, save_checkpoint
 from .config import Config, load_config, save_config
-from .data import TRAIN_LABELS, CadenceDataset, make_eval_loader, make_folds, read_train_labels, require_cadence_files
+from .data import (
+    TRAIN_LABELS,
+    CadenceDataset,
+    PackedCadenceDataset,
+    loader_options,
+    loader_workers,
+    make_eval_loader,
+    make_folds,
+    observations_to_images,
+    open_cadences,
+    read_train_labels,
+    require_cadence_files,
+)
 from .errors import CheckpointError, ConfigError, TrainingError
 from .files import write_csv_atomically, write_text_atomically
 from .inference import ordered_by_index, predict_logits
@@ -47,7 +59,9 @@ FOLDS_CSV = "folds.csv"
 OOF_CSV = "oof.csv"
 BAD_FILES_CSV = "bad_files.csv"
 # what may change when a run is resumed: where the data is and how it is read, never what is trained
-RESUME_OVERRIDES = ("data_dir", "num_workers", "eval_batch_size", "save_every_minutes", "tracker")
+RESUME_OVERRIDES = (
+    "data_dir", "cache_dir", "num_workers", "prefetch_factor", "eval_batch_size", "save_every_minutes", "tracker"
+)
 
 
 def oof_fold_name(fold: int) -> str:
@@ -102,7 +116,7 @@ def class_balanced_weights(targets: np.ndarray, strength: float) -> np.ndarray:
     return np.array([class_weight[t] for t in targets], dtype=np.float64)
 
 
-def make_train_loader(dataset: CadenceDataset, cfg: Config, generator: torch.Generator) -> DataLoader:
+def make_train_loader(dataset: CadenceDataset, cfg: Config, workers: int, generator: torch.Generator) -> DataLoader:
     """Shuffled (or class-weighted) loader whose order is set by `generator`, reseeded at every epoch."""
     if cfg.sampler_strength > 0:
         weights = class_balanced_weights(dataset.targets, cfg.sampler_strength)
@@ -113,10 +127,9 @@ def make_train_loader(dataset: CadenceDataset, cfg: Config, generator: torch.Gen
         dataset,
         batch_size=cfg.batch_size,
         sampler=sampler,
-        num_workers=cfg.num_workers,
         drop_last=len(dataset) >= cfg.batch_size,
-        pin_memory=torch.cuda.is_available(),
-        persistent_workers=cfg.num_workers > 0,
+        persistent_workers=workers > 0,
+        **loader_options(workers, cfg.prefetch_factor),
     )
 
 
@@ -181,7 +194,8 @@ def train_one_epoch(
         torch.manual_seed(global_seed)  # dropout and stochastic depth
         generator.manual_seed(augment_seed)  # flips and mixing
         with accelerator.accumulate(model):
-            images = random_flips(batch["image"], cfg.hflip_p, cfg.vflip_p, generator)
+            images = observations_to_images(batch["observations"], cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last)
+            images = random_flips(images, cfg.hflip_p, cfg.vflip_p, generator)
             images, targets = mix_batch(
                 images, batch["target"], cfg.mix, cfg.mix_prob, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_label, generator
             )
@@ -213,7 +227,7 @@ def train_one_epoch(
             optimizer.zero_grad(set_to_none=True)
             if ema is not None and accelerator.sync_gradients:
                 progress.ema_updates += 1
-                ema.update(accelerator.unwrap_model(model), step=progress.ema_updates)
+                ema.update(accelerator.unwrap_model(model, keep_torch_compile=False), step=progress.ema_updates)
         progress.batches_done, progress.step = batch_index + 1, progress.step + 1
         if count and count % 10 == 0:
             bar.set_postfix(loss=f"{total.item() / count:.4f}")
@@ -224,9 +238,11 @@ def train_one_epoch(
     return float(mean_loss)
 
 
-def validate(model, loader, accelerator: Accelerator, targets: np.ndarray, what: str) -> tuple[np.ndarray, float, float]:
+def validate(
+    model, loader, accelerator: Accelerator, cfg: Config, targets: np.ndarray, what: str
+) -> tuple[np.ndarray, float, float]:
     """Validation logits in dataset order, ROC AUC and loss."""
-    logits, index = predict_logits(model, loader, accelerator)
+    logits, index = predict_logits(model, loader, accelerator, cfg)
     logits = ordered_by_index(logits, index, len(targets), what)
     if not np.isfinite(logits).all():
         raise TrainingError(f"{what}: the model gives non-finite logits; training diverged (try a lower --lr)")
@@ -245,12 +261,17 @@ def train_fold(
     train_rows, valid_rows = folds[folds["fold"] != fold], folds[folds["fold"] == fold]
 
     def dataset(rows: pd.DataFrame) -> CadenceDataset:
-        ids, targets = rows["id"].tolist(), rows["target"].tolist()
-        return CadenceDataset(cfg.data_dir, "train", ids, targets, cfg.view, cfg.normalize, cfg.image_size)
+        found, note = open_cadences(cfg.data_dir, "train", rows["id"].tolist(), rows["target"].tolist(), cfg.view, cfg.cache_dir)
+        accelerator.print(note)
+        return found
+
+    def workers(found: CadenceDataset) -> int:
+        return loader_workers(cfg.num_workers, accelerator.num_processes, isinstance(found, PackedCadenceDataset))
 
     sampler_generator = torch.Generator()
-    train_loader = make_train_loader(dataset(train_rows), cfg, sampler_generator)
-    valid_loader = make_eval_loader(dataset(valid_rows), cfg.eval_batch_size, cfg.num_workers)
+    train_set, valid_set = dataset(train_rows), dataset(valid_rows)
+    train_loader = make_train_loader(train_set, cfg, workers(train_set), sampler_generator)
+    valid_loader = make_eval_loader(valid_set, cfg.eval_batch_size, workers(valid_set), cfg.prefetch_factor)
     model = build_model(cfg)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # counted on the un-sharded loader: Accelerate steps a prepared scheduler once per process per update
@@ -263,7 +284,8 @@ def train_fold(
         model, optimizer, train_loader, valid_loader, scheduler
     )
     # the average of the weights, on every process alike (DDP keeps their weights equal); validated and saved
-    ema = ModelEmaV3(accelerator.unwrap_model(model), decay=cfg.ema_decay, use_warmup=True) if cfg.ema_decay else None
+    ema = (ModelEmaV3(accelerator.unwrap_model(model, keep_torch_compile=False), decay=cfg.ema_decay, use_warmup=True)
+           if cfg.ema_decay else None)
     ema_model = ema.module if ema is not None else None
     best_logits = load_training_state(accelerator, state_dir, ema_model) if state_dir is not None else None
     if state_dir is not None:
@@ -284,14 +306,15 @@ def train_fold(
             model, loader, optimizer, scheduler, accelerator, cfg, progress, augment_generator, save_state, ema
         )
         evaluated = ema_model if ema_model is not None else model
-        logits, auc, valid_loss = validate(evaluated, valid_loader, accelerator, valid_targets, f"fold {fold} validation")
+        logits, auc, valid_loss = validate(evaluated, valid_loader, accelerator, cfg, valid_targets, f"fold {fold} validation")
         improved = auc > progress.best.get("auc", -1.0)
         if improved:
             progress.best = {"fold": fold, "auc": auc, "epoch": epoch + 1, "valid_loss": valid_loss}
             best_logits = logits
             if accelerator.is_main_process:
+                weights = accelerator.unwrap_model(evaluated, keep_torch_compile=False)
                 save_checkpoint(
-                    run_dir / checkpoint_name(fold), accelerator.unwrap_model(evaluated), cfg, fold, epoch + 1,
+                    run_dir / checkpoint_name(fold), weights, cfg, fold, epoch + 1,
                     {"valid_auc": auc, "valid_loss": valid_loss, "skipped_batches": progress.skipped_batches},
                 )
         seconds = time.time() - started
@@ -399,6 +422,8 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.grad_accum_steps,
+        dataloader_config=DataLoaderConfiguration(non_blocking=True),  # with pinned memory: copies overlap compute
+        dynamo_plugin=TorchDynamoPlugin(backend="inductor" if cfg.compile else "no"),
         log_with=[CSVTracker(run_dir), *cfg.tracker],
         project_dir=str(run_dir),
     )

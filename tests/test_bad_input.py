@@ -23,6 +23,7 @@ from src.data import (
     CADENCE_SHAPE,
     SAMPLE_SUBMISSION,
     TRAIN_LABELS,
+    ON_OBSERVATIONS,
     CadenceDataset,
     CadenceError,
     DataError,
@@ -94,7 +95,7 @@ def non_finite(values: dict[tuple[int, int, int], float]) -> np.ndarray:
 
 def missing_through_dataset(data: Data) -> Case:
     data.train_file(3).unlink()
-    dataset = CadenceDataset(data.dir, "train", data.train_ids, None, "on", "sample", None)
+    dataset = CadenceDataset(data.dir, "train", data.train_ids, None, ON_OBSERVATIONS)
     return Case(lambda: dataset[3], CadenceError, str(data.train_file(3)), "cadence file not found")
 
 
@@ -220,7 +221,7 @@ def test_the_problem_kinds_say_what_is_wrong(data):
 def test_cadence_error_survives_a_dataloader_worker(data):
     """Workers re-raise an exception from its message alone; it must still be a CadenceError, so still a user error."""
     data.train_file(2).unlink()
-    dataset = CadenceDataset(data.dir, "train", data.train_ids[2:3], None, "on", "sample", (16, 16))
+    dataset = CadenceDataset(data.dir, "train", data.train_ids[2:3], None, ON_OBSERVATIONS)
     error = first_error(torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=1))
     assert isinstance(error, CadenceError), repr(error)
     assert f"{data.train_ids[2]}.npy: cadence file not found" in str(error)

@@ -8,17 +8,24 @@ import pandas as pd
 import pytest
 import torch
 
+from conftest import distinct_cadence
 from src.data import (
     CADENCE_SHAPE,
+    ON_OBSERVATIONS,
     TRAIN_LABELS,
     CadenceDataset,
+    CadenceError,
     DataError,
     arrange,
     cadence_path,
     cadence_to_image,
+    image_shape,
     load_cadence,
+    loader_options,
+    loader_workers,
     make_folds,
     normalize,
+    observations_to_images,
     read_id_table,
     read_sample_submission,
     read_test_labels,
@@ -215,8 +222,30 @@ def test_channels_view_keeps_observations_as_channels(cadence):
 
 
 def test_arrange_does_not_transpose():
-    obs = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 4)
-    assert torch.equal(arrange(obs, "all")[0], torch.cat([obs[0], obs[1]], dim=0))
+    obs = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(1, 2, 3, 4)
+    assert torch.equal(arrange(obs, "all")[0, 0], torch.cat([obs[0, 0], obs[0, 1]], dim=0))
+
+
+@pytest.mark.parametrize("view, normalization, size", [
+    ("on", "sample", (64, 32)), ("all", "observation", None), ("channels", "observation", (64, 128)),
+    ("on", "none", None),
+])
+def test_batch_transform_equals_each_sample_alone(view, normalization, size):
+    """The device-side batch transform treats every sample as if it were alone in the batch."""
+    cadences = [distinct_cadence(seed) * np.float16(seed + 1) for seed in range(3)]
+    observations = torch.from_numpy(np.stack([c[list(view_observations(view))] for c in cadences]))
+    batch = observations_to_images(observations, view, normalization, size)
+    assert batch.shape == (3, *image_shape(view, size)) and batch.dtype == torch.float32
+    for row, cadence in enumerate(cadences):
+        torch.testing.assert_close(batch[row], cadence_to_image(cadence, view, normalization, size), rtol=1e-5, atol=1e-5)
+
+
+def test_batch_transform_channels_last_is_the_same_values(cadence):
+    observations = torch.from_numpy(cadence[None])
+    plain = observations_to_images(observations, "channels", "observation", (32, 64))
+    nhwc = observations_to_images(observations, "channels", "observation", (32, 64), channels_last=True)
+    assert nhwc.is_contiguous(memory_format=torch.channels_last) and not plain.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(plain, nhwc)
 
 
 # ---------------------------------------------------------------- normalisation ---
@@ -265,7 +294,7 @@ def test_resize_to_configured_size(cadence, view, channels):
 
 
 def test_resize_none_or_same_size_is_unchanged():
-    image = torch.randn(1, 20, 16)
+    image = torch.randn(1, 1, 20, 16)
     assert resize(image, None) is image
     assert torch.equal(resize(image, (20, 16)), image)
 
@@ -273,7 +302,7 @@ def test_resize_none_or_same_size_is_unchanged():
 def test_resize_keeps_vertical_order():
     # the observations stay in order after a resize: the per-row level rises from top to bottom
     image = torch.arange(6, dtype=torch.float32).repeat_interleave(T)[None, :, None].expand(1, 6 * T, 256)
-    out = resize(image.contiguous(), (60, 16))
+    out = resize(image.contiguous()[None], (60, 16))[0]
     row_means = out[0].mean(dim=1)
     assert torch.all(row_means[1:] >= row_means[:-1] - 1e-5)
     assert float(row_means[0]) == pytest.approx(0.0, abs=1e-3) and float(row_means[-1]) == pytest.approx(5.0, abs=1e-3)
@@ -285,7 +314,7 @@ def test_antialiased_downsampling_keeps_a_one_channel_needle():
     generator = torch.Generator().manual_seed(0)
     image = 0.3 * torch.randn(1, 3 * T, 256, generator=generator)
     image[0, :, 100] += 1.0
-    out = resize(image, (256, 64))
+    out = resize(image[None], (256, 64))[0]
     column_means = out[0].mean(dim=0)
     peak = int(column_means.argmax())
     assert abs(peak - 100 / 4) <= 1
@@ -295,44 +324,65 @@ def test_antialiased_downsampling_keeps_a_one_channel_needle():
 
 # ---------------------------------------------------------------- dataset ---
 
-def test_dataset_items(small_dataset):
+def test_dataset_items_are_the_view_observations_as_float16(small_dataset):
     data_dir, train_ids, _ = small_dataset
-    targets = [1, 0] * 4
-    dataset = CadenceDataset(data_dir, "train", train_ids, targets, "on", "sample", (32, 16))
+    dataset = CadenceDataset(data_dir, "train", train_ids, [1, 0] * 4, ON_OBSERVATIONS)
     assert len(dataset) == len(train_ids)
     item = dataset[3]
-    assert set(item) == {"image", "target", "index"}
-    assert item["image"].shape == (1, 32, 16) and item["image"].dtype == torch.float32
-    assert item["target"].dtype == torch.float32 and float(item["target"]) == 0.0
-    assert item["index"].dtype == torch.int64 and int(item["index"]) == 3
-    assert float(dataset[0]["target"]) == 1.0
-    # the item is the cadence of that id, through the same transform
-    expected = cadence_to_image(load_cadence(cadence_path(data_dir, "train", train_ids[3])), "on", "sample", (32, 16))
-    assert torch.equal(item["image"], expected)
+    assert set(item) == {"observations", "target", "index"}
+    assert item["observations"].shape == (3, T, 256) and item["observations"].dtype == torch.float16
+    assert float(item["target"]) == 0.0 and int(item["index"]) == 3 and float(dataset[0]["target"]) == 1.0
+    cadence = load_cadence(cadence_path(data_dir, "train", train_ids[3]))
+    np.testing.assert_array_equal(item["observations"].numpy(), cadence[[0, 2, 4]])
 
 
 def test_dataset_unknown_target_is_minus_one(small_dataset):
     data_dir, _, test_ids = small_dataset
-    dataset = CadenceDataset(data_dir, "test", test_ids, None, "channels", "observation", None)
+    dataset = CadenceDataset(data_dir, "test", test_ids, None, view_observations("channels"))
     item = dataset[1]
     assert float(item["target"]) == -1.0
-    assert item["image"].shape == CADENCE_SHAPE
+    assert item["observations"].shape == CADENCE_SHAPE
 
 
 def test_dataset_missing_file_is_a_data_error(small_dataset):
     data_dir, _, _ = small_dataset
-    dataset = CadenceDataset(data_dir, "train", ["fffffffffffffff"], [0], "on", "sample", None)
+    dataset = CadenceDataset(data_dir, "train", ["fffffffffffffff"], [0], ON_OBSERVATIONS)
     with pytest.raises(DataError, match="fffffffffffffff.npy"):
         dataset[0]
 
 
-def test_dataset_works_with_a_dataloader(small_dataset):
+def test_float32_files_are_delivered_as_float16_and_overflow_is_an_error(small_dataset):
     data_dir, train_ids, _ = small_dataset
-    dataset = CadenceDataset(data_dir, "train", train_ids, [1, 0] * 4, "all", "sample", (16, 16))
-    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=4)))
-    assert batch["image"].shape == (4, 1, 16, 16)
+    path = cadence_path(data_dir, "train", train_ids[0])
+    wide = load_cadence(path).astype(np.float32)
+    np.save(path, wide)
+    dataset = CadenceDataset(data_dir, "train", train_ids, None, ON_OBSERVATIONS)
+    np.testing.assert_array_equal(dataset[0]["observations"].numpy(), wide[[0, 2, 4]].astype(np.float16))
+    wide[2, 5, 7] = 1e6
+    np.save(path, wide)
+    with pytest.raises(CadenceError, match="float16's range"):
+        dataset[0]
+
+
+def test_dataset_reads_whole_batches_through_a_dataloader(small_dataset):
+    data_dir, train_ids, _ = small_dataset
+    dataset = CadenceDataset(data_dir, "train", train_ids, [1, 0] * 4, view_observations("all"))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, **loader_options(0, 2))
+    batch = next(iter(loader))
+    assert batch["observations"].shape == (4, 6, T, 256) and batch["observations"].dtype == torch.float16
     assert batch["target"].tolist() == [1.0, 0.0, 1.0, 0.0]
     assert batch["index"].tolist() == [0, 1, 2, 3]
+    assert torch.equal(batch["observations"][2], dataset[2]["observations"])
+
+
+def test_loader_workers_follow_the_cpus(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(16)))
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert loader_workers(3) == 3 and loader_workers(0) == 0
+    assert loader_workers(None) == 8  # 15 left after the feeding process, capped at 8
+    assert loader_workers(None, num_processes=4) == 3  # 16 CPUs shared by 4 processes, one each feeds its GPU
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    assert loader_workers(None) == 1 and loader_workers(None, num_processes=2) == 1
 
 
 # ---------------------------------------------------------------- folds ---

@@ -136,3 +136,18 @@ def test_training_options_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     assert list(run_dir.rglob("events.out.tfevents.*")), "no TensorBoard event file written"
     config = (run_dir / "config.yaml").read_text()
     assert "mixed_precision: bf16" in config and "pool: gem" in config
+
+
+def test_compiled_training_writes_plain_checkpoints(data_dir: Path, tmp_path: Path) -> None:
+    """--compile (torch.compile through Accelerate) trains, and its checkpoints load into an uncompiled model."""
+    from safetensors import safe_open
+
+    out_dir = tmp_path / "outputs"
+    run([sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "compiled",
+         *TINY_TRAINING, "--compile", "--channels-last", "--ema-decay", "0.9"])
+    run_dir = out_dir / "compiled"
+    check_run(run_dir, data_dir)
+    with safe_open(str(run_dir / "fold0.safetensors"), framework="pt") as handle:
+        assert not [k for k in handle.keys() if "_orig_mod" in k]
+    run([sys.executable, "evaluate.py", "--run-dir", str(run_dir)])  # the checkpoint's config compiles it again
+    check_submission(run_dir / "submission.csv", data_dir)

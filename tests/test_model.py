@@ -198,3 +198,40 @@ def test_pretrained_of_another_architecture_disjoint_keys(make_cfg, imagenet_lik
     with pytest.raises(ValueError) as err:
         build_model(make_cfg(model_name="test_nfnet", pretrained=str(file)))
     assert file.name in str(err.value)
+
+
+# ---------------------------------------------------------------- speed options ---
+
+def test_grad_checkpointing_gives_the_same_gradients(make_cfg):
+    images = torch.randn(2, 6, *IMG)
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model = build_model(make_cfg(view="channels", image_size=IMG, grad_checkpointing=checkpointing)).train()
+        model(images)["logits"].sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    assert grads[0].keys() == grads[1].keys()
+    for name in grads[0]:
+        torch.testing.assert_close(grads[0][name], grads[1][name], rtol=1e-4, atol=1e-6)
+
+
+def test_grad_checkpointing_unsupported_is_a_clear_error(make_cfg, monkeypatch):
+    def unsupported(self, enable=True):
+        raise AssertionError("gradient checkpointing not supported")
+
+    monkeypatch.setattr(timm.models.efficientnet.EfficientNet, "set_grad_checkpointing", unsupported)
+    with pytest.raises(ModelError, match="grad_checkpointing: timm's test_efficientnet does not support it"):
+        build_model(make_cfg(view="channels", image_size=IMG, grad_checkpointing=True))
+
+
+def test_channels_last_model_gives_the_same_logits(make_cfg):
+    images = torch.randn(3, 6, *IMG)
+    torch.manual_seed(0)
+    plain = build_model(make_cfg(view="channels", image_size=IMG)).eval()
+    torch.manual_seed(0)
+    nhwc = build_model(make_cfg(view="channels", image_size=IMG, channels_last=True)).eval()
+    assert nhwc.backbone.conv_stem.weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = plain(images)["logits"]
+        got = nhwc(images.contiguous(memory_format=torch.channels_last))["logits"]
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

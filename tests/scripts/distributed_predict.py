@@ -10,6 +10,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import Dataset
 
+from src.config import Config
 from src.data import make_eval_loader
 from src.inference import ordered_by_index, predict_logits
 
@@ -22,7 +23,8 @@ class IndexImages(Dataset):
         return self.size
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {"image": torch.full((1, 4, 4), float(index)), "target": torch.tensor(-1.0), "index": torch.tensor(index)}
+        observations = torch.full((1, 4, 4), float(index), dtype=torch.float16)
+        return {"observations": observations, "target": torch.tensor(-1.0), "index": torch.tensor(index)}
 
 
 class ReadIndex(torch.nn.Module):
@@ -33,11 +35,12 @@ class ReadIndex(torch.nn.Module):
 def main(out_path: str) -> None:
     accelerator = Accelerator(cpu=True)
     model = ReadIndex()
+    cfg = Config(view="channels", normalize="none", tracker=())  # the loader's values reach the model unchanged
     results = []
     for size in (1, 2, 3, 5, 7, 13, 33):
         for batch_size in (1, 4, 6):
             loader = accelerator.prepare(make_eval_loader(IndexImages(size), batch_size, num_workers=0))
-            logits, index = predict_logits(model, loader, accelerator, tta=("identity", "hflip"))
+            logits, index = predict_logits(model, loader, accelerator, cfg, tta=("identity", "hflip"))
             ordered = ordered_by_index(logits, index, size, f"size {size}")
             results.append({"size": size, "batch_size": batch_size, "n_returned": len(index), "values": ordered.tolist()})
             accelerator.free_memory()

@@ -1,0 +1,289 @@
+"""A packed cadence cache: the observations a recipe reads, as float16 rows of sharded .npy files.
+
+    python -m src.pack --data-dir input --out input/packed --view on     # train and test, ON observations only
+    python -m src.pack --data-dir /kaggle/input/seti-breakthrough-listen --out /kaggle/working/packed \
+        --split test --view all --workers 4
+
+Layout of one packed split, `<out>/<split>-<on|all>/`:
+    cache.json         what it holds: split, observations, sample shape, shard size, source, complete or not
+    index.csv          the ids, in row order (row r lives in shard r // shard_size)
+    shard_00000.npy    (rows, n_observations, 273, 256) float16, a plain .npy (np.load(mmap_mode="r") opens it)
+
+Every cadence is read and checked (shape, dtype, finite values, and within float16's range) as it is packed.
+Shards are filled in parallel worker processes, each under a hidden temporary name renamed into place when
+complete, so an interrupted pack continues where it stopped when the same command is run again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .data import (
+    CADENCE_SHAPE,
+    SAMPLE_SUBMISSION,
+    TRAIN_LABELS,
+    cadence_path,
+    load_cadence,
+    read_sample_submission,
+    read_train_labels,
+    require_cadence_files,
+    to_float16,
+    view_observations,
+)
+from .errors import DataError
+from .files import write_csv_atomically, write_text_atomically
+
+CACHE_FORMAT = "seti-bl-packed-v1"
+CACHE_META = "cache.json"
+CACHE_INDEX = "index.csv"
+PACKED_DTYPE = np.dtype("float16")
+SPLIT_TABLES = {"train": TRAIN_LABELS, "test": SAMPLE_SUBMISSION}
+CHUNK_ROWS = 32  # cadences per worker task: small enough for a live progress bar, large enough to amortise
+
+
+def shard_name(shard: int) -> str:
+    return f"shard_{shard:05d}.npy"
+
+
+def partial_shard_name(shard: int) -> str:
+    return f".{shard_name(shard)}.tmp"
+
+
+def cache_folder_name(split: str, observations: Sequence[int]) -> str:
+    key = "on" if tuple(observations) == view_observations("on") else "all"
+    return f"{split}-{key}"
+
+
+@dataclass(frozen=True)
+class PackedSplit:
+    """An opened cache folder: where each id's row is, and the shard files holding the rows."""
+
+    path: Path
+    split: str
+    observations: tuple[int, ...]
+    shard_size: int
+    ids: tuple[str, ...]
+
+    @property
+    def sample_shape(self) -> tuple[int, int, int]:
+        return (len(self.observations), *CADENCE_SHAPE[1:])
+
+    def shard_path(self, shard: int) -> Path:
+        return self.path / shard_name(shard)
+
+    @property
+    def n_shards(self) -> int:
+        return -(-len(self.ids) // self.shard_size)
+
+    def rows_in_shard(self, shard: int) -> int:
+        return min(self.shard_size, len(self.ids) - shard * self.shard_size)
+
+    def data_offset(self, shard: int) -> int:
+        """Byte offset of row 0 in a shard file (after the .npy header)."""
+        try:
+            shard_array = np.load(self.shard_path(shard), mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise DataError(f"{self.shard_path(shard)}: not a readable shard ({err}); repack") from None
+        shape, dtype, offset = shard_array.shape, shard_array.dtype, shard_array.offset
+        del shard_array
+        expected = (self.rows_in_shard(shard), *self.sample_shape)
+        if shape != expected or dtype != PACKED_DTYPE:
+            raise DataError(f"{self.shard_path(shard)}: holds {shape} {dtype}, expected {expected} {PACKED_DTYPE}; repack")
+        return offset
+
+
+def read_meta(folder: Path) -> dict:
+    path = folder / CACHE_META
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path}: not a readable cache description ({err})") from None
+    if meta.get("format") != CACHE_FORMAT:
+        raise DataError(f"{path}: not a cache written by `python -m src.pack` (no {CACHE_FORMAT})")
+    return meta
+
+
+def open_packed(folder: str | Path) -> PackedSplit:
+    """A complete cache folder, checked down to every shard file's size; DataError says what is wrong."""
+    folder = Path(folder)
+    meta = read_meta(folder)
+    if not meta.get("complete"):
+        raise DataError(f"{folder}: packing was interrupted; run the same `python -m src.pack` command again to finish it")
+    index = pd.read_csv(folder / CACHE_INDEX, dtype={"id": str})
+    packed = PackedSplit(folder, meta["split"], tuple(meta["observations"]), int(meta["shard_size"]), tuple(index["id"]))
+    if len(packed.ids) != meta["n_cadences"]:
+        raise DataError(f"{folder / CACHE_INDEX}: {len(packed.ids)} ids, {CACHE_META} says {meta['n_cadences']}")
+    row_bytes = int(np.prod(packed.sample_shape)) * PACKED_DTYPE.itemsize
+    for shard in range(packed.n_shards):
+        path = packed.shard_path(shard)
+        if not path.is_file():
+            raise DataError(f"{path}: shard missing from the cache; repack")
+        if path.stat().st_size != packed.data_offset(shard) + packed.rows_in_shard(shard) * row_bytes:
+            raise DataError(f"{path}: truncated or padded shard ({path.stat().st_size} bytes); repack")
+    return packed
+
+
+def find_packed(
+    cache_dir: str | Path, split: str, ids: Sequence[str], observations: Sequence[int]
+) -> tuple[Optional[PackedSplit], str]:
+    """The cache under `cache_dir` that holds `ids` of `split` with at least `observations`, or None and why not."""
+    for key_observations in (tuple(observations), view_observations("all")):
+        folder = Path(cache_dir) / cache_folder_name(split, key_observations)
+        if not (folder / CACHE_META).is_file():
+            continue
+        packed = open_packed(folder)
+        if not set(observations) <= set(packed.observations):
+            continue
+        missing = set(ids) - set(packed.ids)
+        if missing:
+            return None, f"{folder} lacks {len(missing)} of the {len(ids)} ids (e.g. {sorted(missing)[0]}); repack it"
+        return packed, f"{folder}"
+    return None, f"no {split} cache with observations {list(observations)} under {cache_dir}"
+
+
+def split_ids(data_dir: Path, split: str) -> list[str]:
+    if split not in SPLIT_TABLES:
+        raise DataError(f"--split: {split!r}; packable splits: {', '.join(SPLIT_TABLES)}")
+    table = read_train_labels(data_dir) if split == "train" else read_sample_submission(data_dir)
+    ids = table["id"].tolist()
+    require_cadence_files(data_dir, split, ids, data_dir / SPLIT_TABLES[split])
+    return ids
+
+
+def fill_rows(shard_file: str, first_row: int, paths: Sequence[str], observations: Sequence[int]) -> int:
+    """Worker task: write the cadences at `paths` into rows first_row... of an open shard file."""
+    shard = np.load(shard_file, mmap_mode="r+")
+    for row, path in enumerate(paths, start=first_row):
+        shard[row] = to_float16(load_cadence(path)[list(observations)], Path(path))
+    shard.flush()
+    del shard
+    return len(paths)
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)))
+
+
+def pack_split(
+    data_dir: str | Path,
+    split: str,
+    out_dir: str | Path,
+    view: str = "on",
+    shard_size: int = 1024,
+    workers: Optional[int] = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Pack one split; continues an interrupted pack of the same ids; returns the cache folder."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data directory not found")
+    if shard_size < 1:
+        raise DataError(f"--shard-size: must be >= 1, got {shard_size}")
+    observations = view_observations(view)
+    ids = split_ids(data_dir, split)
+    folder = Path(out_dir) / cache_folder_name(split, observations)
+    meta = {
+        "format": CACHE_FORMAT,
+        "split": split,
+        "observations": list(observations),
+        "sample_shape": [len(observations), *CADENCE_SHAPE[1:]],
+        "dtype": PACKED_DTYPE.name,
+        "shard_size": shard_size,
+        "n_cadences": len(ids),
+        "source": str(data_dir.resolve()),
+        "complete": False,
+    }
+    start_or_continue(folder, meta, ids, overwrite)
+    packed = PackedSplit(folder, split, observations, shard_size, tuple(ids))
+    todo = [s for s in range(packed.n_shards) if not packed.shard_path(s).is_file()]
+    for shard in todo:  # a partial shard of an interrupted pack is simply filled again
+        np.lib.format.open_memmap(
+            folder / partial_shard_name(shard), mode="w+", dtype=PACKED_DTYPE,
+            shape=(packed.rows_in_shard(shard), *packed.sample_shape),
+        ).flush()
+    tasks = []  # (shard, first row in it, the cadence files for rows first...)
+    for shard in todo:
+        rows = packed.rows_in_shard(shard)
+        for first in range(0, rows, CHUNK_ROWS):
+            chunk = ids[shard * shard_size + first:shard * shard_size + min(first + CHUNK_ROWS, rows)]
+            tasks.append((shard, first, [str(cadence_path(data_dir, split, i)) for i in chunk]))
+    remaining = {shard: packed.rows_in_shard(shard) for shard in todo}
+    done = len(ids) - sum(remaining.values())
+    bar = tqdm(total=len(ids), initial=done, desc=f"packing {split} -> {folder}", unit="cadence", disable=not progress)
+    with ProcessPoolExecutor(max_workers=workers or default_workers()) as pool:
+        futures = {
+            pool.submit(fill_rows, str(folder / partial_shard_name(shard)), first, paths, observations): shard
+            for shard, first, paths in tasks
+        }
+        try:
+            for future in as_completed(futures):
+                shard = futures[future]
+                count = future.result()  # a bad cadence stops the pack here, naming its file
+                bar.update(count)
+                remaining[shard] -= count
+                if remaining[shard] == 0:
+                    os.replace(folder / partial_shard_name(shard), packed.shard_path(shard))
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # finished shards stay; the same command continues from them
+            raise
+    bar.close()
+    write_text_atomically(folder / CACHE_META, json.dumps({**meta, "complete": True}, indent=2))
+    open_packed(folder)  # the finished cache reads back with the right sizes
+    return folder
+
+
+def start_or_continue(folder: Path, meta: dict, ids: Sequence[str], overwrite: bool) -> None:
+    """Create the cache folder, or keep an earlier (interrupted or complete) pack of exactly the same ids."""
+    if (folder / CACHE_META).is_file() and not overwrite:
+        earlier = read_meta(folder)
+        same = {k: v for k, v in earlier.items() if k not in ("complete", "source")} == {
+            k: v for k, v in meta.items() if k not in ("complete", "source")
+        }
+        if same and (folder / CACHE_INDEX).is_file():
+            packed_ids = pd.read_csv(folder / CACHE_INDEX, dtype={"id": str})["id"].tolist()
+            if packed_ids == list(ids):
+                if earlier.get("complete"):
+                    write_text_atomically(folder / CACHE_META, json.dumps({**meta, "complete": False}, indent=2))
+                return
+        raise DataError(f"{folder}: holds a cache of other cadences or settings; pass --overwrite to replace it")
+    if folder.exists() and any(folder.iterdir()):
+        if not overwrite:
+            raise DataError(f"{folder}: exists and is not a cache; choose another --out or pass --overwrite")
+        for path in folder.iterdir():
+            path.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomically(folder / CACHE_META, json.dumps(meta, indent=2))
+    write_csv_atomically(pd.DataFrame({"id": list(ids)}), folder / CACHE_INDEX)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", required=True, help="Kaggle-layout folder (train_labels.csv, train/, test/, ...)")
+    parser.add_argument("--out", required=True, help="cache root; each split goes to <out>/<split>-<on|all>/")
+    parser.add_argument("--split", choices=(*SPLIT_TABLES, "both"), default="both")
+    parser.add_argument("--view", choices=("on", "all"), default="on",
+                        help="on: observations 0,2,4 (what view=on reads: half the bytes); all: all six (any view)")
+    parser.add_argument("--shard-size", type=int, default=1024, help="cadences per shard file (default: 1024)")
+    parser.add_argument("--workers", type=int, help="worker processes (default: the CPUs this process may use)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a cache of other cadences or settings")
+    args = parser.parse_args(argv)
+    splits = tuple(SPLIT_TABLES) if args.split == "both" else (args.split,)
+    for split in splits:
+        folder = pack_split(args.data_dir, split, args.out, args.view, args.shard_size, args.workers, args.overwrite)
+        print(f"packed {split}: {folder}")
+
+
+if __name__ == "__main__":
+    from .cli import run_cli
+
+    run_cli(main)
