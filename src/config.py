@@ -30,6 +30,7 @@ PRECISIONS = ("no", "fp16", "bf16")
 TTA_VIEWS = ("identity", "hflip", "vflip", "hvflip")
 TRACKERS = ("wandb", "tensorboard")
 NONFINITE_LOSS_ACTIONS = ("stop", "skip")
+BACKGROUNDS = ("none", "off_spectrum")
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Config:
     view: str = "on"  # on: 3 ON obs stacked (819x256); all: 6 stacked (1638x256); channels: 6 obs as channels
     image_size: Optional[tuple[int, int]] = None  # (height, width) after resizing; None keeps the native size
     normalize: str = "sample"  # sample: one mean/std per sample; observation: per observation; none
+    background: str = "none"  # off_spectrum: subtract the OFF observations' mean spectrum from all (reads all six)
     n_folds: int = 5
     folds: Optional[tuple[int, ...]] = None  # which folds to train; None trains all of them
     seed: int = 42
@@ -78,6 +80,9 @@ class Config:
     mixup_alpha: float = 1.0
     cutmix_alpha: float = 1.0
     mix_label: str = "mix"  # mixup's label: mix (weighted), max, or (y1 + y2 - y1*y2); CutMix's is always area-weighted
+    inject_prob: float = 0.0  # share of training samples given a fresh needle in their ON observations (label 1)
+    inject_snr: tuple[float, float] = (5.0, 60.0)  # setigen SNR range of injected needles, drawn log-uniform
+    pseudo_labels: Optional[str] = None  # a submission CSV of data_dir's test split: its cadences join training, soft labels
     # --- evaluation and logging ---
     tta: tuple[str, ...] = TTA_VIEWS
     tracker: tuple[str, ...] = ("wandb",)
@@ -90,6 +95,7 @@ class Config:
     def __post_init__(self) -> None:
         _check_choice("view", self.view, VIEWS)
         _check_choice("normalize", self.normalize, NORMALIZATIONS)
+        _check_choice("background", self.background, BACKGROUNDS)
         _check_choice("pool", self.pool, POOLS)
         _check_choice("mix", self.mix, MIX_MODES)
         _check_choice("mix_label", self.mix_label, MIX_LABELS)
@@ -108,7 +114,9 @@ class Config:
             raise ConfigError(f"n_folds: must be >= 2, got {self.n_folds}")
         if self.folds is not None and any(not 0 <= f < self.n_folds for f in self.folds):
             raise ConfigError(f"folds: each must be in [0, {self.n_folds}), got {list(self.folds)}")
-        for name in ("hflip_p", "vflip_p", "mix_prob", "sampler_strength"):
+        if len(self.inject_snr) != 2 or not 0 < self.inject_snr[0] <= self.inject_snr[1]:
+            raise ConfigError(f"inject_snr: must be [low, high] with 0 < low <= high, got {list(self.inject_snr)}")
+        for name in ("hflip_p", "vflip_p", "mix_prob", "sampler_strength", "inject_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
         for name in ("lr", "mixup_alpha", "cutmix_alpha"):

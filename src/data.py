@@ -365,6 +365,56 @@ class PackedCadenceDataset(CadenceDataset):
             self._threads.shutdown(wait=False)
 
 
+class CombinedCadences(Dataset):
+    """Datasets read as one, e.g. a fold's training cadences and the pseudo-labelled test cadences."""
+
+    def __init__(self, parts: Sequence[CadenceDataset]) -> None:
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+        self.targets = np.concatenate([p.targets for p in self.parts])
+        self.source = " + ".join(p.source for p in self.parts)
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        indices = np.asarray(indices, dtype=np.int64)
+        part_of = np.searchsorted(self.starts, indices, side="right") - 1
+        shape = (len(self.parts[0].observations), *CADENCE_SHAPE[1:])
+        observations = batch_tensor((len(indices), *shape))
+        for number, part in enumerate(self.parts):
+            rows = np.flatnonzero(part_of == number)
+            if len(rows):
+                read = np.empty((len(rows), *shape), np.float16)
+                part.read_batch_into(read, (indices[rows] - self.starts[number]).tolist())
+                observations.numpy()[rows] = read
+        return {
+            "observations": observations,
+            "target": torch.from_numpy(self.targets[indices]),
+            "index": torch.from_numpy(indices),
+        }
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v[0] for k, v in self.__getitems__([index]).items()}
+
+
+def read_pseudo_labels(path: str | Path, data_dir: str | Path, train_ids: Sequence[str]) -> pd.DataFrame:
+    """Soft labels for test cadences from an earlier run's submission (`id,target` probabilities), checked: every
+    id has a test file, no id is also a training id, every target is a probability."""
+    path = Path(path)
+    table = read_id_table(path, need_binary_target=False)
+    targets = pd.to_numeric(table["target"], errors="coerce")
+    if targets.isna().any() or not targets.between(0, 1).all():
+        bad = table["target"][targets.isna() | ~targets.between(0, 1)].tolist()[0]  # a Python value: 1.7, not np.float64
+        raise DataError(f"{path}: target must be a probability in [0, 1], found {bad!r}")
+    overlap = set(table["id"]) & set(train_ids)
+    if overlap:
+        raise DataError(f"{path}: {len(overlap)} id(s) are training cadences too (e.g. {sorted(overlap)[0]}); "
+                        "pseudo-labels are for the test split")
+    require_cadence_files(data_dir, "test", table["id"].tolist(), path)
+    return table.assign(target=targets.astype(np.float32))
+
+
 def contiguous_runs(positions: Sequence[int]) -> list[tuple[int, int]]:
     """[0, 1, 2, 4] -> [(0, 3), (4, 1)]: observations that can be read in one go."""
     runs: list[tuple[int, int]] = []

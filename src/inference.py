@@ -48,7 +48,9 @@ def predict_logits(
     model.eval()
     all_logits, all_index = [], []
     for batch in loader:
-        images = observations_to_images(batch["observations"], cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last)
+        images = observations_to_images(
+            batch["observations"], cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last, cfg.background
+        )
         with accelerator.autocast():
             views = [model(tta_view(images, name))["logits"].float() for name in tta]
         logits, index = accelerator.gather_for_metrics((torch.stack(views).mean(0), batch["index"]))
@@ -127,7 +129,7 @@ def checkpoint_logits(
     model = model.to(accelerator.device).eval()
     if cfg.compile:
         model = torch.compile(model)
-    dataset, note = open_cadences(data_dir, split, ids, None, cfg.view, cache_dir)
+    dataset, note = open_cadences(data_dir, split, ids, None, cfg.view, cache_dir, cfg.background)
     accelerator.print(note)
     workers = loader_workers(num_workers, accelerator.num_processes, isinstance(dataset, PackedCadenceDataset))
     batch_size = fitting_batch_size(

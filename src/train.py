@@ -36,18 +36,22 @@ from .config import Config, load_config, save_config
 from .data import (
     TRAIN_LABELS,
     CadenceDataset,
+    CombinedCadences,
     PackedCadenceDataset,
     loader_options,
+    loaded_observations,
     loader_workers,
     make_eval_loader,
     make_folds,
     observations_to_images,
     open_cadences,
+    read_pseudo_labels,
     read_train_labels,
     require_cadence_files,
 )
 from .errors import CheckpointError, ConfigError, TrainingError
 from .files import write_csv_atomically, write_text_atomically
+from .inject import inject_needles
 from .inference import ordered_by_index, predict_logits
 from .model import build_model
 from .resume import Progress, clear_training_state, latest_state, load_training_state, read_progress, save_training_state
@@ -111,12 +115,15 @@ def resume_config(run_dir: str | Path, overrides: Optional[dict[str, Any]] = Non
 
 def class_balanced_weights(targets: np.ndarray, strength: float) -> np.ndarray:
     """Per-sample weights ~ class_frequency^-strength: 0 keeps the natural mix, 1 gives balanced batches."""
-    classes, counts = np.unique(targets, return_counts=True)
+    labels = (np.asarray(targets) >= 0.5).astype(int)  # soft pseudo-labels count with the class they lean to
+    classes, counts = np.unique(labels, return_counts=True)
     class_weight = dict(zip(classes, (counts / counts.sum()) ** -strength))
-    return np.array([class_weight[t] for t in targets], dtype=np.float64)
+    return np.array([class_weight[t] for t in labels], dtype=np.float64)
 
 
-def make_train_loader(dataset: CadenceDataset, cfg: Config, workers: int, generator: torch.Generator) -> DataLoader:
+def make_train_loader(
+    dataset: CadenceDataset | CombinedCadences, cfg: Config, workers: int, generator: torch.Generator
+) -> DataLoader:
     """Shuffled (or class-weighted) loader whose order is set by `generator`, reseeded at every epoch."""
     if cfg.sampler_strength > 0:
         weights = class_balanced_weights(dataset.targets, cfg.sampler_strength)
@@ -194,10 +201,18 @@ def train_one_epoch(
         torch.manual_seed(global_seed)  # dropout and stochastic depth
         generator.manual_seed(augment_seed)  # flips and mixing
         with accelerator.accumulate(model):
-            images = observations_to_images(batch["observations"], cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last)
+            observations, targets = batch["observations"], batch["target"]
+            if cfg.inject_prob > 0:
+                observations, targets = inject_needles(
+                    observations, targets, loaded_observations(cfg.view, cfg.background), cfg.inject_prob, cfg.inject_snr,
+                    generator,
+                )
+            images = observations_to_images(
+                observations, cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last, cfg.background
+            )
             images = random_flips(images, cfg.hflip_p, cfg.vflip_p, generator)
             images, targets = mix_batch(
-                images, batch["target"], cfg.mix, cfg.mix_prob, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_label, generator
+                images, targets, cfg.mix, cfg.mix_prob, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_label, generator
             )
             with accelerator.autocast():
                 logits = model(images)["logits"]
@@ -255,13 +270,16 @@ def train_fold(
     cfg: Config, folds: pd.DataFrame, accelerator: Accelerator, run_dir: Path, progress: Progress,
     state_dir: Optional[Path] = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Train fold `progress.fold` (from `state_dir` when resuming); returns its best result and its OOF predictions."""
+    """Train fold `progress.fold` (from `state_dir` when resuming); returns its best result and its OOF predictions.
+    With `pseudo_labels`, the test cadences and their soft labels join the fold's training cadences."""
     fold = progress.fold
     set_seed(cfg.seed + fold)  # same initial weights on every process
     train_rows, valid_rows = folds[folds["fold"] != fold], folds[folds["fold"] == fold]
 
     def dataset(rows: pd.DataFrame) -> CadenceDataset:
-        found, note = open_cadences(cfg.data_dir, "train", rows["id"].tolist(), rows["target"].tolist(), cfg.view, cfg.cache_dir)
+        found, note = open_cadences(
+            cfg.data_dir, "train", rows["id"].tolist(), rows["target"].tolist(), cfg.view, cfg.cache_dir, cfg.background
+        )
         accelerator.print(note)
         return found
 
@@ -270,6 +288,12 @@ def train_fold(
 
     sampler_generator = torch.Generator()
     train_set, valid_set = dataset(train_rows), dataset(valid_rows)
+    if cfg.pseudo_labels:
+        pseudo = read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, folds["id"].tolist())
+        test_set, note = open_cadences(cfg.data_dir, "test", pseudo["id"].tolist(), pseudo["target"].tolist(), cfg.view,
+                                       cfg.cache_dir, cfg.background)
+        accelerator.print(f"{note}; {len(pseudo)} pseudo-labelled cadences join the training set")
+        train_set = CombinedCadences([train_set, test_set])
     train_loader = make_train_loader(train_set, cfg, workers(train_set), sampler_generator)
     valid_loader = make_eval_loader(valid_set, cfg.eval_batch_size, workers(valid_set), cfg.prefetch_factor)
     model = build_model(cfg)
@@ -413,6 +437,8 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
     labels = read_train_labels(cfg.data_dir)
     if not cfg.skip_bad:
         require_cadence_files(cfg.data_dir, "train", labels["id"].tolist(), Path(cfg.data_dir) / TRAIN_LABELS)
+    if cfg.pseudo_labels:
+        read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, labels["id"].tolist())  # before any folder is made
     cfg, run_dir = prepare_run_dir(cfg, recipe_name, overwrite, resume)
     state_dir = latest_state(run_dir) if resume else None
     if resume and not (run_dir / FOLDS_CSV).is_file():

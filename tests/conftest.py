@@ -81,3 +81,15 @@ def synth_dir(tmp_path_factory):
         warnings.simplefilter("ignore")
         meta = write_dataset(out, SynthConfig(seed=5, pos_frac=0.5), 10, 4, workers=1, progress=False)
     return out, meta
+
+
+@pytest.fixture(scope="session")
+def tiny_benchmark(tmp_path_factory):
+    """A 24-cadence held-out set from the benchmark preset (src.synth --preset benchmark), shared by the session."""
+    from src.synth import main as synth_main
+
+    out = tmp_path_factory.mktemp("benchmark") / "bench"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        synth_main(["--preset", "benchmark", "--out", str(out), "--n-test", "24", "--seed", "1001", "--workers", "1"])
+    return out

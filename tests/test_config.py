@@ -143,6 +143,12 @@ def test_bad_value_error_names_the_file(tmp_path):
         ({"first_conv_stride": [1]}, "first_conv_stride"),
         ({"grad_accum_steps": 0}, "grad_accum_steps"),
         ({"num_workers": -1}, "num_workers"),
+        ({"prefetch_factor": 0}, "prefetch_factor"),
+        ({"background": "median"}, "background"),
+        ({"inject_prob": 1.5}, "inject_prob"),
+        ({"inject_snr": [10, 5]}, "inject_snr"),
+        ({"inject_snr": [0, 5]}, "inject_snr"),
+        ({"inject_snr": [5]}, "inject_snr"),
         ({"image_size": 64}, "image_size"),  # not a list
     ],
 )

@@ -441,3 +441,59 @@ def test_make_folds_on_a_subset_of_labels():
     labels = make_labels(n=140, n_pos=30).iloc[40:]  # e.g. a quick run on part of the data
     folds = make_folds(labels, 5, seed=0)
     assert len(folds) == len(labels) and set(folds["fold"]) == set(range(5))
+
+
+# ---------------------------------------------------------------- background cleaning, pseudo-labels ---
+
+def test_off_spectrum_removes_a_steady_line_and_keeps_an_on_only_needle():
+    from src.data import subtract_off_spectrum
+
+    observations = torch.randn(1, 6, T, 256, generator=torch.Generator().manual_seed(0))
+    observations[:, :, :, 40] += 5.0  # steady narrowband interference in all six observations
+    rows = torch.arange(T)
+    for on in ON_OBSERVATIONS:
+        observations[0, on, rows, 100 + rows // 30] += 3.0  # a drifting needle in the ON observations
+    cleaned = subtract_off_spectrum(observations.clone())
+    assert float(cleaned[0, 0, :, 40].mean()) == pytest.approx(0.0, abs=0.2)
+    assert float(cleaned[0, 0, rows, 100 + rows // 30].mean()) == pytest.approx(3.0, abs=0.2)
+
+
+def test_background_cleaning_reads_all_six_and_gives_the_view(cadence):
+    from src.data import loaded_observations
+
+    assert loaded_observations("on", "off_spectrum") == tuple(range(6)) and loaded_observations("on") == (0, 2, 4)
+    image = cadence_to_image(cadence, "on", "sample", None, background="off_spectrum")
+    assert image.shape == (1, 3 * T, 256)
+    assert not torch.allclose(image, cadence_to_image(cadence, "on", "sample", None))
+
+
+def test_combined_cadences_read_both_parts_in_one_batch(small_dataset):
+    from src.data import CombinedCadences
+
+    data_dir, train_ids, test_ids = small_dataset
+    train = CadenceDataset(data_dir, "train", train_ids[:3], [1, 0, 1], ON_OBSERVATIONS)
+    test = CadenceDataset(data_dir, "test", test_ids, [0.2, 0.9, 0.5], ON_OBSERVATIONS)
+    combined = CombinedCadences([train, test])
+    assert len(combined) == 6
+    batch = combined.__getitems__([4, 0, 5, 2])
+    assert torch.allclose(batch["target"], torch.tensor([0.9, 1.0, 0.5, 1.0]))
+    assert torch.equal(batch["observations"][0], test[1]["observations"])
+    assert torch.equal(batch["observations"][3], train[2]["observations"])
+
+
+def test_pseudo_labels_are_checked(small_dataset, tmp_path):
+    from src.data import read_pseudo_labels
+
+    data_dir, train_ids, test_ids = small_dataset
+    path = tmp_path / "stage1.csv"
+    pd.DataFrame({"id": test_ids, "target": [0.1, 0.7, 1.0]}).to_csv(path, index=False)
+    assert read_pseudo_labels(path, data_dir, train_ids)["target"].tolist() == pytest.approx([0.1, 0.7, 1.0])
+    pd.DataFrame({"id": test_ids, "target": [0.1, 1.7, 1.0]}).to_csv(path, index=False)
+    with pytest.raises(DataError, match="must be a probability in \\[0, 1\\], found 1.7"):
+        read_pseudo_labels(path, data_dir, train_ids)
+    pd.DataFrame({"id": [train_ids[0]], "target": [0.5]}).to_csv(path, index=False)
+    with pytest.raises(DataError, match="are training cadences too"):
+        read_pseudo_labels(path, data_dir, train_ids)
+    pd.DataFrame({"id": ["fffffffffffffff"], "target": [0.5]}).to_csv(path, index=False)
+    with pytest.raises(DataError, match="have no cadence file under"):
+        read_pseudo_labels(path, data_dir, train_ids)

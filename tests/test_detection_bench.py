@@ -168,14 +168,9 @@ def run(command: list[str], check: bool = True) -> subprocess.CompletedProcess:
     return result
 
 
-def test_benchmark_end_to_end(synth_dir, tmp_path):
+def test_benchmark_end_to_end(synth_dir, tiny_benchmark, tmp_path):
     """Held-out set from the benchmark preset, a tiny run trained through main.py, bench/detection.py over both."""
-    from src.synth import main as synth_main
-
-    bench_dir = tmp_path / "bench"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        synth_main(["--preset", "benchmark", "--out", str(bench_dir), "--n-test", "24", "--seed", "1001", "--workers", "1"])
+    bench_dir = tiny_benchmark
     train_dir, _ = synth_dir
     outputs = tmp_path / "outputs"
     run([sys.executable, "main.py", "--data-dir", str(train_dir), "--out-dir", str(outputs), "--run-name", "tiny",

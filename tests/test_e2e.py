@@ -121,13 +121,14 @@ def test_two_process_cpu_launch(data_dir: Path, tmp_path: Path) -> None:
 
 
 def test_training_options_end_to_end(data_dir: Path, tmp_path: Path) -> None:
-    """bf16 autocast, gradient accumulation, CutMix+Mixup, a class-balanced sampler, GeM, stem stride and the
-    TensorBoard tracker, all through main.py on the stacked ON view."""
+    """bf16 autocast, gradient accumulation, CutMix+Mixup, a class-balanced sampler, GeM, stem stride, OFF
+    background cleaning, needle injection and the TensorBoard tracker, all through main.py on the stacked ON view."""
     out_dir = tmp_path / "outputs"
     options = [
         "--view", "on", "--image-size", "64,32", "--mixed-precision", "bf16", "--grad-accum-steps", "2",
         "--mix", "both", "--mix-prob", "1", "--mix-label", "or", "--sampler-strength", "1",
         "--pool", "gem", "--first-conv-stride", "1,2", "--tracker", "tensorboard",
+        "--background", "off_spectrum", "--inject-prob", "0.5", "--inject-snr", "10,40",
     ]
     run([sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "options",
          *TINY_TRAINING, *options])
@@ -135,7 +136,19 @@ def test_training_options_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     check_run(run_dir, data_dir)
     assert list(run_dir.rglob("events.out.tfevents.*")), "no TensorBoard event file written"
     config = (run_dir / "config.yaml").read_text()
-    assert "mixed_precision: bf16" in config and "pool: gem" in config
+    assert "mixed_precision: bf16" in config and "pool: gem" in config and "background: off_spectrum" in config
+
+
+def test_pseudo_labelled_second_stage(data_dir: Path, tmp_path: Path) -> None:
+    """--pseudo-labels with a submission file: the test cadences join every fold's training set."""
+    sample = pd.read_csv(data_dir / "sample_submission.csv", dtype={"id": str})
+    pseudo = sample.assign(target=np.linspace(0.05, 0.95, len(sample)))
+    pseudo.to_csv(tmp_path / "stage1.csv", index=False)
+    out_dir = tmp_path / "outputs"
+    result = run([sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "stage2",
+                  *TINY_TRAINING, "--pseudo-labels", str(tmp_path / "stage1.csv"), "--sampler-strength", "1"])
+    assert f"{len(sample)} pseudo-labelled cadences join the training set" in result.stdout
+    check_run(out_dir / "stage2", data_dir)  # validation and out-of-fold predictions are the labelled cadences only
 
 
 def test_compiled_training_writes_plain_checkpoints(data_dir: Path, tmp_path: Path) -> None:

@@ -1,0 +1,70 @@
+"""On-the-fly needle injection (src/inject.py): where needles go, how strong they are, and their labels."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from src.data import ON_OBSERVATIONS, view_observations
+from src.inject import N_FREQ, N_TIME, inject_needles, needle_paths, observation_rows
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def noise_batch(batch: int, n_obs: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(batch, n_obs, N_TIME, N_FREQ, generator=torch.Generator().manual_seed(seed)).half()
+
+
+def test_needles_go_into_on_observations_only_and_make_positives():
+    ids = view_observations("all")
+    observations, targets = noise_batch(6, 6), torch.zeros(6)
+    injected, labels = inject_needles(observations, targets, ids, 1.0, (30, 30), torch.Generator().manual_seed(1))
+    added = injected - observations.float()
+    assert injected.dtype == torch.float32 and torch.equal(labels, torch.ones(6)) and torch.equal(targets, torch.zeros(6))
+    for position, observation in enumerate(ids):
+        power = added[:, position].abs().sum(dim=(-2, -1))
+        assert bool((power > 0).all()) == (observation in ON_OBSERVATIONS)
+        assert bool((power == 0).all()) == (observation not in ON_OBSERVATIONS)
+
+
+def test_injected_needle_has_the_setigen_snr():
+    """Summed along its path over one observation, the needle stands `snr` noise-sigmas above the background."""
+    ids = view_observations("on")
+    observations = noise_batch(1, 3)
+    injected, _ = inject_needles(observations, torch.zeros(1), ids, 1.0, (40, 40), torch.Generator().manual_seed(2))
+    added = (injected - observations.float())[0, 0]  # (time, freq)
+    peak_per_row = added.max(dim=1).values
+    expected_peak = 40 * float(observations[0, 0].float().std()) / math.sqrt(N_TIME)
+    inside = peak_per_row[peak_per_row > 0]
+    assert len(inside) > N_TIME // 2  # most rows of the path are inside the band
+    assert float(inside.max()) == pytest.approx(expected_peak, rel=0.01)
+
+
+def test_probability_zero_changes_nothing_and_probability_picks_a_share():
+    observations, targets = noise_batch(4, 3), torch.tensor([0.0, 1.0, 0.0, 0.0])
+    unchanged, same_targets = inject_needles(observations, targets, ON_OBSERVATIONS, 0.0, (5, 60))
+    assert torch.equal(unchanged, observations.float()) and torch.equal(same_targets, targets)
+    generator = torch.Generator().manual_seed(3)
+    counts = [int(inject_needles(noise_batch(8, 3), torch.zeros(8), ON_OBSERVATIONS, 0.5, (5, 60), generator)[1].sum())
+              for _ in range(20)]
+    assert 40 < sum(counts) < 120  # about half of 160
+
+
+def test_injection_is_reproducible_from_the_generator():
+    observations = noise_batch(3, 6)
+    first = inject_needles(observations, torch.zeros(3), range(6), 1.0, (5, 60), torch.Generator().manual_seed(9))[0]
+    again = inject_needles(observations, torch.zeros(3), range(6), 1.0, (5, 60), torch.Generator().manual_seed(9))[0]
+    other = inject_needles(observations, torch.zeros(3), range(6), 1.0, (5, 60), torch.Generator().manual_seed(10))[0]
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_paths_are_continuous_across_the_cadence_and_mostly_in_band():
+    rows = observation_rows(range(6), torch.device("cpu"))
+    assert rows[1, 0] - rows[0, -1] == 2  # one slew row between observations
+    paths = needle_paths(200, rows, torch.Generator().manual_seed(4))
+    assert paths.shape == (200, 6, N_TIME)
+    steps = (paths[:, :, 1:] - paths[:, :, :-1]).abs()
+    assert float(steps.max()) < 1.5  # under a channel and a half per row: a smooth path, not scattered points
+    in_band = ((paths >= 0) & (paths <= N_FREQ - 1)).float().mean()
+    assert float(in_band) > 0.9
