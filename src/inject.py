@@ -30,9 +30,10 @@ def observation_rows(observation_ids: Sequence[int], device: torch.device) -> to
     return start[:, None] + torch.arange(N_TIME, dtype=torch.float32, device=device)[None]
 
 
-def needle_paths(n: int, rows: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def needle_paths(n: int, rows: torch.Tensor, fit: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """(n, n_obs, 273) channel of the needle's centre at every row: a drift (plus curvature or a sine for two
-    thirds of them) started so that the path at the ON observations stays inside the band where possible."""
+    thirds of them). Over the observations marked in `fit` (the ON ones) the path stays inside the band: one
+    that would span more channels than the band holds is flattened to fit, then its start is drawn."""
     def uniform(low: float, high: float) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, generator=generator)
 
@@ -46,10 +47,13 @@ def needle_paths(n: int, rows: torch.Tensor, generator: torch.Generator) -> torc
     t = rows.reshape(-1).cpu()
     offset = (drift[:, None] * t + bend[:, None] * (t / span) ** 2
               + amplitude[:, None] * torch.sin(2 * math.pi * t / period[:, None] + phase[:, None]))
-    low = EDGE_MARGIN - offset.min(dim=1).values
-    high = N_FREQ - 1 - EDGE_MARGIN - offset.max(dim=1).values
-    start = torch.where(low <= high, low + (high - low).clamp(min=0) * torch.rand(n, generator=generator),
-                        uniform(EDGE_MARGIN, N_FREQ - 1 - EDGE_MARGIN))
+    fitted = offset[:, fit.repeat_interleave(rows.shape[1]).cpu()]
+    band = N_FREQ - 1 - 2 * EDGE_MARGIN
+    offset = offset * (band / (fitted.max(dim=1).values - fitted.min(dim=1).values)).clamp(max=1.0)[:, None]
+    fitted = offset[:, fit.repeat_interleave(rows.shape[1]).cpu()]
+    low = EDGE_MARGIN - fitted.min(dim=1).values
+    high = N_FREQ - 1 - EDGE_MARGIN - fitted.max(dim=1).values
+    start = low + (high - low).clamp(min=0) * torch.rand(n, generator=generator)
     return (start[:, None] + offset).reshape(n, *rows.shape)
 
 
@@ -70,7 +74,8 @@ def inject_needles(
         return observations, targets
     device = observations.device
     rows = observation_rows(observation_ids, device)
-    centre = needle_paths(n, rows, generator).to(device)  # (n, n_obs, 273)
+    on = torch.tensor([o in ON_OBSERVATIONS for o in observation_ids], device=device)
+    centre = needle_paths(n, rows, on, generator).to(device)  # (n, n_obs, 273)
     low, high = math.log(snr_range[0]), math.log(snr_range[1])
     snr = torch.exp(low + (high - low) * torch.rand(n, generator=generator)).to(device)
     fwhm = (1.0 + 3.0 * torch.rand(n, generator=generator)).to(device)  # channels, as synth's 1-4 channel widths
@@ -80,8 +85,7 @@ def inject_needles(
     chosen = chosen.to(device)
     selected = observations[chosen]
     noise_std = selected.std(dim=(-2, -1), keepdim=True)
-    on = torch.tensor([o in ON_OBSERVATIONS for o in observation_ids], dtype=torch.float32, device=device)
-    level = snr[:, None, None, None] * noise_std / math.sqrt(N_TIME) * on[None, :, None, None]
+    level = snr[:, None, None, None] * noise_std / math.sqrt(N_TIME) * on.float()[None, :, None, None]
     observations[chosen] = selected + level * profile
     targets = targets.clone()
     targets[chosen.to(targets.device)] = 1.0
