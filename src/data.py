@@ -320,10 +320,8 @@ class PackedCadenceDataset(CadenceDataset):
         row_of = {sample_id: row for row, sample_id in enumerate(packed.ids)}
         self.rows = np.array([row_of[i] for i in ids], dtype=np.int64)
         positions = [packed.observations.index(o) for o in self.observations]
-        self.observation_bytes = int(np.prod(CADENCE_SHAPE[1:])) * 2
-        self.row_bytes = len(packed.observations) * self.observation_bytes
+        self.observation_bytes = packed.row_bytes // len(packed.observations)
         self.runs = contiguous_runs(positions)  # (first position in the cache row, count) to read
-        self.offsets = [packed.data_offset(s) for s in range(packed.n_shards)]
         self._files: list[int] = []
         self._threads: Optional[ThreadPoolExecutor] = None
         self._pid = -1
@@ -341,7 +339,7 @@ class PackedCadenceDataset(CadenceDataset):
     def read_into(self, out: np.ndarray, index: int) -> None:
         self._open()
         shard, row = divmod(int(self.rows[index]), self.packed.shard_size)
-        base = self.offsets[shard] + row * self.row_bytes
+        base = self.packed.offsets[shard] + row * self.packed.row_bytes
         out_bytes = out.reshape(-1).view(np.uint8)
         done = 0
         for first, count in self.runs:

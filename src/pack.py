@@ -16,6 +16,7 @@ complete, so an interrupted pack continues where it stopped when the same comman
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -72,10 +73,15 @@ class PackedSplit:
     observations: tuple[int, ...]
     shard_size: int
     ids: tuple[str, ...]
+    offsets: tuple[int, ...] = ()  # byte offset of row 0 in each shard file, read once by open_packed
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
         return (len(self.observations), *CADENCE_SHAPE[1:])
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.sample_shape)) * PACKED_DTYPE.itemsize
 
     def shard_path(self, shard: int) -> Path:
         return self.path / shard_name(shard)
@@ -122,22 +128,24 @@ def open_packed(folder: str | Path) -> PackedSplit:
     packed = PackedSplit(folder, meta["split"], tuple(meta["observations"]), int(meta["shard_size"]), tuple(index["id"]))
     if len(packed.ids) != meta["n_cadences"]:
         raise DataError(f"{folder / CACHE_INDEX}: {len(packed.ids)} ids, {CACHE_META} says {meta['n_cadences']}")
-    row_bytes = int(np.prod(packed.sample_shape)) * PACKED_DTYPE.itemsize
+    offsets = []
     for shard in range(packed.n_shards):
         path = packed.shard_path(shard)
         if not path.is_file():
             raise DataError(f"{path}: shard missing from the cache; repack")
-        if path.stat().st_size != packed.data_offset(shard) + packed.rows_in_shard(shard) * row_bytes:
+        offsets.append(packed.data_offset(shard))
+        if path.stat().st_size != offsets[-1] + packed.rows_in_shard(shard) * packed.row_bytes:
             raise DataError(f"{path}: truncated or padded shard ({path.stat().st_size} bytes); repack")
-    return packed
+    return dataclasses.replace(packed, offsets=tuple(offsets))
 
 
 def find_packed(
     cache_dir: str | Path, split: str, ids: Sequence[str], observations: Sequence[int]
 ) -> tuple[Optional[PackedSplit], str]:
     """The cache under `cache_dir` that holds `ids` of `split` with at least `observations`, or None and why not."""
-    for key_observations in (tuple(observations), view_observations("all")):
-        folder = Path(cache_dir) / cache_folder_name(split, key_observations)
+    names = (cache_folder_name(split, observations), cache_folder_name(split, view_observations("all")))
+    for name in dict.fromkeys(names):  # the view's own cache first, then one of all six (once, if that is the same)
+        folder = Path(cache_dir) / name
         if not (folder / CACHE_META).is_file():
             continue
         packed = open_packed(folder)
