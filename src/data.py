@@ -11,7 +11,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +21,9 @@ from sklearn.model_selection import StratifiedKFold
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
 from .errors import DataError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 CADENCE_SHAPE = (6, 273, 256)  # observations, time rows, frequency channels
 ON_OBSERVATIONS = (0, 2, 4)  # cadence order ABACAD: the target star is observed 1st, 3rd and 5th
@@ -225,6 +228,11 @@ def observations_to_images(
         observations = cleaned[:, list(view_observations(view))]
     images = resize(arrange(normalize(observations, normalization), view), image_size)
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
+
+
+def batch_to_images(observations: torch.Tensor, cfg: "Config") -> torch.Tensor:
+    """`observations_to_images` with a run's settings: what training, evaluation and the benchmarks feed the model."""
+    return observations_to_images(observations, cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last, cfg.background)
 
 
 def cadence_to_image(

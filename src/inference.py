@@ -25,10 +25,10 @@ from .config import Config
 from .data import (
     SAMPLE_SUBMISSION,
     PackedCadenceDataset,
+    batch_to_images,
     image_shape,
     loader_workers,
     make_eval_loader,
-    observations_to_images,
     open_cadences,
     read_sample_submission,
     read_test_labels,
@@ -48,9 +48,7 @@ def predict_logits(
     model.eval()
     all_logits, all_index = [], []
     for batch in loader:
-        images = observations_to_images(
-            batch["observations"], cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last, cfg.background
-        )
+        images = batch_to_images(batch["observations"], cfg)
         with accelerator.autocast():
             views = [model(tta_view(images, name))["logits"].float() for name in tta]
         logits, index = accelerator.gather_for_metrics((torch.stack(views).mean(0), batch["index"]))

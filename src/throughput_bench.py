@@ -33,11 +33,12 @@ from .data import (
     TRAIN_LABELS,
     CadenceDataset,
     PackedCadenceDataset,
+    batch_to_images,
     cadence_path,
     image_shape,
+    loaded_observations,
     loader_options,
     loader_workers,
-    observations_to_images,
     read_train_labels,
     view_observations,
 )
@@ -156,12 +157,12 @@ def subset_folder(data_dir: Path, ids: Sequence[str], root: Path, split_as: str)
 def loader_results(
     settings: BenchSettings, cfg: Config, recipe: str, ids: list[str], cache_root: Path
 ) -> tuple[dict, PackedCadenceDataset]:
-    observations = view_observations(cfg.view)
+    observations = loaded_observations(cfg.view, cfg.background)
     workers = loader_workers(settings.workers)
     packed_workers = loader_workers(settings.workers, packed=True)
     order = np.random.default_rng(settings.seed).permutation(len(ids))
     paths = [cadence_path(settings.data_dir, "train", i) for i in ids]
-    pack_view = "on" if cfg.view == "on" else "all"
+    pack_view = "on" if observations == view_observations("on") else "all"
     started = time.perf_counter()
     folder = pack_split(subset_folder(settings.data_dir, ids, cache_root, "train"), "train", cache_root / "cache",
                         pack_view, shard_size=512, workers=workers + 1, progress=False)
@@ -171,7 +172,7 @@ def loader_results(
     cached = PackedCadenceDataset(packed, ids, None, observations)
 
     def batch_work(batch):
-        return observations_to_images(batch["observations"], cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last)
+        return batch_to_images(batch["observations"], cfg)
 
     in_memory = np.concatenate([np.load(packed.shard_path(s)) for s in range(packed.n_shards)])
     in_memory = in_memory[:, [packed.observations.index(o) for o in observations]]
@@ -284,7 +285,7 @@ def fed_vs_in_memory(
     loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), drop_last=True, **options)
 
     def step(observations: torch.Tensor) -> None:
-        images = observations_to_images(observations, cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last)
+        images = batch_to_images(observations, cfg)
         targets = torch.zeros(images.shape[0], device=device)
         with autocast:
             logits = model(images)["logits"]

@@ -38,12 +38,12 @@ from .data import (
     CadenceDataset,
     CombinedCadences,
     PackedCadenceDataset,
+    batch_to_images,
     loader_options,
     loaded_observations,
     loader_workers,
     make_eval_loader,
     make_folds,
-    observations_to_images,
     open_cadences,
     read_pseudo_labels,
     read_train_labels,
@@ -207,10 +207,7 @@ def train_one_epoch(
                     observations, targets, loaded_observations(cfg.view, cfg.background), cfg.inject_prob, cfg.inject_snr,
                     generator,
                 )
-            images = observations_to_images(
-                observations, cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last, cfg.background
-            )
-            images = random_flips(images, cfg.hflip_p, cfg.vflip_p, generator)
+            images = random_flips(batch_to_images(observations, cfg), cfg.hflip_p, cfg.vflip_p, generator)
             images, targets = mix_batch(
                 images, targets, cfg.mix, cfg.mix_prob, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_label, generator
             )
