@@ -265,10 +265,10 @@ def validate(
 
 def train_fold(
     cfg: Config, folds: pd.DataFrame, accelerator: Accelerator, run_dir: Path, progress: Progress,
-    state_dir: Optional[Path] = None,
+    state_dir: Optional[Path] = None, pseudo: Optional[pd.DataFrame] = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train fold `progress.fold` (from `state_dir` when resuming); returns its best result and its OOF predictions.
-    With `pseudo_labels`, the test cadences and their soft labels join the fold's training cadences."""
+    `pseudo` (id, soft target) test cadences join the fold's training cadences."""
     fold = progress.fold
     set_seed(cfg.seed + fold)  # same initial weights on every process
     train_rows, valid_rows = folds[folds["fold"] != fold], folds[folds["fold"] == fold]
@@ -285,8 +285,7 @@ def train_fold(
 
     sampler_generator = torch.Generator()
     train_set, valid_set = dataset(train_rows), dataset(valid_rows)
-    if cfg.pseudo_labels:
-        pseudo = read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, folds["id"].tolist())
+    if pseudo is not None:
         test_set, note = open_cadences(cfg.data_dir, "test", pseudo["id"].tolist(), pseudo["target"].tolist(), cfg.view,
                                        cfg.cache_dir, cfg.background)
         accelerator.print(f"{note}; {len(pseudo)} pseudo-labelled cadences join the training set")
@@ -434,8 +433,8 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
     labels = read_train_labels(cfg.data_dir)
     if not cfg.skip_bad:
         require_cadence_files(cfg.data_dir, "train", labels["id"].tolist(), Path(cfg.data_dir) / TRAIN_LABELS)
-    if cfg.pseudo_labels:
-        read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, labels["id"].tolist())  # before any folder is made
+    # read and checked once, before any folder is made
+    pseudo = read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, labels["id"].tolist()) if cfg.pseudo_labels else None
     cfg, run_dir = prepare_run_dir(cfg, recipe_name, overwrite, resume)
     state_dir = latest_state(run_dir) if resume else None
     if resume and not (run_dir / FOLDS_CSV).is_file():
@@ -472,7 +471,9 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
             resuming_this_fold = state_dir is not None and progress.fold == fold
             if not resuming_this_fold:
                 progress = Progress(fold=fold, step=progress.step, train_seconds=progress.train_seconds)
-            finished = train_fold(cfg, folds, accelerator, run_dir, progress, state_dir if resuming_this_fold else None)
+            finished = train_fold(
+                cfg, folds, accelerator, run_dir, progress, state_dir if resuming_this_fold else None, pseudo
+            )
         fold_results.append(finished[0])
         oof_parts.append(finished[1])
     summary = {}
