@@ -16,6 +16,7 @@ from typing import Callable, Sequence
 
 from .data import SAMPLE_SUBMISSION, TRAIN_LABELS
 from .files import write_text_atomically
+from .train import OOF_CSV
 
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = "baseline"
@@ -80,7 +81,7 @@ def run(command: Sequence[str], log: Path) -> None:
 
 
 def complete(run_dir: Path) -> bool:
-    return (run_dir / "oof.csv").is_file()
+    return (run_dir / OOF_CSV).is_file()
 
 
 def pseudo_data_dir(settings: AblationSettings) -> Path:

@@ -270,6 +270,11 @@ def batch_tensor(shape: Sequence[int]) -> torch.Tensor:
     return torch.tensor([], dtype=torch.float16).set_(storage, 0, tuple(shape))
 
 
+def target_array(targets: Optional[Sequence[float]], n: int) -> np.ndarray:
+    """Targets as float32; -1 for every sample when they are unknown (test)."""
+    return np.full(n, -1.0, np.float32) if targets is None else np.asarray(targets, np.float32)
+
+
 class CadenceDataset(Dataset):
     """Cadences of one split read from the file tree: each sample's view observations as float16
     (n_obs, 273, 256); `target` is -1 when unknown (test). Batches are read whole into one array."""
@@ -285,7 +290,7 @@ class CadenceDataset(Dataset):
         observations: Sequence[int],
     ) -> None:
         self.paths = [cadence_path(data_dir, split, i) for i in ids]
-        self.targets = np.full(len(ids), -1.0, np.float32) if targets is None else np.asarray(targets, np.float32)
+        self.targets = target_array(targets, len(ids))
         self.observations = list(observations)
 
     def __len__(self) -> int:
@@ -323,7 +328,7 @@ class PackedCadenceDataset(CadenceDataset):
     def __init__(self, packed, ids: Sequence[str], targets: Optional[Sequence[float]], observations: Sequence[int]) -> None:
         self.packed = packed
         self.source = f"packed cache {packed.path}"
-        self.targets = np.full(len(ids), -1.0, np.float32) if targets is None else np.asarray(targets, np.float32)
+        self.targets = target_array(targets, len(ids))
         self.observations = list(observations)
         row_of = {sample_id: row for row, sample_id in enumerate(packed.ids)}
         self.rows = np.array([row_of[i] for i in ids], dtype=np.int64)

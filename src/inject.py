@@ -49,8 +49,8 @@ def needle_paths(n: int, rows: torch.Tensor, fit: torch.Tensor, generator: torch
               + amplitude[:, None] * torch.sin(2 * math.pi * t / period[:, None] + phase[:, None]))
     fitted = offset[:, fit.repeat_interleave(rows.shape[1]).cpu()]
     band = N_FREQ - 1 - 2 * EDGE_MARGIN
-    offset = offset * (band / (fitted.max(dim=1).values - fitted.min(dim=1).values)).clamp(max=1.0)[:, None]
-    fitted = offset[:, fit.repeat_interleave(rows.shape[1]).cpu()]
+    flatten = (band / (fitted.max(dim=1).values - fitted.min(dim=1).values)).clamp(max=1.0)[:, None]
+    offset, fitted = offset * flatten, fitted * flatten
     low = EDGE_MARGIN - fitted.min(dim=1).values
     high = N_FREQ - 1 - EDGE_MARGIN - fitted.max(dim=1).values
     start = low + (high - low).clamp(min=0) * torch.rand(n, generator=generator)

@@ -93,41 +93,45 @@ class PublicPipelineDataset(Dataset):
         return {"image": tensor, "target": torch.tensor(0.0)}
 
 
+def second_pass_rate(one_pass: Callable[[], int]) -> float:
+    """Samples per second of the second of two passes (each returns its sample count): the first, untimed, warms
+    the page cache and the loader's workers."""
+    one_pass()
+    started = time.perf_counter()
+    count = one_pass()
+    return count / (time.perf_counter() - started)
+
+
 def timed_passes(loader: DataLoader, to_images: Optional[Callable] = None) -> float:
-    """Samples per second of one full pass (after an untimed pass that warms the page cache and the workers)."""
-    for timed in (False, True):
-        started, count = time.perf_counter(), 0
-        for batch in loader:
-            images = to_images(batch) if to_images else batch.get("image", batch.get("observations"))
-            count += images.shape[0]
-        seconds = time.perf_counter() - started
-    return count / seconds
+    """Samples/s a loader delivers, with `to_images` (the batch work) applied to each batch when given."""
+    def one_pass() -> int:
+        return sum((to_images(batch) if to_images else batch.get("image", batch.get("observations"))).shape[0]
+                   for batch in loader)
+
+    return second_pass_rate(one_pass)
 
 
-def fixed_order_loader(dataset: Dataset, order: np.ndarray, batch_size: int, workers: int, collate=None) -> DataLoader:
-    options = loader_options(workers, 4)
-    if collate is not None:
-        options["collate_fn"] = collate
-    return DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), **options)
+def fixed_order_loader(dataset: Dataset, order: np.ndarray, batch_size: int, workers: int) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), **loader_options(workers, 4))
 
 
 def plain_np_load(paths: Sequence[Path], order: np.ndarray) -> float:
-    for timed in (False, True):
-        started = time.perf_counter()
+    def one_pass() -> int:
         for index in order:
             np.load(paths[index])
-        seconds = time.perf_counter() - started
-    return len(order) / seconds
+        return len(order)
+
+    return second_pass_rate(one_pass)
 
 
 def raw_copy(packed_rows: np.ndarray, order: np.ndarray, batch_size: int) -> float:
     """Batches gathered from the packed bytes already in memory: the delivery limit of any loader."""
-    for timed in (False, True):
-        started = time.perf_counter()
+    def one_pass() -> int:
         for first in range(0, len(order), batch_size):
             torch.from_numpy(packed_rows[np.sort(order[first:first + batch_size])])
-        seconds = time.perf_counter() - started
-    return len(order) / seconds
+        return len(order)
+
+    return second_pass_rate(one_pass)
 
 
 def bytes_read_per_sample(dataset: CadenceDataset, n: int) -> float:
