@@ -54,6 +54,8 @@ VARIANTS = (
     Variant("ema", "EMA weights (decay 0.99)", ("--ema-decay", "0.99")),
     Variant("off-background", "background cleaning with the OFF observations", ("--background", "off_spectrum")),
     Variant("injection", "on-the-fly needle injection (30% of samples)", ("--inject-prob", "0.3")),
+    Variant("interference-injection", "on-the-fly all-six interference injection (30% of samples)",
+            ("--inject-rfi-prob", "0.3")),
     Variant("pseudo", "soft pseudo-labels on the benchmark's cadences (second stage from the baseline)", kind="pseudo"),
     Variant("folds-3", "3-fold ensemble instead of fold 0 alone", ("--folds", "0,1,2")),
 )

@@ -81,7 +81,8 @@ class Config:
     cutmix_alpha: float = 1.0
     mix_label: str = "mix"  # mixup's label: mix (weighted), max, or (y1 + y2 - y1*y2); CutMix's is always area-weighted
     inject_prob: float = 0.0  # share of training samples given a fresh needle in their ON observations (label 1)
-    inject_snr: tuple[float, float] = (5.0, 60.0)  # setigen SNR range of injected needles, drawn log-uniform
+    inject_rfi_prob: float = 0.0  # share given fresh interference in all six observations (label kept); needs all six loaded
+    inject_snr: tuple[float, float] = (5.0, 60.0)  # setigen SNR range of injected needles and interference, log-uniform
     pseudo_labels: Optional[str] = None  # a submission CSV of data_dir's test split: its cadences join training, soft labels
     # --- evaluation and logging ---
     tta: tuple[str, ...] = TTA_VIEWS
@@ -116,9 +117,12 @@ class Config:
             raise ConfigError(f"folds: each must be in [0, {self.n_folds}), got {list(self.folds)}")
         if len(self.inject_snr) != 2 or not 0 < self.inject_snr[0] <= self.inject_snr[1]:
             raise ConfigError(f"inject_snr: must be [low, high] with 0 < low <= high, got {list(self.inject_snr)}")
-        for name in ("hflip_p", "vflip_p", "mix_prob", "sampler_strength", "inject_prob"):
+        for name in ("hflip_p", "vflip_p", "mix_prob", "sampler_strength", "inject_prob", "inject_rfi_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
+        if self.inject_rfi_prob > 0 and self.view == "on" and self.background == "none":
+            raise ConfigError("inject_rfi_prob: interference goes into all six observations, but view 'on' loads only the "
+                              "ON ones; use view all or channels (or background off_spectrum, which loads all six)")
         for name in ("lr", "mixup_alpha", "cutmix_alpha"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")

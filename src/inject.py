@@ -1,12 +1,15 @@
-"""On-the-fly needle injection: fresh drifting narrowband signals added to training batches on the device.
+"""On-the-fly signal injection: fresh drifting narrowband signals added to training batches on the device.
 
-Every batch draws new paths (linear, quadratic or sinusoidal drift), widths and SNRs, so the model never
-sees the same needle twice. A needle is drawn the way the generator draws one (src/synth.py), in the same
+Every batch draws new paths (linear, quadratic, sinusoidal or pulsed), widths and SNRs, so the model never
+sees the same signal twice. A signal is drawn the way the generator draws one (src/synth.py), in the same
 units: setigen's SNR is that of the time-summed spectrum of one observation, so its per-pixel peak is
-snr * noise_std / sqrt(273); the noise std is measured on each observation of the cadence itself. It is
-added to the ON observations only, on one continuous path across the cadence (the telescope slews between
-observations), so a cadence that held interference in all six observations and receives a needle becomes
-a positive that only the ON/OFF pattern tells apart.
+snr * noise_std / sqrt(273); the noise std is measured on each observation of the cadence itself. Signals
+follow one continuous path across the cadence (the telescope slews between observations).
+
+- a needle goes into the ON observations only and makes the sample a positive (`inject_needles`);
+- interference goes into all six observations and leaves the label alone (`inject_interference`): drawn
+  like a needle, often with the near-zero drift of terrestrial RFI, it is the negative that only the OFF
+  observations tell apart from a needle - the crux of the task - made fresh every batch.
 """
 from __future__ import annotations
 
@@ -20,7 +23,8 @@ from .data import CADENCE_SHAPE, ON_OBSERVATIONS
 N_TIME, N_FREQ = CADENCE_SHAPE[1:]
 SLEW_ROWS = 1  # about one 18 s row between observations (synth's t_slew of 20 s)
 MAX_DRIFT_CHANNELS_PER_ROW = 0.025 * 18.253611008 / 2.7939677238464355  # synth's max_drift, 0.025 Hz/s
-INJECTED_SHAPES = ("linear", "quadratic", "sine")
+INJECTED_SHAPES = ("linear", "quadratic", "sine", "pulsed")
+NEAR_ZERO_DRIFT = 0.1  # interference: half of it drifts at most this share of the largest drift (synth near_zero)
 EDGE_MARGIN = 4
 
 
@@ -30,16 +34,23 @@ def observation_rows(observation_ids: Sequence[int], device: torch.device) -> to
     return start[:, None] + torch.arange(N_TIME, dtype=torch.float32, device=device)[None]
 
 
-def needle_paths(n: int, rows: torch.Tensor, fit: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(n, n_obs, 273) channel of the needle's centre at every row: a drift (plus curvature or a sine for two
-    thirds of them). Over the observations marked in `fit` (the ON ones) the path stays inside the band: one
-    that would span more channels than the band holds is flattened to fit, then its start is drawn."""
+def needle_paths(
+    n: int, rows: torch.Tensor, fit: torch.Tensor, generator: torch.Generator, shape: Optional[torch.Tensor] = None,
+    near_zero: bool = False,
+) -> torch.Tensor:
+    """(n, n_obs, 273) channel of the signal's centre at every row: a drift (plus curvature or a sine for the
+    quadratic and sine shapes, indices into INJECTED_SHAPES; pulsed paths are linear). Over the observations
+    marked in `fit` the path stays inside the band: one that would span more channels than the band holds is
+    flattened to fit, then its start is drawn. `near_zero` gives half of the paths the small drift of RFI."""
     def uniform(low: float, high: float) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, generator=generator)
 
     span = 6 * (N_TIME + SLEW_ROWS)
-    shape = torch.randint(len(INJECTED_SHAPES), (n,), generator=generator)
+    if shape is None:
+        shape = torch.randint(len(INJECTED_SHAPES), (n,), generator=generator)
     drift = uniform(-MAX_DRIFT_CHANNELS_PER_ROW, MAX_DRIFT_CHANNELS_PER_ROW)
+    if near_zero:
+        drift = torch.where(torch.rand(n, generator=generator) < 0.5, drift * NEAR_ZERO_DRIFT, drift)
     bend = torch.where(shape == 1, uniform(40, 200) * torch.sign(uniform(-1, 1)), torch.zeros(n))
     amplitude = torch.where(shape == 2, uniform(10, 50), torch.zeros(n))
     period = span * torch.exp(uniform(math.log(0.25), math.log(1.5)))
@@ -57,25 +68,37 @@ def needle_paths(n: int, rows: torch.Tensor, fit: torch.Tensor, generator: torch
     return (start[:, None] + offset).reshape(n, *rows.shape)
 
 
-def inject_needles(
+def pulse_trains(n: int, rows: torch.Tensor, pulsed: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """(n, n_obs, 273) intensity of each signal at every row: 1, or for `pulsed` ones an on/off square train
+    with a period of 4-60 rows and a duty cycle of 0.3-0.7, as the generator's pulsed shape."""
+    period = 4 + 56 * torch.rand(n, generator=generator)
+    duty = 0.3 + 0.4 * torch.rand(n, generator=generator)
+    phase = period * torch.rand(n, generator=generator)
+    t = rows.reshape(1, -1).cpu()
+    on = torch.remainder(t - phase[:, None], period[:, None]) < (duty * period)[:, None]
+    return torch.where(pulsed[:, None], on.float(), torch.ones(())).reshape(n, *rows.shape)
+
+
+def add_signals(
     observations: torch.Tensor,
-    targets: torch.Tensor,
+    chosen: torch.Tensor,
     observation_ids: Sequence[int],
-    probability: float,
+    present: Sequence[int],
     snr_range: Sequence[float],
-    generator: Optional[torch.Generator] = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Add a fresh needle to each sample of a (B, n_obs, 273, 256) batch with `probability`; those samples'
-    targets become 1. Returns float32 observations (a new tensor) and the targets."""
-    chosen = torch.rand(observations.shape[0], generator=generator) < probability  # drawn on the CPU: same on any device
-    observations = observations.to(torch.float32, copy=True)
+    generator: Optional[torch.Generator],
+    near_zero: bool = False,
+) -> None:
+    """Add, in place, one fresh signal to each `chosen` sample of a float32 (B, n_obs, 273, 256) batch, in
+    the observations listed in `present` (cadence indices) and kept inside the band there."""
     n = int(chosen.sum())
     if n == 0:
-        return observations, targets
+        return
     device = observations.device
     rows = observation_rows(observation_ids, device)
-    on = torch.tensor([o in ON_OBSERVATIONS for o in observation_ids], device=device)
-    centre = needle_paths(n, rows, on, generator).to(device)  # (n, n_obs, 273)
+    holds = torch.tensor([o in present for o in observation_ids], device=device)
+    shape = torch.randint(len(INJECTED_SHAPES), (n,), generator=generator)
+    centre = needle_paths(n, rows, holds, generator, shape, near_zero).to(device)  # (n, n_obs, 273)
+    intensity = pulse_trains(n, rows, shape == INJECTED_SHAPES.index("pulsed"), generator).to(device)
     low, high = math.log(snr_range[0]), math.log(snr_range[1])
     snr = torch.exp(low + (high - low) * torch.rand(n, generator=generator)).to(device)
     fwhm = (1.0 + 3.0 * torch.rand(n, generator=generator)).to(device)  # channels, as synth's 1-4 channel widths
@@ -85,8 +108,44 @@ def inject_needles(
     chosen = chosen.to(device)
     selected = observations[chosen]
     noise_std = selected.std(dim=(-2, -1), keepdim=True)
-    level = snr[:, None, None, None] * noise_std / math.sqrt(N_TIME) * on.float()[None, :, None, None]
-    observations[chosen] = selected + level * profile
+    level = snr[:, None, None, None] * noise_std / math.sqrt(N_TIME) * holds.float()[None, :, None, None]
+    observations[chosen] = selected + level * intensity[..., None] * profile
+
+
+def inject_needles(
+    observations: torch.Tensor,
+    targets: torch.Tensor,
+    observation_ids: Sequence[int],
+    probability: float,
+    snr_range: Sequence[float],
+    generator: Optional[torch.Generator] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Add a fresh needle to the ON observations of each sample of a (B, n_obs, 273, 256) batch with
+    `probability`; those samples' targets become 1. Returns float32 observations (a new tensor) and the targets."""
+    chosen = torch.rand(observations.shape[0], generator=generator) < probability  # drawn on the CPU: same on any device
+    observations = observations.to(torch.float32, copy=True)
+    if not chosen.any():
+        return observations, targets
+    add_signals(observations, chosen, observation_ids, ON_OBSERVATIONS, snr_range, generator)
     targets = targets.clone()
     targets[chosen.to(targets.device)] = 1.0
     return observations, targets
+
+
+def inject_interference(
+    observations: torch.Tensor,
+    observation_ids: Sequence[int],
+    probability: float,
+    snr_range: Sequence[float],
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Add fresh interference to all six observations of each sample of a (B, 6, 273, 256) batch with
+    `probability`, labels unchanged: a negative stays a negative that holds a needle-like signal in its OFF
+    observations too, a positive becomes a positive with interference. Returns float32 observations (a new
+    tensor). Needs all six observations: interference seen only in the ON ones would be a needle."""
+    if sorted(observation_ids) != list(range(6)):
+        raise ValueError(f"interference injection needs all six observations loaded, got {list(observation_ids)}")
+    chosen = torch.rand(observations.shape[0], generator=generator) < probability
+    observations = observations.to(torch.float32, copy=True)
+    add_signals(observations, chosen, observation_ids, range(6), snr_range, generator, near_zero=True)
+    return observations

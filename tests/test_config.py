@@ -146,6 +146,8 @@ def test_bad_value_error_names_the_file(tmp_path):
         ({"prefetch_factor": 0}, "prefetch_factor"),
         ({"background": "median"}, "background"),
         ({"inject_prob": 1.5}, "inject_prob"),
+        ({"inject_rfi_prob": -0.1}, "inject_rfi_prob"),
+        ({"inject_rfi_prob": 0.3, "view": "on"}, "inject_rfi_prob"),  # interference needs the OFF observations loaded
         ({"inject_snr": [10, 5]}, "inject_snr"),
         ({"inject_snr": [0, 5]}, "inject_snr"),
         ({"inject_snr": [5]}, "inject_snr"),

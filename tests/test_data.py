@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import distinct_cadence
 from src.data import (
@@ -297,6 +298,14 @@ def test_resize_none_or_same_size_is_unchanged():
     image = torch.randn(1, 1, 20, 16)
     assert resize(image, None) is image
     assert torch.equal(resize(image, (20, 16)), image)
+
+
+@pytest.mark.parametrize("size", [(448, 448), (60, 300), (300, 60), (819, 64), (40, 256)])
+def test_resize_in_two_passes_matches_one_antialiased_call(size):
+    """The two one-axis passes give PyTorch's single separable call, whichever axis goes first."""
+    image = torch.randn(2, 1, 819, 256, generator=torch.Generator().manual_seed(1))
+    expected = F.interpolate(image, size=size, mode="bilinear", antialias=True, align_corners=False)
+    assert torch.allclose(resize(image, size), expected, atol=1e-5)
 
 
 def test_resize_keeps_vertical_order():

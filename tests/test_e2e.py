@@ -122,13 +122,14 @@ def test_two_process_cpu_launch(data_dir: Path, tmp_path: Path) -> None:
 
 def test_training_options_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     """bf16 autocast, gradient accumulation, CutMix+Mixup, a class-balanced sampler, GeM, stem stride, OFF
-    background cleaning, needle injection and the TensorBoard tracker, all through main.py on the stacked ON view."""
+    background cleaning, needle and interference injection and the TensorBoard tracker, all through main.py on
+    the stacked ON view."""
     out_dir = tmp_path / "outputs"
     options = [
         "--view", "on", "--image-size", "64,32", "--mixed-precision", "bf16", "--grad-accum-steps", "2",
         "--mix", "both", "--mix-prob", "1", "--mix-label", "or", "--sampler-strength", "1",
         "--pool", "gem", "--first-conv-stride", "1,2", "--tracker", "tensorboard",
-        "--background", "off_spectrum", "--inject-prob", "0.5", "--inject-snr", "10,40",
+        "--background", "off_spectrum", "--inject-prob", "0.5", "--inject-rfi-prob", "0.5", "--inject-snr", "10,40",
     ]
     run([sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "options",
          *TINY_TRAINING, *options])
@@ -137,6 +138,7 @@ def test_training_options_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     assert list(run_dir.rglob("events.out.tfevents.*")), "no TensorBoard event file written"
     config = (run_dir / "config.yaml").read_text()
     assert "mixed_precision: bf16" in config and "pool: gem" in config and "background: off_spectrum" in config
+    assert "inject_rfi_prob: 0.5" in config
 
 
 def test_pseudo_labelled_second_stage(data_dir: Path, tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""On-the-fly needle injection (src/inject.py): where needles go, how strong they are, and their labels."""
+"""On-the-fly injection (src/inject.py): where needles and interference go, how strong they are, their labels."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,17 @@ import pytest
 import torch
 
 from src.data import ON_OBSERVATIONS, view_observations
-from src.inject import N_FREQ, N_TIME, inject_needles, needle_paths, observation_rows
+from src.inject import (
+    MAX_DRIFT_CHANNELS_PER_ROW,
+    N_FREQ,
+    N_TIME,
+    NEAR_ZERO_DRIFT,
+    inject_interference,
+    inject_needles,
+    needle_paths,
+    observation_rows,
+    pulse_trains,
+)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -69,3 +79,52 @@ def test_paths_are_smooth_and_inside_the_band_at_the_on_observations():
     assert float(steps.max()) < 1.5  # under a channel and a half per row: a smooth path, not scattered points
     at_on = paths[:, list(ON_OBSERVATIONS)]
     assert float(at_on.min()) >= 4 - 1e-4 and float(at_on.max()) <= N_FREQ - 1 - 4 + 1e-4
+
+
+def test_interference_goes_into_all_six_observations_and_keeps_labels():
+    observations = noise_batch(5, 6)
+    injected = inject_interference(observations, range(6), 1.0, (30, 30), torch.Generator().manual_seed(5))
+    added = injected - observations.float()
+    assert injected.dtype == torch.float32
+    assert bool((added.abs().sum(dim=(-2, -1)) > 0).all())  # every observation of every sample
+    # one continuous path: the signal's channel at the last row of an observation and the first of the next agree
+    centre = (added.clamp(min=0) * torch.arange(N_FREQ)).sum(-1) / added.clamp(min=0).sum(-1).clamp(min=1e-6)
+    lit = added.amax(dim=-1) > 0
+    for sample in range(5):
+        for obs in range(5):
+            if lit[sample, obs, -1] and lit[sample, obs + 1, 0]:
+                assert abs(float(centre[sample, obs, -1] - centre[sample, obs + 1, 0])) < 3
+    with pytest.raises(ValueError, match="all six"):
+        inject_interference(noise_batch(1, 3), ON_OBSERVATIONS, 1.0, (30, 30))
+
+
+def test_interference_probability_picks_a_share_and_is_reproducible():
+    observations = noise_batch(8, 6)
+    touched = [int(((inject_interference(observations, range(6), 0.5, (5, 60), torch.Generator().manual_seed(s))
+                     - observations.float()).abs().sum(dim=(1, 2, 3)) > 0).sum()) for s in range(10)]
+    assert 20 < sum(touched) < 60  # about half of 80
+    first = inject_interference(observations, range(6), 0.5, (5, 60), torch.Generator().manual_seed(1))
+    assert torch.equal(first, inject_interference(observations, range(6), 0.5, (5, 60), torch.Generator().manual_seed(1)))
+
+
+def test_near_zero_drift_keeps_half_of_the_interference_nearly_still():
+    rows = observation_rows(range(6), torch.device("cpu"))
+    linear = torch.zeros(2000, dtype=torch.long)
+    still = needle_paths(2000, rows, torch.ones(6, dtype=torch.bool), torch.Generator().manual_seed(6), linear, near_zero=True)
+    moving = needle_paths(2000, rows, torch.ones(6, dtype=torch.bool), torch.Generator().manual_seed(6), linear)
+    drift = lambda paths: (paths[:, -1, -1] - paths[:, 0, 0]).abs()  # noqa: E731
+    limit = NEAR_ZERO_DRIFT * MAX_DRIFT_CHANNELS_PER_ROW * float(rows[-1, -1] - rows[0, 0]) + 1e-3
+    assert 0.4 < float((drift(still) <= limit).float().mean()) < 0.6
+    assert float((drift(moving) <= limit).float().mean()) < 0.2
+
+
+def test_pulse_trains_switch_pulsed_signals_on_and_off():
+    rows = observation_rows(range(6), torch.device("cpu"))
+    pulsed = torch.tensor([True, False] * 50)
+    intensity = pulse_trains(100, rows, pulsed, torch.Generator().manual_seed(7))
+    assert set(intensity.unique().tolist()) <= {0.0, 1.0}
+    assert bool((intensity[~pulsed] == 1).all())
+    duty = intensity[pulsed].mean(dim=(1, 2))
+    assert float(duty.min()) > 0.2 and float(duty.max()) < 0.8  # duty cycles of 0.3-0.7
+    changes = (intensity[pulsed, :, 1:] != intensity[pulsed, :, :-1]).sum(dim=(1, 2))
+    assert int(changes.min()) >= 2 * 6 * N_TIME // 60 - 12  # a period of at most 60 rows: many pulses per cadence
