@@ -286,7 +286,14 @@ def target_array(targets: Optional[Sequence[float]], n: int) -> np.ndarray:
     return np.full(n, -1.0, np.float32) if targets is None else np.asarray(targets, np.float32)
 
 
-class CadenceDataset(Dataset):
+class BatchReadDataset(Dataset):
+    """A dataset that reads whole batches (`__getitems__`); one sample is a batch of one."""
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {k: v[0] for k, v in self.__getitems__([index]).items()}
+
+
+class CadenceDataset(BatchReadDataset):
     """Cadences of one split read from the file tree: each sample's view observations as float16
     (n_obs, 273, 256); `target` is -1 when unknown (test). Batches are read whole into one array."""
 
@@ -323,9 +330,6 @@ class CadenceDataset(Dataset):
             "target": torch.from_numpy(self.targets[list(indices)]),
             "index": torch.as_tensor(indices, dtype=torch.int64),
         }
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {k: v[0] for k, v in self.__getitems__([index]).items()}
 
 
 class PackedCadenceDataset(CadenceDataset):
@@ -397,7 +401,7 @@ class PackedCadenceDataset(CadenceDataset):
             self._threads.shutdown(wait=False)
 
 
-class CombinedCadences(Dataset):
+class CombinedCadences(BatchReadDataset):
     """Datasets read as one, e.g. a fold's training cadences and the pseudo-labelled test cadences."""
 
     def __init__(self, parts: Sequence[CadenceDataset]) -> None:
@@ -425,9 +429,6 @@ class CombinedCadences(Dataset):
             "target": torch.from_numpy(self.targets[indices]),
             "index": torch.from_numpy(indices),
         }
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return {k: v[0] for k, v in self.__getitems__([index]).items()}
 
 
 def read_pseudo_labels(path: str | Path, data_dir: str | Path, train_ids: Sequence[str]) -> pd.DataFrame:
