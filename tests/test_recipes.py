@@ -14,7 +14,7 @@ RECIPES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 
 def test_the_recipes_the_readme_promises_exist():
     names = {p.name for p in RECIPES}
-    assert {"demo_cpu.yaml", "swin_tiny.yaml", "nfnet_l0_1st.yaml", "effnet_b5_2nd.yaml"} <= names
+    assert {"demo_cpu.yaml", "detection_cpu.yaml", "swin_tiny.yaml", "nfnet_l0_1st.yaml", "effnet_b5_2nd.yaml"} <= names
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
