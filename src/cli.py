@@ -7,7 +7,6 @@ names the file and the problem; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 from typing import Callable
 
@@ -28,13 +27,9 @@ def reuse_large_allocations() -> bool:
 
     The cost: the process keeps its peak working set instead of returning it between batches. Does nothing
     (returns False) where the C library is not glibc."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name) if name else None
-        mallopt = libc.mallopt if libc is not None else None
+        mallopt = ctypes.CDLL(None).mallopt  # the C library already loaded into this process
     except (OSError, AttributeError):
-        return False
-    if mallopt is None:
         return False
     return bool(mallopt(M_MMAP_THRESHOLD, LARGE_BLOCK_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, 2 * LARGE_BLOCK_BYTES))
 

@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
+from .data import CADENCE_SHAPE, loaded_observations
 from .errors import ConfigError
 from .files import write_text_atomically
 
@@ -120,7 +121,7 @@ class Config:
         for name in ("hflip_p", "vflip_p", "mix_prob", "sampler_strength", "inject_prob", "inject_rfi_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
-        if self.inject_rfi_prob > 0 and self.view == "on" and self.background == "none":
+        if self.inject_rfi_prob > 0 and len(loaded_observations(self.view, self.background)) < CADENCE_SHAPE[0]:
             raise ConfigError("inject_rfi_prob: interference goes into all six observations, but view 'on' loads only the "
                               "ON ones; use view all or channels (or background off_spectrum, which loads all six)")
         for name in ("lr", "mixup_alpha", "cutmix_alpha"):

@@ -35,8 +35,7 @@ def observation_rows(observation_ids: Sequence[int], device: torch.device) -> to
 
 
 def needle_paths(
-    n: int, rows: torch.Tensor, fit: torch.Tensor, generator: torch.Generator, shape: Optional[torch.Tensor] = None,
-    near_zero: bool = False,
+    n: int, rows: torch.Tensor, fit: torch.Tensor, generator: torch.Generator, shape: torch.Tensor, near_zero: bool = False,
 ) -> torch.Tensor:
     """(n, n_obs, 273) channel of the signal's centre at every row: a drift (plus curvature or a sine for the
     quadratic and sine shapes, indices into INJECTED_SHAPES; pulsed paths are linear). Over the observations
@@ -46,8 +45,6 @@ def needle_paths(
         return low + (high - low) * torch.rand(n, generator=generator)
 
     span = 6 * (N_TIME + SLEW_ROWS)
-    if shape is None:
-        shape = torch.randint(len(INJECTED_SHAPES), (n,), generator=generator)
     drift = uniform(-MAX_DRIFT_CHANNELS_PER_ROW, MAX_DRIFT_CHANNELS_PER_ROW)
     if near_zero:
         drift = torch.where(torch.rand(n, generator=generator) < 0.5, drift * NEAR_ZERO_DRIFT, drift)

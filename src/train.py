@@ -194,6 +194,7 @@ def train_one_epoch(
         disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True,
     )
     last_save = time.monotonic()
+    loaded = loaded_observations(cfg.view, cfg.background)  # the observations each batch holds, for injection
     for batch_index, batch in enumerate(bar, start=first):
         global_seed, augment_seed = derived_seeds(
             cfg.seed, progress.fold, progress.epoch, batch_index, accelerator.process_index, count=2
@@ -204,13 +205,10 @@ def train_one_epoch(
             observations, targets = batch["observations"], batch["target"]
             if cfg.inject_prob > 0:
                 observations, targets = inject_needles(
-                    observations, targets, loaded_observations(cfg.view, cfg.background), cfg.inject_prob, cfg.inject_snr,
-                    generator,
+                    observations, targets, loaded, cfg.inject_prob, cfg.inject_snr, generator
                 )
             if cfg.inject_rfi_prob > 0:
-                observations = inject_interference(
-                    observations, loaded_observations(cfg.view, cfg.background), cfg.inject_rfi_prob, cfg.inject_snr, generator
-                )
+                observations = inject_interference(observations, loaded, cfg.inject_rfi_prob, cfg.inject_snr, generator)
             images = random_flips(batch_to_images(observations, cfg), cfg.hflip_p, cfg.vflip_p, generator)
             images, targets = mix_batch(
                 images, targets, cfg.mix, cfg.mix_prob, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_label, generator

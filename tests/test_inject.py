@@ -8,6 +8,7 @@ import torch
 
 from src.data import ON_OBSERVATIONS, view_observations
 from src.inject import (
+    INJECTED_SHAPES,
     MAX_DRIFT_CHANNELS_PER_ROW,
     N_FREQ,
     N_TIME,
@@ -73,7 +74,8 @@ def test_paths_are_smooth_and_inside_the_band_at_the_on_observations():
     rows = observation_rows(range(6), torch.device("cpu"))
     assert rows[1, 0] - rows[0, -1] == 2  # one slew row between observations
     on = torch.tensor([o in ON_OBSERVATIONS for o in range(6)])
-    paths = needle_paths(500, rows, on, torch.Generator().manual_seed(4))
+    generator = torch.Generator().manual_seed(4)
+    paths = needle_paths(500, rows, on, generator, torch.randint(len(INJECTED_SHAPES), (500,), generator=generator))
     assert paths.shape == (500, 6, N_TIME)
     steps = (paths[:, :, 1:] - paths[:, :, :-1]).abs()
     assert float(steps.max()) < 1.5  # under a channel and a half per row: a smooth path, not scattered points
