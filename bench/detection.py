@@ -29,7 +29,8 @@ from src.detection_bench import TURBO_SETI_MODES, BenchSettings, run_benchmark
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, nargs="*", default=[], help="run folders of main.py (none: references only)")
-    parser.add_argument("--data-dir", type=Path, required=True, help="held-out set with metadata.csv (python -m src.synth --preset benchmark)")
+    parser.add_argument("--data-dir", type=Path, required=True,
+                        help="held-out set with metadata.csv (python -m src.synth --preset benchmark)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/detection"), help="report folder (default: %(default)s)")
     parser.add_argument("--split", default="test", help="sub-folder of the held-out cadences (default: test)")
     parser.add_argument("--tta", help=f"comma-separated subset of {','.join(TTA_VIEWS)} (default: each checkpoint's config)")

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .data import SAMPLE_SUBMISSION, TRAIN_LABELS
-from .files import write_text_atomically
+from .files import link_layout, write_text_atomically
 from .train import OOF_CSV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,14 +88,10 @@ def complete(run_dir: Path) -> bool:
 
 def pseudo_data_dir(settings: AblationSettings) -> Path:
     """The training data with the benchmark's cadences as its test split (links only, nothing copied)."""
-    folder = settings.out_dir / "pseudo-data"
-    folder.mkdir(parents=True, exist_ok=True)
-    links = {"train": settings.data_dir / "train", TRAIN_LABELS: settings.data_dir / TRAIN_LABELS,
-             "test": settings.bench_dir / "test", SAMPLE_SUBMISSION: settings.bench_dir / SAMPLE_SUBMISSION}
-    for name, target in links.items():
-        if not (folder / name).exists():
-            (folder / name).symlink_to(target.resolve())
-    return folder
+    return link_layout(settings.out_dir / "pseudo-data", {
+        "train": settings.data_dir / "train", TRAIN_LABELS: settings.data_dir / TRAIN_LABELS,
+        "test": settings.bench_dir / "test", SAMPLE_SUBMISSION: settings.bench_dir / SAMPLE_SUBMISSION,
+    })
 
 
 def train_variants(settings: AblationSettings, progress: Callable[[str], None] = print) -> None:

@@ -146,17 +146,20 @@ def subgroups(meta: pd.DataFrame) -> dict[str, tuple[np.ndarray, str]]:
     clean = kind == "none"
     groups = {"all": (np.ones(len(meta), bool), "every cadence")}
     for lo, hi, name in SNR_BINS:
-        groups[name] = (neg | (pos & (snr >= lo) & (snr < hi)), f"positives with {name} (a bin holds its lower edge) against all negatives")
+        groups[name] = (neg | (pos & (snr >= lo) & (snr < hi)),
+                        f"positives with {name} (a bin holds its lower edge) against all negatives")
     for s in SHAPES:
         groups[f"shape {s}"] = (neg | (pos & (shape == s)), f"positives with a {s} path against all negatives")
     groups["clean"] = (clean, "cadences without interference (interference = none), positives and negatives")
     groups["vs all-six-interference negatives"] = (
         pos | (neg & (kind == "rfi")), "all positives against the negatives with interference in all six observations (rfi)")
-    groups["vs OFF-only negatives"] = (pos | (neg & (kind == "off")), "all positives against the negatives with a signal only in OFF observations")
+    groups["vs OFF-only negatives"] = (pos | (neg & (kind == "off")),
+                                       "all positives against the negatives with a signal only in OFF observations")
     groups["positives with interference"] = (
         neg | (pos & (kind == "rfi")), "positives whose cadence also holds all-six interference (rfi) against all negatives")
     groups["clean linear SNR >= 10"] = (
-        clean & (neg | ((shape == "linear") & (snr >= 10))), "clean positives with a linear path and SNR >= 10 against clean negatives")
+        clean & (neg | ((shape == "linear") & (snr >= 10))),
+        "clean positives with a linear path and SNR >= 10 against clean negatives")
     return groups
 
 
@@ -299,13 +302,15 @@ def build_report(meta: pd.DataFrame, methods: Sequence[MethodScores], skipped: d
         "data": {"n": len(meta), "n_pos": int(y.sum()), "n_neg": int((1 - y).sum()),
                  "by_interference": {f"{k} ({'positive' if t else 'negative'})": int(n)
                                      for (t, k), n in meta.groupby(["target", "interference"]).size().items()},
-                 "subgroups": {name: {"n_pos": int(y[m].sum()), "n_neg": int((1 - y[m]).sum())} for name, (m, _) in groups.items()}},
+                 "subgroups": {name: {"n_pos": int(y[m].sum()), "n_neg": int((1 - y[m]).sum())}
+                               for name, (m, _) in groups.items()}},
         "definitions": {name: text for name, (_, text) in groups.items()},
         "notes": {
             "recall_at_fpr": "threshold = the (floor(fpr x n_neg) + 1)-th highest score among the problem's negatives; "
                              "a cadence is detected when its score is strictly above it",
             "snr_at_90pct_recall_1pct_fpr": "lowest SNR from which an isotonic (monotone) fit of detected-vs-log(SNR) "
-                                            "of the positives reaches 0.9 with >= 10 positives at or above it, threshold at 1% FPR; "
+                                            "of the positives reaches 0.9 with >= 10 positives at or above it, "
+                                            "threshold at 1% FPR; "
                                             "null = not reached",
         },
         "settings": settings,
@@ -341,15 +346,17 @@ def markdown(report: dict) -> str:
                       f"{m['seconds']:.1f}", _fmt(m["cadences_per_s"], 1)] for name, m in methods.items()])
     for key, title in (("auc", "ROC AUC by subgroup"), ("recall_at_1pct_fpr", "Recall at 1% FPR by subgroup"),
                        ("recall_at_0.1pct_fpr", "Recall at 0.1% FPR by subgroup")):
-        rows = [[group, c["n_pos"], c["n_neg"], *(_fmt(methods[n]["subgroups"][group][key], 4 if key == "auc" else 3) for n in names)]
+        rows = [[group, c["n_pos"], c["n_neg"],
+                 *(_fmt(methods[n]["subgroups"][group][key], 4 if key == "auc" else 3) for n in names)]
                 for group, c in d["subgroups"].items()]
         lines += ["", f"## {title}", "", *_table(["subgroup", "positives", "negatives", *names], rows)]
     if any(methods[n]["n_scored"] < d["n"] for n in names):
         lines += ["", ("Counts are those of the whole set; a method that scored fewer cadences (see the headline) "
                       "is measured on its own cadences only.")]
     lines += ["", "## Definitions", "", *(f"- **{group}**: {text}." for group, text in report["definitions"].items())]
-    lines.append(f"- **recall at FPR**: {report['notes']['recall_at_fpr']}. Each subgroup is its own problem, so its threshold "
-                 "comes from its own negatives: all negatives, except for `clean`, `clean linear SNR >= 10` and the two `vs` rows.")
+    lines.append(f"- **recall at FPR**: {report['notes']['recall_at_fpr']}. Each subgroup is its own problem, so its "
+                 "threshold comes from its own negatives: all negatives, except for `clean`, `clean linear SNR >= 10` "
+                 "and the two `vs` rows.")
     lines.append(f"- **SNR for 90% recall**: {report['notes']['snr_at_90pct_recall_1pct_fpr']}; all: all positives against all "
                  "negatives; clean linear: clean linear positives against clean negatives.")
     lines.append("- **SNR** is setigen's: that of the time-summed spectrum of one observation.")
@@ -362,7 +369,8 @@ def markdown(report: dict) -> str:
     lines += [f"- **{name}**: skipped: {why}." for name, why in report["skipped"].items()]
     mach = report["machine"]
     gpu = f", GPU {mach['gpu']}" if "gpu" in mach else ""
-    lines += ["", f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs, torch {mach['torch']} ({mach['torch_threads']} threads){gpu}.",
+    threads = mach["torch_threads"]
+    lines += ["", f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs, torch {mach['torch']} ({threads} threads){gpu}.",
               "", "## Plots", "", "![ROC curves](roc.png)", "", "![Recall vs SNR](recall_vs_snr.png)", ""]
     return "\n".join(lines)
 
@@ -521,7 +529,8 @@ def run_benchmark(s: BenchSettings) -> dict:
         skipped["turbo_seti"] = skip_turbo_seti
         log(f"turbo_seti skipped: {skip_turbo_seti}")
     else:
-        methods.append(turbo_seti_scores(s.data_dir, s.split, ids, s.turbo_seti_limit, s.turbo_seti_max_drift, s.turbo_seti_min_snr))
+        methods.append(turbo_seti_scores(s.data_dir, s.split, ids, s.turbo_seti_limit, s.turbo_seti_max_drift,
+                                         s.turbo_seti_min_snr))
         log(f"turbo_seti: {methods[-1].seconds:.1f} s")
     settings = {k: json_value(v) for k, v in dataclasses.asdict(s).items()}
     report = build_report(meta, methods, skipped, settings)

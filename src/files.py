@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import pandas as pd
 
@@ -29,3 +29,14 @@ def write_text_atomically(path: str | Path, text: str) -> None:
 
 def write_csv_atomically(table: pd.DataFrame, path: str | Path) -> None:
     write_atomically(path, lambda temporary: table.to_csv(temporary, index=False))
+
+
+def link_layout(folder: str | Path, links: Mapping[str, str | Path]) -> Path:
+    """A folder whose entries are symbolic links to existing files and folders (a Kaggle layout put together
+    from parts of others, nothing copied); entries already there are kept. Returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, target in links.items():
+        if not (folder / name).exists():
+            (folder / name).symlink_to(Path(target).resolve(), target_is_directory=Path(target).is_dir())
+    return folder

@@ -6,8 +6,8 @@ units: setigen's SNR is that of the time-summed spectrum of one observation, so 
 snr * noise_std / sqrt(273); the noise std is measured on each observation of the cadence itself. Signals
 follow one continuous path across the cadence (the telescope slews between observations).
 
-- a needle goes into the ON observations only and makes the sample a positive (`inject_needles`);
-- interference goes into all six observations and leaves the label alone (`inject_interference`): drawn
+- a needle goes into the ON observations only and makes the sample a positive (`add_needles`);
+- interference goes into all six observations and leaves the label alone (`add_interference`): drawn
   like a needle, often with the near-zero drift of terrestrial RFI, it is the negative that only the OFF
   observations tell apart from a needle - the crux of the task - made fresh every batch.
 """
@@ -109,40 +109,57 @@ def add_signals(
     observations[chosen] = selected + level * intensity[..., None] * profile
 
 
-def inject_needles(
+def add_needles(
     observations: torch.Tensor,
     targets: torch.Tensor,
     observation_ids: Sequence[int],
     probability: float,
     snr_range: Sequence[float],
     generator: Optional[torch.Generator] = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Add a fresh needle to the ON observations of each sample of a (B, n_obs, 273, 256) batch with
-    `probability`; those samples' targets become 1. Returns float32 observations (a new tensor) and the targets."""
+) -> torch.Tensor:
+    """Add, in place, a fresh needle to the ON observations of each sample of a float32 (B, n_obs, 273, 256)
+    batch with `probability`; returns the targets with those samples' set to 1 (a new tensor when any are)."""
     chosen = torch.rand(observations.shape[0], generator=generator) < probability  # drawn on the CPU: same on any device
-    observations = observations.to(torch.float32, copy=True)
     if not chosen.any():
-        return observations, targets
+        return targets
     add_signals(observations, chosen, observation_ids, ON_OBSERVATIONS, snr_range, generator)
     targets = targets.clone()
     targets[chosen.to(targets.device)] = 1.0
-    return observations, targets
+    return targets
 
 
-def inject_interference(
+def add_interference(
     observations: torch.Tensor,
     observation_ids: Sequence[int],
     probability: float,
     snr_range: Sequence[float],
     generator: Optional[torch.Generator] = None,
-) -> torch.Tensor:
-    """Add fresh interference to all six observations of each sample of a (B, 6, 273, 256) batch with
-    `probability`, labels unchanged: a negative stays a negative that holds a needle-like signal in its OFF
-    observations too, a positive becomes a positive with interference. Returns float32 observations (a new
-    tensor). Needs all six observations: interference seen only in the ON ones would be a needle."""
+) -> None:
+    """Add, in place, fresh interference to all six observations of each sample of a float32 (B, 6, 273, 256)
+    batch with `probability`, labels unchanged: a negative stays a negative that holds a needle-like signal in
+    its OFF observations too, a positive becomes a positive with interference. Needs all six observations:
+    interference seen only in the ON ones would be a needle."""
     if sorted(observation_ids) != list(range(6)):
         raise ValueError(f"interference injection needs all six observations loaded, got {list(observation_ids)}")
     chosen = torch.rand(observations.shape[0], generator=generator) < probability
-    observations = observations.to(torch.float32, copy=True)
     add_signals(observations, chosen, observation_ids, range(6), snr_range, generator, near_zero=True)
-    return observations
+
+
+def inject_signals(
+    observations: torch.Tensor,
+    targets: torch.Tensor,
+    observation_ids: Sequence[int],
+    needle_probability: float,
+    interference_probability: float,
+    snr_range: Sequence[float],
+    generator: Optional[torch.Generator] = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch (B, n_obs, 273, 256) as float32 observations (one new tensor; the loader's batch is
+    left alone) with fresh needles in a `needle_probability` share of its samples (made positives), then fresh
+    all-six interference in an `interference_probability` share (labels kept). Returns observations, targets."""
+    observations = observations.to(torch.float32, copy=True)
+    if needle_probability > 0:
+        targets = add_needles(observations, targets, observation_ids, needle_probability, snr_range, generator)
+    if interference_probability > 0:
+        add_interference(observations, observation_ids, interference_probability, snr_range, generator)
+    return observations, targets

@@ -43,7 +43,7 @@ from .data import (
     view_observations,
 )
 from .errors import DataError
-from .files import write_text_atomically
+from .files import link_layout, write_text_atomically
 from .model import build_model
 from .pack import open_packed, pack_split
 
@@ -148,13 +148,9 @@ def bytes_read_per_sample(dataset: CadenceDataset, n: int) -> float:
 
 def subset_folder(data_dir: Path, ids: Sequence[str], root: Path, split_as: str) -> Path:
     """A Kaggle-layout folder naming only `ids` (train split, linked), seen as split `split_as`."""
-    folder = root / f"subset-{split_as}-{len(ids)}"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = link_layout(root / f"subset-{split_as}-{len(ids)}", {split_as: data_dir / "train"})
     table = pd.DataFrame({"id": list(ids), "target": 0})
     table.to_csv(folder / (TRAIN_LABELS if split_as == "train" else SAMPLE_SUBMISSION), index=False)
-    link = folder / split_as
-    if not link.exists():
-        link.symlink_to((data_dir / "train").resolve(), target_is_directory=True)
     return folder
 
 

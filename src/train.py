@@ -51,7 +51,7 @@ from .data import (
 )
 from .errors import CheckpointError, ConfigError, TrainingError
 from .files import write_csv_atomically, write_text_atomically
-from .inject import inject_interference, inject_needles
+from .inject import inject_signals
 from .inference import ordered_by_index, predict_logits
 from .model import build_model
 from .resume import Progress, clear_training_state, latest_state, load_training_state, read_progress, save_training_state
@@ -203,12 +203,10 @@ def train_one_epoch(
         generator.manual_seed(augment_seed)  # flips and mixing
         with accelerator.accumulate(model):
             observations, targets = batch["observations"], batch["target"]
-            if cfg.inject_prob > 0:
-                observations, targets = inject_needles(
-                    observations, targets, loaded, cfg.inject_prob, cfg.inject_snr, generator
+            if cfg.inject_prob > 0 or cfg.inject_rfi_prob > 0:
+                observations, targets = inject_signals(
+                    observations, targets, loaded, cfg.inject_prob, cfg.inject_rfi_prob, cfg.inject_snr, generator
                 )
-            if cfg.inject_rfi_prob > 0:
-                observations = inject_interference(observations, loaded, cfg.inject_rfi_prob, cfg.inject_snr, generator)
             images = random_flips(batch_to_images(observations, cfg), cfg.hflip_p, cfg.vflip_p, generator)
             images, targets = mix_batch(
                 images, targets, cfg.mix, cfg.mix_prob, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_label, generator

@@ -201,14 +201,16 @@ def test_benchmark_end_to_end(synth_dir, tiny_benchmark, tmp_path):
             assert set(m["subgroups"]) == set(report["definitions"])
     assert report["methods"]["model: tiny"]["details"]["checkpoints"] == ["fold0.safetensors", "fold1.safetensors"]
     scores = pd.read_csv(out / "scores.csv", dtype={"id": str})
-    assert len(scores) == 24 and {"score: model: tiny", "score: de-Doppler", "dedoppler_snr0", "dedoppler_drift5"} <= set(scores.columns)
+    assert len(scores) == 24
+    assert {"score: model: tiny", "score: de-Doppler", "dedoppler_snr0", "dedoppler_drift5"} <= set(scores.columns)
     markdown = (out / "report.md").read_text()
     assert "| model: tiny |" in markdown and "positives with interference" in markdown and "roc.png" in markdown
 
     # an existing report is never replaced silently; the references alone run without --runs
     failed = run(bench, check=False)
     assert failed.returncode == 2 and "already exists" in failed.stderr
-    run([sys.executable, "bench/detection.py", "--data-dir", str(bench_dir), "--out", str(out), "--overwrite", "--turbo-seti", "off"])
+    run([sys.executable, "bench/detection.py", "--data-dir", str(bench_dir), "--out", str(out), "--overwrite",
+         "--turbo-seti", "off"])
     report = json.loads((out / "report.json").read_text())
     assert set(report["methods"]) == {"de-Doppler"} and report["skipped"] == {"turbo_seti": "--turbo-seti off"}
 

@@ -1,10 +1,11 @@
-"""Result files are written whole or not at all: a crash mid-write keeps the previous file and leaves no debris."""
+"""Result files are written whole or not at all (a crash mid-write keeps the previous file and leaves no debris),
+and a layout linked together from other folders never replaces an entry already there."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 
-from src.files import write_atomically, write_csv_atomically, write_text_atomically
+from src.files import link_layout, write_atomically, write_csv_atomically, write_text_atomically
 
 
 def crash_halfway(temporary):
@@ -44,3 +45,20 @@ def test_write_csv_atomically(tmp_path):
     write_csv_atomically(table.assign(target=[0.5, 0.5]), path)
     assert pd.read_csv(path)["target"].tolist() == [0.5, 0.5]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]
+
+
+def test_link_layout_links_parts_of_other_folders_and_keeps_what_is_there(tmp_path):
+    source = tmp_path / "source"
+    (source / "train").mkdir(parents=True)
+    (source / "train" / "a.npy").write_bytes(b"x")
+    (source / "train_labels.csv").write_text("id,target\n")
+    folder = tmp_path / "layout"
+    folder.mkdir()
+    (folder / "sample_submission.csv").write_text("mine\n")
+    links = {"train": source / "train", "train_labels.csv": source / "train_labels.csv",
+             "sample_submission.csv": source / "train_labels.csv"}
+    assert link_layout(folder, links) == folder
+    assert (folder / "train").is_symlink() and (folder / "train" / "a.npy").read_bytes() == b"x"
+    assert (folder / "train_labels.csv").read_text() == "id,target\n"
+    assert (folder / "sample_submission.csv").read_text() == "mine\n"  # an existing entry is never replaced
+    assert link_layout(folder, links) == folder  # again: nothing to do, no error

@@ -13,14 +13,21 @@ from src.inject import (
     N_FREQ,
     N_TIME,
     NEAR_ZERO_DRIFT,
-    inject_interference,
-    inject_needles,
+    inject_signals,
     needle_paths,
     observation_rows,
     pulse_trains,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def inject_needles(observations, targets, ids, probability, snr_range, generator=None):
+    return inject_signals(observations, targets, ids, probability, 0.0, snr_range, generator)
+
+
+def inject_interference(observations, ids, probability, snr_range, generator=None):
+    return inject_signals(observations, torch.zeros(len(observations)), ids, 0.0, probability, snr_range, generator)[0]
 
 
 def noise_batch(batch: int, n_obs: int, seed: int = 0) -> torch.Tensor:
@@ -107,6 +114,19 @@ def test_interference_probability_picks_a_share_and_is_reproducible():
     assert 20 < sum(touched) < 60  # about half of 80
     first = inject_interference(observations, range(6), 0.5, (5, 60), torch.Generator().manual_seed(1))
     assert torch.equal(first, inject_interference(observations, range(6), 0.5, (5, 60), torch.Generator().manual_seed(1)))
+
+
+def test_needles_and_interference_together_make_one_copy_in_the_order_training_draws_them():
+    observations, targets = noise_batch(4, 6), torch.tensor([0.0, 1.0, 0.0, 0.0])
+    both, labels = inject_signals(observations, targets, range(6), 1.0, 1.0, (30, 30), torch.Generator().manual_seed(7))
+    assert torch.equal(labels, torch.ones(4)) and torch.equal(targets, torch.tensor([0.0, 1.0, 0.0, 0.0]))
+    # needles are drawn first, then interference from where the generator stands
+    generator = torch.Generator().manual_seed(7)
+    needles_only, _ = inject_signals(observations, targets, range(6), 1.0, 0.0, (30, 30), generator)
+    then_interference, _ = inject_signals(needles_only, targets, range(6), 0.0, 1.0, (30, 30), generator)
+    assert torch.equal(both, then_interference)
+    added = both - observations.float()
+    assert bool((added.abs().sum(dim=(-2, -1)) > 0).all())
 
 
 def test_near_zero_drift_keeps_half_of_the_interference_nearly_still():
