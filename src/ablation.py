@@ -42,6 +42,8 @@ VARIANTS = (
     Variant(BASELINE, "base recipe"),
     Variant("view-on", "ON-only vertical stack (3 x 273 rows -> 192x128)", ("--view", "on", "--image-size", "192,128")),
     Variant("view-all", "all six stacked (6 x 273 rows -> 192x128)", ("--view", "all", "--image-size", "192,128")),
+    Variant("view-dedoppler", "six channels plus their de-Doppler planes aligned across the cadence (12 channels)",
+            ("--view", "dedoppler")),
     Variant("stem-stride-1x2", "first-conv stride (1, 2)", ("--first-conv-stride", "1,2")),
     Variant("gem", "GeM pooling", ("--pool", "gem")),
     Variant("mixup-max", "mixup Beta(5,5), max label", ("--mix", "mixup", "--mix-prob", "1", "--mixup-alpha", "5",

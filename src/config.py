@@ -22,7 +22,7 @@ from .data import CADENCE_SHAPE, loaded_observations
 from .errors import ConfigError
 from .files import write_text_atomically
 
-VIEWS = ("on", "all", "channels")
+VIEWS = ("on", "all", "channels", "dedoppler")
 NORMALIZATIONS = ("sample", "observation", "none")
 POOLS = ("avg", "gem")
 MIX_MODES = ("none", "mixup", "cutmix", "both")
@@ -40,7 +40,8 @@ class Config:
     data_dir: str = "input"
     out_dir: str = "outputs"
     run_name: Optional[str] = None  # default: <recipe>-<UTC timestamp>
-    view: str = "on"  # on: 3 ON obs stacked (819x256); all: 6 stacked (1638x256); channels: 6 obs as channels
+    view: str = "on"  # on: 3 ON obs stacked (819x256); all: 6 stacked (1638x256); channels: 6 obs as channels;
+    # dedoppler: channels plus each observation's de-Doppler plane aligned across the cadence (12 channels)
     image_size: Optional[tuple[int, int]] = None  # (height, width) after resizing; None keeps the native size
     normalize: str = "sample"  # sample: one mean/std per sample; observation: per observation; none
     background: str = "none"  # off_spectrum: subtract the OFF observations' mean spectrum from all (reads all six)

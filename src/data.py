@@ -171,8 +171,8 @@ def subtract_off_spectrum(observations: torch.Tensor) -> torch.Tensor:
 
 
 def view_channels(view: str) -> int:
-    """Input channels of the model for a view."""
-    return CADENCE_SHAPE[0] if view == "channels" else 1
+    """Input channels of the model for a view: the six observations, plus their de-Doppler planes for dedoppler."""
+    return {"channels": CADENCE_SHAPE[0], "dedoppler": 2 * CADENCE_SHAPE[0]}.get(view, 1)
 
 
 def normalize(observations: torch.Tensor, mode: str) -> torch.Tensor:
@@ -192,7 +192,7 @@ def normalize(observations: torch.Tensor, mode: str) -> torch.Tensor:
 
 def arrange(observations: torch.Tensor, view: str) -> torch.Tensor:
     """(B, n_obs, time, freq) -> (B, channels, height, width): stacked in time for on/all, as channels otherwise."""
-    if view == "channels":
+    if view in ("channels", "dedoppler"):
         return observations
     batch, n_obs, n_time, n_freq = observations.shape
     return observations.reshape(batch, 1, n_obs * n_time, n_freq)
@@ -219,7 +219,8 @@ def resize(images: torch.Tensor, size: Optional[Sequence[int]]) -> torch.Tensor:
 def image_shape(view: str, image_size: Optional[Sequence[int]]) -> tuple[int, int, int]:
     """(channels, height, width) of the model's input."""
     n_obs = len(view_observations(view))
-    native = (CADENCE_SHAPE[1], CADENCE_SHAPE[2]) if view == "channels" else (n_obs * CADENCE_SHAPE[1], CADENCE_SHAPE[2])
+    stacked = view in ("on", "all")
+    native = (n_obs * CADENCE_SHAPE[1] if stacked else CADENCE_SHAPE[1], CADENCE_SHAPE[2])
     return (view_channels(view), *(tuple(image_size) if image_size is not None else native))
 
 
@@ -232,12 +233,19 @@ def observations_to_images(
     background: str = "none",
 ) -> torch.Tensor:
     """The model's input for a batch as the loader delivers it, (B, n_obs, 273, 256) float16, on its device:
-    convert, clean the background (all six observations needed), normalise, arrange, resize. Done once per
-    batch on the accelerator, not per sample in the workers."""
+    convert, clean the background (all six observations needed), normalise, arrange, resize; for the dedoppler
+    view, add the observations' aligned de-Doppler planes (one drift rate per image row) as six more channels.
+    Done once per batch on the accelerator, not per sample in the workers."""
     if background != "none":
         cleaned = subtract_off_spectrum(observations.to(torch.float32, copy=True))
         observations = cleaned[:, list(view_observations(view))]
-    images = resize(arrange(normalize(observations, normalization), view), image_size)
+    normalized = normalize(observations, normalization)
+    images = resize(arrange(normalized, view), image_size)
+    if view == "dedoppler":
+        from .dedoppler import cadence_planes  # imported here: src.dedoppler builds on this module
+
+        planes = cadence_planes(normalized, n_drifts=images.shape[-2])
+        images = torch.cat([images, resize(planes, images.shape[-2:])], dim=1)
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 

@@ -13,23 +13,30 @@ strongest OFF observation's.
 Units: one channel is 2.79 Hz and one observation spans 272 row steps of 18.25 s, so a drift of one
 channel per observation is 0.00056 Hz/s; the default max_drift of 48 channels (0.027 Hz/s) covers the
 generator's linear drifts (|rate| <= 0.025 Hz/s, i.e. <= 44.4 channels per observation).
+
+The same line sums, aligned across the cadence, are also a model input (`cadence_planes`, the `dedoppler`
+view): the matched filter gathers a faint needle's power into one pixel, which a CNN's small kernels cannot.
 """
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 from .data import CADENCE_SHAPE, ON_OBSERVATIONS
-from .synth import DF_HZ, DT_S
+from .synth import DF_HZ, DT_S, T_SLEW_S
 
 N_OBS, N_ROWS, N_CHANS = CADENCE_SHAPE
 OFF_OBSERVATIONS = tuple(i for i in range(N_OBS) if i not in ON_OBSERVATIONS)
 MAX_DRIFT = 48  # channels over one observation: 0.027 Hz/s, above the generator's 0.025 Hz/s
 WIDTH = 1  # channels summed across each line (boxcar); 1 = single-channel lines
 MAD_TO_STD = 1.4826  # MAD of a Gaussian times this is its standard deviation
+OBSERVATION_STEP_ROWS = N_ROWS + T_SLEW_S / DT_S  # rows from one observation's start to the next's
+REFERENCE_OBSERVATION = ON_OBSERVATIONS[1]  # the planes are aligned at the first row of the middle ON observation
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,16 @@ def drift_grid(max_drift: int) -> torch.Tensor:
     return torch.arange(-max_drift, max_drift + 1)
 
 
+def drift_steps(max_drift: int, n_drifts: Optional[int] = None) -> torch.Tensor:
+    """The drifts searched, in channels between the first and last row: every integer in [-max_drift, max_drift],
+    or `n_drifts` evenly spaced over that range (a model input's height)."""
+    if n_drifts is None:
+        return drift_grid(max_drift)
+    if n_drifts < 2:
+        raise ValueError(f"n_drifts must be >= 2, got {n_drifts}")
+    return torch.linspace(-max_drift, max_drift, n_drifts, dtype=torch.float64)
+
+
 def row_shifts(drifts: torch.Tensor, n_rows: int) -> torch.Tensor:
     """(drifts, rows) channel offset of each row on each line: round(d * t / (rows - 1)), symmetric in d."""
     t = torch.arange(n_rows, dtype=torch.float64)
@@ -76,26 +93,30 @@ def fft_size(n: int) -> int:
         m += 1
 
 
-def line_sums(x: torch.Tensor, max_drift: int = MAX_DRIFT) -> torch.Tensor:
-    """Sums along every straight line: (..., rows, chans) -> (..., drifts, chans), float32.
+def line_sums(x: torch.Tensor, max_drift: int = MAX_DRIFT, n_drifts: Optional[int] = None) -> torch.Tensor:
+    """Sums along every straight line: (..., rows, chans) -> (..., drifts, chans), float32, for the drifts of
+    `drift_steps(max_drift, n_drifts)`.
 
     Entry [d, f] sums row t at channel f + shift[d, t]; channels outside the band count as zero.
     """
     *lead, n_rows, n_chans = x.shape
     n_fft = fft_size(n_chans + max_drift)
-    ramp = shift_ramp(n_rows, max_drift, n_fft)
+    ramp = shift_ramp(n_rows, max_drift, n_fft, n_drifts, x.device)
     spectra = torch.fft.rfft(x.float().reshape(-1, n_rows, n_chans), n=n_fft, dim=-1)  # (n, rows, bins)
     summed = torch.matmul(spectra.permute(2, 0, 1).contiguous(), ramp)  # (bins, n, drifts)
     sums = torch.fft.irfft(summed.permute(1, 2, 0), n=n_fft, dim=-1)[..., :n_chans]
-    return sums.reshape(*lead, 2 * max_drift + 1, n_chans)
+    return sums.reshape(*lead, ramp.shape[-1], n_chans)
 
 
 @functools.lru_cache(maxsize=4)
-def shift_ramp(n_rows: int, max_drift: int, n_fft: int) -> torch.Tensor:
-    """(bins, rows, drifts) complex64 phase ramps: multiplying a row's spectrum shifts it by its line's offset."""
+def shift_ramp(
+    n_rows: int, max_drift: int, n_fft: int, n_drifts: Optional[int] = None, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """(bins, rows, drifts) complex64 phase ramps: multiplying a row's spectrum shifts it by its line's offset.
+    Kept per device, so a training loop on a GPU does not copy them there at every batch."""
     k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
-    shifts = row_shifts(drift_grid(max_drift), n_rows).T.double()  # (rows, drifts)
-    return torch.exp(2j * torch.pi * k[:, None, None] * shifts[None] / n_fft).to(torch.complex64)
+    shifts = row_shifts(drift_steps(max_drift, n_drifts), n_rows).T.double()  # (rows, drifts)
+    return torch.exp(2j * torch.pi * k[:, None, None] * shifts[None] / n_fft).to(device, torch.complex64)
 
 
 def valid_lines(n_chans: int, max_drift: int, width: int = WIDTH) -> torch.Tensor:
@@ -138,3 +159,25 @@ def search(cadences: torch.Tensor, max_drift: int = MAX_DRIFT, width: int = WIDT
 def cadence_score(snr: torch.Tensor) -> torch.Tensor:
     """(batch, 6) best SNRs -> ON-minus-OFF score: min over ON observations minus max over OFF."""
     return snr[:, list(ON_OBSERVATIONS)].amin(dim=1) - snr[:, list(OFF_OBSERVATIONS)].amax(dim=1)
+
+
+def cadence_planes(observations: torch.Tensor, n_drifts: int, max_drift: int = MAX_DRIFT) -> torch.Tensor:
+    """(B, 6, rows, chans) normalised observations -> (B, 6, n_drifts, chans) de-Doppler planes aligned across
+    the cadence, in noise sigmas for unit-variance input.
+
+    Entry [k, d, f] sums observation k along the straight line of drift d (channels per observation) that is at
+    channel f at the first row of the middle ON observation, continued across the slews. A linearly drifting
+    signal so lands on the same pixel in every observation that holds it: a needle in the three ON planes only,
+    interference in all six, so the model compares ON with OFF pixel by pixel. Lines outside the band sum to 0.
+    """
+    batch, n_obs, n_rows, n_chans = observations.shape
+    if n_obs != N_OBS:
+        raise ValueError(f"cadence planes need all {N_OBS} observations, got {n_obs}")
+    sums = line_sums(observations, max_drift, n_drifts) / math.sqrt(n_rows)  # (B, 6, D, F), each line from its own start
+    drifts = drift_steps(max_drift, n_drifts)
+    steps = (torch.arange(N_OBS, dtype=torch.float64) - REFERENCE_OBSERVATION) * OBSERVATION_STEP_ROWS / (n_rows - 1)
+    offsets = torch.round(steps[:, None] * drifts[None]).long().to(observations.device)  # (6, D): channel shift at obs start
+    index = torch.arange(n_chans, device=observations.device) + offsets[..., None]  # (6, D, F)
+    inside = (index >= 0) & (index < n_chans)
+    gathered = sums.gather(-1, index.clamp(0, n_chans - 1).expand(batch, -1, -1, -1))
+    return gathered * inside

@@ -32,6 +32,7 @@ from .data import CADENCE_SHAPE, ON_OBSERVATIONS, SAMPLE_SUBMISSION, TEST_LABELS
 N_OBS, TCHANS, FCHANS = CADENCE_SHAPE
 DF_HZ = 2.7939677238464355
 DT_S = 18.253611008
+T_SLEW_S = 20.0  # telescope slew between observations
 FCH1_MHZ = 6095.214842353016
 ORDER = "ABACAD"
 ON_IDX = ON_OBSERVATIONS
@@ -64,7 +65,7 @@ class SynthConfig:
     off_frac: float = 0.1
     pos_rfi_frac: float = 0.1
     max_drift: float = 0.025  # Hz/s; keeps a straight path in band over 5 obs
-    t_slew: float = 20.0  # s between observations (about one time row)
+    t_slew: float = T_SLEW_S  # s between observations (about one time row)
     noise_jitter: float = 0.05  # relative noise-mean spread between obs
 
     def __post_init__(self):

@@ -42,6 +42,7 @@ from .data import (
     read_train_labels,
     view_observations,
 )
+from .dedoppler import cadence_planes
 from .errors import DataError
 from .files import link_layout, write_text_atomically
 from .model import build_model
@@ -68,7 +69,8 @@ class BenchSettings:
 # ------------------------------------------------------------------ loaders ---
 
 class PublicPipelineDataset(Dataset):
-    """What public notebooks do per sample inside the Dataset: load, stack, float32, normalise, resize."""
+    """What public notebooks do per sample inside the Dataset: load, stack, float32, normalise, resize (and, for
+    the dedoppler view, which no public notebook has, its de-Doppler planes, also per sample)."""
 
     def __init__(self, paths: Sequence[Path], cfg: Config) -> None:
         self.paths, self.cfg = list(paths), cfg
@@ -79,7 +81,7 @@ class PublicPipelineDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         cadence = np.load(self.paths[index])[self.observations].astype(np.float32)
-        if self.cfg.view == "channels":
+        if self.cfg.view in ("channels", "dedoppler"):
             image = cadence
         else:
             image = np.vstack(cadence)[None]  # observations stacked in time
@@ -88,8 +90,14 @@ class PublicPipelineDataset(Dataset):
         elif self.cfg.normalize == "observation":
             image = (image - image.mean(axis=(-2, -1), keepdims=True)) / (image.std(axis=(-2, -1), keepdims=True) + 1e-6)
         tensor = torch.from_numpy(np.ascontiguousarray(image))
+        size = tuple(self.cfg.image_size or tensor.shape[-2:])
+        if self.cfg.view == "dedoppler":
+            planes = cadence_planes(tensor[None], n_drifts=size[0])[0]
+            planes = F.interpolate(planes[None], size=size, mode="bilinear", antialias=True)[0]
         if self.cfg.image_size is not None:
-            tensor = F.interpolate(tensor[None], size=tuple(self.cfg.image_size), mode="bilinear", antialias=True)[0]
+            tensor = F.interpolate(tensor[None], size=size, mode="bilinear", antialias=True)[0]
+        if self.cfg.view == "dedoppler":
+            tensor = torch.cat([tensor, planes])
         return {"image": tensor, "target": torch.tensor(0.0)}
 
 

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import distinct_cadence
+from src.dedoppler import cadence_planes
 from src.data import (
     CADENCE_SHAPE,
     ON_OBSERVATIONS,
@@ -197,7 +198,8 @@ def test_view_observations_and_channels():
     assert view_observations("on") == (0, 2, 4)
     assert view_observations("all") == (0, 1, 2, 3, 4, 5)
     assert view_observations("channels") == (0, 1, 2, 3, 4, 5)
-    assert (view_channels("on"), view_channels("all"), view_channels("channels")) == (1, 1, 6)
+    assert view_observations("dedoppler") == (0, 1, 2, 3, 4, 5)
+    assert (view_channels("on"), view_channels("all"), view_channels("channels"), view_channels("dedoppler")) == (1, 1, 6, 12)
 
 
 def test_on_view_stacks_on_observations_in_time(cadence):
@@ -222,6 +224,15 @@ def test_channels_view_keeps_observations_as_channels(cadence):
     np.testing.assert_array_equal(image.numpy(), cadence.astype(np.float32))
 
 
+def test_dedoppler_view_is_the_channels_view_plus_aligned_de_doppler_planes(cadence):
+    image = cadence_to_image(cadence, "dedoppler", "observation", (48, 128))
+    assert image.shape == image_shape("dedoppler", (48, 128)) == (12, 48, 128)
+    torch.testing.assert_close(image[:6], cadence_to_image(cadence, "channels", "observation", (48, 128)))
+    normalized = normalize(torch.from_numpy(cadence[None]), "observation")
+    planes = resize(cadence_planes(normalized, n_drifts=48), (48, 128))[0]  # one drift rate per row
+    torch.testing.assert_close(image[6:], planes)
+
+
 def test_arrange_does_not_transpose():
     obs = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(1, 2, 3, 4)
     assert torch.equal(arrange(obs, "all")[0, 0], torch.cat([obs[0, 0], obs[0, 1]], dim=0))
@@ -229,7 +240,7 @@ def test_arrange_does_not_transpose():
 
 @pytest.mark.parametrize("view, normalization, size", [
     ("on", "sample", (64, 32)), ("all", "observation", None), ("channels", "observation", (64, 128)),
-    ("on", "none", None),
+    ("on", "none", None), ("dedoppler", "observation", (32, 256)),
 ])
 def test_batch_transform_equals_each_sample_alone(view, normalization, size):
     """The device-side batch transform treats every sample as if it were alone in the batch."""

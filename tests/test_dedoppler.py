@@ -99,3 +99,59 @@ def test_project_generator_needle_found_at_its_drift():
     on = list(dd.ON_OBSERVATIONS)
     assert (result.drift[0, on] - drift).abs().max() <= 1
     assert result.score()[0] > 10
+
+
+def test_drift_steps_are_the_integers_or_evenly_spaced():
+    assert dd.drift_steps(3).tolist() == [-3, -2, -1, 0, 1, 2, 3]
+    assert dd.drift_steps(7, 5).tolist() == [-7.0, -3.5, 0.0, 3.5, 7.0]
+    with pytest.raises(ValueError, match="n_drifts"):
+        dd.drift_steps(7, 1)
+
+
+def test_line_sums_on_spaced_drifts_equal_the_brute_force_loop():
+    x = noise(2, ROWS, CHANS, seed=4)
+    drifts = dd.drift_steps(9, 4)
+    sums = dd.line_sums(x, 9, n_drifts=4)
+    assert sums.shape == (2, 4, CHANS)
+    shifts = dd.row_shifts(drifts, ROWS)
+    for i in range(4):
+        for f in (0, 77, CHANS - 1):
+            channels = f + shifts[i]
+            inside = (channels >= 0) & (channels < CHANS)
+            expected = x[:, torch.arange(ROWS)[inside], channels[inside]].sum(-1)
+            torch.testing.assert_close(sums[:, i, f], expected, atol=1e-3, rtol=1e-4)
+
+
+def generated_signal(target: int, interference: str, seed: int) -> torch.Tensor:
+    """The project generator's noiseless signal (noise-sigma units) for one cadence: linear paths only."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        x, _ = make_cadence(SynthConfig(snr_min=40, snr_max=40, shapes=("linear",)), seed, target,
+                            interference=interference, noise=False)
+    return torch.from_numpy(x.astype(np.float32))[None]
+
+
+@pytest.mark.parametrize("target, interference, lit", [(1, "none", dd.ON_OBSERVATIONS), (0, "rfi", tuple(range(6)))])
+def test_cadence_planes_put_a_linear_signal_on_one_pixel_of_every_observation_holding_it(target, interference, lit):
+    """Aligned across the slews, the generator's straight path peaks at the same (drift, channel) in each plane
+    of an observation that holds it: a needle in the three ON planes, interference in all six."""
+    for seed in range(3):
+        planes = dd.cadence_planes(generated_signal(target, interference, seed), n_drifts=64)[0]  # (6, 64, 256)
+        assert planes.shape == (6, 64, CHANS)
+        peaks = torch.tensor([divmod(int(planes[o].flatten().argmax()), CHANS) for o in lit])
+        spread = peaks.amax(dim=0) - peaks.amin(dim=0)
+        # within the drift grid's step (1.5 channels per observation here); unaligned, a needle's ON peaks would
+        # lie up to 2 x 48 channels apart
+        assert spread[0] <= 2 and spread[1] <= 5, (seed, peaks.tolist())
+        assert float(planes[list(lit)].amax(dim=(1, 2)).min()) > 25  # most of the SNR-40 signal on one line
+        dark = [o for o in range(6) if o not in lit]
+        if dark:
+            assert float(planes[dark].abs().max()) == 0.0  # nothing of the needle leaks into the OFF planes
+
+
+def test_cadence_planes_of_noise_are_in_noise_sigmas_and_need_six_observations():
+    planes = dd.cadence_planes(noise(2, 6, ROWS, CHANS, seed=5), n_drifts=32)
+    inside = planes[planes != 0]
+    assert 0.85 < float(inside.std()) < 1.15 and abs(float(inside.mean())) < 0.05
+    with pytest.raises(ValueError, match="all 6"):
+        dd.cadence_planes(noise(1, 3, ROWS, CHANS), n_drifts=32)

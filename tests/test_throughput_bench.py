@@ -22,7 +22,8 @@ def test_public_pipeline_dataset_gives_the_same_model_input_as_the_project(synth
     """The baseline does the same work, only per sample: its images match the project's batch transform."""
     data_dir, _ = synth_dir
     path = next((data_dir / "train").rglob("*.npy"))
-    cases = (("on", "observation", None), ("all", "sample", (64, 32)), ("channels", "observation", (32, 64)))
+    cases = (("on", "observation", None), ("all", "sample", (64, 32)), ("channels", "observation", (32, 64)),
+             ("dedoppler", "observation", (32, 256)))
     for view, normalization, size in cases:
         cfg = Config(view=view, normalize=normalization, image_size=size, tracker=())
         image = PublicPipelineDataset([path], cfg)[0]["image"]
