@@ -45,6 +45,9 @@ detection-report: setup
 	$(BIN)/python main.py --config configs/detection_cpu.yaml --data-dir input/wide --run-name $(RECIPE_RUN)
 	$(BIN)/python bench/detection.py --runs outputs/$(RECIPE_RUN) --data-dir input/bench \
 		--out bench/results/detection-cpu --turbo-seti-limit 300 --overwrite
+	mkdir -p bench/results/detection-cpu/run
+	cp outputs/$(RECIPE_RUN)/config.yaml outputs/$(RECIPE_RUN)/metrics.csv outputs/$(RECIPE_RUN)/report.md \
+		bench/results/detection-cpu/run/
 
 test: setup
 	$(BIN)/python -m pytest -q tests
