@@ -141,6 +141,18 @@ def test_training_options_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     assert "inject_rfi_prob: 0.5" in config
 
 
+def test_dedoppler_view_trains_and_evaluates_through_the_entry_points(data_dir: Path, tmp_path: Path) -> None:
+    """The 12-channel view (observations plus aligned de-Doppler planes) with interference injection, through
+    main.py and evaluate.py with flip TTA."""
+    out_dir = tmp_path / "outputs"
+    run([sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "dd",
+         *TINY_TRAINING, "--view", "dedoppler", "--inject-rfi-prob", "0.5"])
+    check_run(out_dir / "dd", data_dir)
+    assert "view: dedoppler" in (out_dir / "dd" / "config.yaml").read_text()
+    run([sys.executable, "evaluate.py", "--run-dir", str(out_dir / "dd"), "--tta", "identity,hflip"])
+    check_submission(out_dir / "dd" / "submission.csv", data_dir)
+
+
 def test_pseudo_labelled_second_stage(data_dir: Path, tmp_path: Path) -> None:
     """--pseudo-labels with a submission file: the test cadences join every fold's training set."""
     sample = pd.read_csv(data_dir / "sample_submission.csv", dtype={"id": str})
