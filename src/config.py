@@ -124,7 +124,7 @@ class Config:
                 raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
         if self.inject_rfi_prob > 0 and len(loaded_observations(self.view, self.background)) < CADENCE_SHAPE[0]:
             raise ConfigError("inject_rfi_prob: interference goes into all six observations, but view 'on' loads only the "
-                              "ON ones; use view all or channels (or background off_spectrum, which loads all six)")
+                              "ON ones; use view all, channels or dedoppler (or background off_spectrum, which loads all six)")
         for name in ("lr", "mixup_alpha", "cutmix_alpha"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")

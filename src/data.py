@@ -170,6 +170,9 @@ def subtract_off_spectrum(observations: torch.Tensor) -> torch.Tensor:
     return observations
 
 
+CHANNEL_VIEWS = ("channels", "dedoppler")  # views that keep the observations as channels (not stacked in time)
+
+
 def view_channels(view: str) -> int:
     """Input channels of the model for a view: the six observations, plus their de-Doppler planes for dedoppler."""
     return {"channels": CADENCE_SHAPE[0], "dedoppler": 2 * CADENCE_SHAPE[0]}.get(view, 1)
@@ -192,7 +195,7 @@ def normalize(observations: torch.Tensor, mode: str) -> torch.Tensor:
 
 def arrange(observations: torch.Tensor, view: str) -> torch.Tensor:
     """(B, n_obs, time, freq) -> (B, channels, height, width): stacked in time for on/all, as channels otherwise."""
-    if view in ("channels", "dedoppler"):
+    if view in CHANNEL_VIEWS:
         return observations
     batch, n_obs, n_time, n_freq = observations.shape
     return observations.reshape(batch, 1, n_obs * n_time, n_freq)
@@ -219,8 +222,7 @@ def resize(images: torch.Tensor, size: Optional[Sequence[int]]) -> torch.Tensor:
 def image_shape(view: str, image_size: Optional[Sequence[int]]) -> tuple[int, int, int]:
     """(channels, height, width) of the model's input."""
     n_obs = len(view_observations(view))
-    stacked = view in ("on", "all")
-    native = (n_obs * CADENCE_SHAPE[1] if stacked else CADENCE_SHAPE[1], CADENCE_SHAPE[2])
+    native = (CADENCE_SHAPE[1] if view in CHANNEL_VIEWS else n_obs * CADENCE_SHAPE[1], CADENCE_SHAPE[2])
     return (view_channels(view), *(tuple(image_size) if image_size is not None else native))
 
 

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 from .checkpoint import save_checkpoint
 from .config import Config, load_config
 from .data import (
+    CHANNEL_VIEWS,
     SAMPLE_SUBMISSION,
     TRAIN_LABELS,
     CadenceDataset,
@@ -81,7 +82,7 @@ class PublicPipelineDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         cadence = np.load(self.paths[index])[self.observations].astype(np.float32)
-        if self.cfg.view in ("channels", "dedoppler"):
+        if self.cfg.view in CHANNEL_VIEWS:
             image = cadence
         else:
             image = np.vstack(cadence)[None]  # observations stacked in time
@@ -91,14 +92,11 @@ class PublicPipelineDataset(Dataset):
             image = (image - image.mean(axis=(-2, -1), keepdims=True)) / (image.std(axis=(-2, -1), keepdims=True) + 1e-6)
         tensor = torch.from_numpy(np.ascontiguousarray(image))
         size = tuple(self.cfg.image_size or tensor.shape[-2:])
+        resized = F.interpolate(tensor[None], size=size, mode="bilinear", antialias=True)[0] if self.cfg.image_size else tensor
         if self.cfg.view == "dedoppler":
-            planes = cadence_planes(tensor[None], n_drifts=size[0])[0]
-            planes = F.interpolate(planes[None], size=size, mode="bilinear", antialias=True)[0]
-        if self.cfg.image_size is not None:
-            tensor = F.interpolate(tensor[None], size=size, mode="bilinear", antialias=True)[0]
-        if self.cfg.view == "dedoppler":
-            tensor = torch.cat([tensor, planes])
-        return {"image": tensor, "target": torch.tensor(0.0)}
+            planes = cadence_planes(tensor[None], n_drifts=size[0])
+            resized = torch.cat([resized, F.interpolate(planes, size=size, mode="bilinear", antialias=True)[0]])
+        return {"image": resized, "target": torch.tensor(0.0)}
 
 
 def second_pass_rate(one_pass: Callable[[], int]) -> float:
