@@ -275,7 +275,8 @@ def train_fold(
 
     def dataset(rows: pd.DataFrame) -> CadenceDataset:
         found, note = open_cadences(
-            cfg.data_dir, "train", rows["id"].tolist(), rows["target"].tolist(), cfg.view, cfg.cache_dir, cfg.background
+            cfg.data_dir, "train", rows["id"].tolist(), rows["target"].tolist(), cfg.view, cfg.cache_dir, cfg.background,
+            access="map",  # every epoch reads the same cadences again
         )
         accelerator.print(note)
         return found
@@ -287,7 +288,7 @@ def train_fold(
     train_set, valid_set = dataset(train_rows), dataset(valid_rows)
     if pseudo is not None:
         test_set, note = open_cadences(cfg.data_dir, "test", pseudo["id"].tolist(), pseudo["target"].tolist(), cfg.view,
-                                       cfg.cache_dir, cfg.background)
+                                       cfg.cache_dir, cfg.background, access="map")
         accelerator.print(f"{note}; {len(pseudo)} pseudo-labelled cadences join the training set")
         train_set = CombinedCadences([train_set, test_set])
     train_loader = make_train_loader(train_set, cfg, workers(train_set), sampler_generator)

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import src.data as data_module
 from conftest import distinct_cadence
 from src.dedoppler import cadence_planes
 from src.data import (
@@ -277,6 +278,18 @@ def test_normalize_observation(cadence):
     out = normalize(obs, "observation")
     assert torch.allclose(out.mean(dim=(1, 2)), torch.zeros(6), atol=1e-4)
     assert torch.allclose(out.std(dim=(1, 2)), torch.ones(6), atol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["observation", "sample"])
+def test_normalize_in_chunks_equals_one_pass(monkeypatch, mode):
+    """On a CPU the groups are standardised a few at a time; the chunk size does not change the result."""
+    batch = torch.from_numpy(np.stack([distinct_cadence(seed) * np.float16(seed + 1) for seed in range(5)]))
+    monkeypatch.setattr(data_module, "NORMALIZE_CHUNK_BYTES", 1 << 40)
+    one_pass = normalize(batch, mode)
+    monkeypatch.setattr(data_module, "NORMALIZE_CHUNK_BYTES", 4 * 273 * 256 * 2)  # two observations at a time
+    chunked = normalize(batch, mode)
+    torch.testing.assert_close(chunked, one_pass, rtol=1e-6, atol=1e-6)
+    assert chunked.dtype == torch.float32 and batch.dtype == torch.float16  # a new tensor, input untouched
 
 
 def test_normalize_none_is_unchanged(cadence):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from src.data import (
     CadenceError,
     PackedCadenceDataset,
     cadence_path,
+    collate_batch,
     contiguous_runs,
     load_cadence,
     open_cadences,
@@ -30,8 +32,8 @@ from src.pack import CACHE_META, open_packed, pack_split, partial_shard_name, sh
 REPO = Path(__file__).resolve().parents[1]
 
 
-def packed_dataset(cache: Path, split: str, ids, view: str) -> PackedCadenceDataset:
-    dataset, note = open_cadences("unused", split, ids, None, view, cache)
+def packed_dataset(cache: Path, split: str, ids, view: str, access: str = "read") -> PackedCadenceDataset:
+    dataset, note = open_cadences("unused", split, ids, None, view, cache, access=access)
     assert isinstance(dataset, PackedCadenceDataset), note
     return dataset
 
@@ -42,8 +44,9 @@ def test_contiguous_runs():
     assert contiguous_runs([]) == []
 
 
+@pytest.mark.parametrize("access", ["read", "map"])
 @pytest.mark.parametrize("pack_view, read_view", [("on", "on"), ("all", "on"), ("all", "all"), ("all", "channels")])
-def test_cache_delivers_exactly_the_file_tree_values(small_dataset, tmp_path, pack_view, read_view):
+def test_cache_delivers_exactly_the_file_tree_values(small_dataset, tmp_path, pack_view, read_view, access):
     data_dir, train_ids, _ = small_dataset
     cache = tmp_path / "cache"
     folder = pack_split(data_dir, "train", cache, pack_view, shard_size=3, workers=2, progress=False)
@@ -53,12 +56,32 @@ def test_cache_delivers_exactly_the_file_tree_values(small_dataset, tmp_path, pa
     )
     order = [5, 0, 7, 3, 3, 1]  # out of order, across shards, one id twice
     ids = [train_ids[i] for i in order]
-    from_cache = packed_dataset(cache, "train", ids, read_view)
+    from_cache = packed_dataset(cache, "train", ids, read_view, access)
+    assert from_cache.access == access
     from_files = CadenceDataset(data_dir, "train", ids, None, view_observations(read_view))
     batch = from_cache.__getitems__(list(range(len(ids))))
     assert torch.equal(batch["observations"], from_files.__getitems__(list(range(len(ids))))["observations"])
     expected = load_cadence(cadence_path(data_dir, "train", ids[2]))[list(view_observations(read_view))]
     np.testing.assert_array_equal(batch["observations"][2].numpy(), expected)
+
+
+def test_mapped_cache_reads_in_loader_workers_and_after_pickling(small_dataset, tmp_path):
+    """A loader worker (forked, or given a pickled copy) maps the shards itself and delivers the same batches."""
+    data_dir, train_ids, _ = small_dataset
+    pack_split(data_dir, "train", tmp_path / "cache", "all", shard_size=4, workers=1, progress=False)
+    dataset = packed_dataset(tmp_path / "cache", "train", train_ids, "on", "map")
+    expected = dataset.__getitems__(list(range(len(train_ids))))["observations"]
+    copy = pickle.loads(pickle.dumps(dataset))
+    assert copy._maps == [] and torch.equal(copy.__getitems__(list(range(len(train_ids))))["observations"], expected)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=collate_batch)
+    assert torch.equal(torch.cat([batch["observations"] for batch in loader]), expected)
+
+
+def test_packed_access_must_be_known(small_dataset, tmp_path):
+    data_dir, train_ids, _ = small_dataset
+    pack_split(data_dir, "train", tmp_path / "cache", "on", workers=1, progress=False)
+    with pytest.raises(ValueError, match="access must be one of"):
+        packed_dataset(tmp_path / "cache", "train", train_ids, "on", "mmap")
 
 
 def test_on_cache_holds_half_the_bytes_of_the_files(small_dataset, tmp_path):
