@@ -19,6 +19,16 @@ from typing import Optional, Sequence
 import torch
 
 from .data import CADENCE_SHAPE, ON_OBSERVATIONS
+from .synth import (
+    F_PROFILES,
+    PULSE_DUTY,
+    PULSE_PERIOD_ROWS,
+    QUADRATIC_BEND_CHANNELS,
+    SINE_AMPLITUDE_CHANNELS,
+    SINE_DRIFT_SCALE,
+    SINE_PERIOD_OBSERVATIONS,
+    WIDTH_CHANNELS,
+)
 
 N_TIME, N_FREQ = CADENCE_SHAPE[1:]
 SLEW_ROWS = 1  # about one 18 s row between observations (synth's t_slew of 20 s)
@@ -26,6 +36,7 @@ MAX_DRIFT_CHANNELS_PER_ROW = 0.025 * 18.253611008 / 2.7939677238464355  # synth'
 INJECTED_SHAPES = ("linear", "quadratic", "sine", "pulsed")
 NEAR_ZERO_DRIFT = 0.1  # interference: half of it drifts at most this share of the largest drift (synth near_zero)
 EDGE_MARGIN = 4
+SINC2_HALF_MAXIMUM = 0.442946470689452  # sinc(x)^2 = 1/2 at this x (setigen's FWHM of a sinc squared)
 
 
 def observation_rows(observation_ids: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -38,19 +49,24 @@ def needle_paths(
     n: int, rows: torch.Tensor, fit: torch.Tensor, generator: torch.Generator, shape: torch.Tensor, near_zero: bool = False,
 ) -> torch.Tensor:
     """(n, n_obs, 273) channel of the signal's centre at every row: a drift (plus curvature or a sine for the
-    quadratic and sine shapes, indices into INJECTED_SHAPES; pulsed paths are linear). Over the observations
-    marked in `fit` the path stays inside the band: one that would span more channels than the band holds is
-    flattened to fit, then its start is drawn. `near_zero` gives half of the paths the small drift of RFI."""
+    quadratic and sine shapes, indices into INJECTED_SHAPES; pulsed paths are linear), with the generator's
+    parameter ranges (src/synth.py; a sine's phase is drawn here, where the generator starts it at zero). Over
+    the observations marked in `fit` the path stays inside the band: one that would span more channels than
+    the band holds is flattened to fit, then its start is drawn. `near_zero` gives half of the paths the small
+    drift of RFI."""
     def uniform(low: float, high: float) -> torch.Tensor:
         return low + (high - low) * torch.rand(n, generator=generator)
 
     span = 6 * (N_TIME + SLEW_ROWS)
+    sine = shape == INJECTED_SHAPES.index("sine")
     drift = uniform(-MAX_DRIFT_CHANNELS_PER_ROW, MAX_DRIFT_CHANNELS_PER_ROW)
     if near_zero:
         drift = torch.where(torch.rand(n, generator=generator) < 0.5, drift * NEAR_ZERO_DRIFT, drift)
-    bend = torch.where(shape == 1, uniform(40, 200) * torch.sign(uniform(-1, 1)), torch.zeros(n))
-    amplitude = torch.where(shape == 2, uniform(10, 50), torch.zeros(n))
-    period = span * torch.exp(uniform(math.log(0.25), math.log(1.5)))
+    drift = torch.where(sine, drift * SINE_DRIFT_SCALE, drift)
+    bend = uniform(*QUADRATIC_BEND_CHANNELS) * torch.sign(uniform(-1, 1))
+    bend = torch.where(shape == INJECTED_SHAPES.index("quadratic"), bend, torch.zeros(n))
+    amplitude = torch.where(sine, uniform(*SINE_AMPLITUDE_CHANNELS), torch.zeros(n))
+    period = N_TIME * torch.exp(uniform(*(math.log(p) for p in SINE_PERIOD_OBSERVATIONS)))
     phase = uniform(0, 2 * math.pi)
     t = rows.reshape(-1).cpu()
     offset = (drift[:, None] * t + bend[:, None] * (t / span) ** 2
@@ -67,13 +83,25 @@ def needle_paths(
 
 def pulse_trains(n: int, rows: torch.Tensor, pulsed: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """(n, n_obs, 273) intensity of each signal at every row: 1, or for `pulsed` ones an on/off square train
-    with a period of 4-60 rows and a duty cycle of 0.3-0.7, as the generator's pulsed shape."""
-    period = 4 + 56 * torch.rand(n, generator=generator)
-    duty = 0.3 + 0.4 * torch.rand(n, generator=generator)
+    with the generator's pulse periods (4-60 rows) and duty cycles (0.3-0.7)."""
+    period = PULSE_PERIOD_ROWS[0] + (PULSE_PERIOD_ROWS[1] - PULSE_PERIOD_ROWS[0]) * torch.rand(n, generator=generator)
+    duty = PULSE_DUTY[0] + (PULSE_DUTY[1] - PULSE_DUTY[0]) * torch.rand(n, generator=generator)
     phase = period * torch.rand(n, generator=generator)
     t = rows.reshape(1, -1).cpu()
     on = torch.remainder(t - phase[:, None], period[:, None]) < (duty * period)[:, None]
     return torch.where(pulsed[:, None], on.float(), torch.ones(())).reshape(n, *rows.shape)
+
+
+def spectral_profiles(offset: torch.Tensor, fwhm: torch.Tensor, sinc2: torch.Tensor) -> torch.Tensor:
+    """Peak-1 spectral profiles of the generator's two kinds, at `offset` channels from each signal's centre
+    (n, ...): a Gaussian of that FWHM, or (where `sinc2`) setigen's sinc squared of that FWHM cut at its
+    first zeros."""
+    shape = (-1,) + (1,) * (offset.ndim - 1)
+    sigma = (fwhm / (2 * math.sqrt(2 * math.log(2)))).reshape(shape)
+    gaussian = torch.exp(-0.5 * (offset / sigma) ** 2)
+    first_zero = (fwhm / 2 / SINC2_HALF_MAXIMUM).reshape(shape)
+    main_lobe = torch.where(offset.abs() < first_zero, torch.sinc(offset / first_zero) ** 2, torch.zeros(()))
+    return torch.where(sinc2.reshape(shape), main_lobe, gaussian)
 
 
 def add_signals(
@@ -98,10 +126,10 @@ def add_signals(
     intensity = pulse_trains(n, rows, shape == INJECTED_SHAPES.index("pulsed"), generator).to(device)
     low, high = math.log(snr_range[0]), math.log(snr_range[1])
     snr = torch.exp(low + (high - low) * torch.rand(n, generator=generator)).to(device)
-    fwhm = (1.0 + 3.0 * torch.rand(n, generator=generator)).to(device)  # channels, as synth's 1-4 channel widths
-    sigma = fwhm / (2 * math.sqrt(2 * math.log(2)))
+    fwhm = WIDTH_CHANNELS[0] + (WIDTH_CHANNELS[1] - WIDTH_CHANNELS[0]) * torch.rand(n, generator=generator)
+    sinc2 = torch.rand(n, generator=generator) < 1 / len(F_PROFILES)
     channels = torch.arange(N_FREQ, dtype=torch.float32, device=device)
-    profile = torch.exp(-0.5 * ((channels - centre[..., None]) / sigma[:, None, None, None]) ** 2)
+    profile = spectral_profiles(channels - centre[..., None], fwhm.to(device), sinc2.to(device))
     chosen = chosen.to(device)
     selected = observations[chosen]
     noise_std = selected.std(dim=(-2, -1), keepdim=True)

@@ -42,6 +42,15 @@ SHAPES = ("linear", "sine", "quadratic", "pulsed")
 INTERFERENCE = ("none", "rfi", "off")
 SNR_DISTRIBUTIONS = ("log-uniform", "uniform")
 SPLIT_CODES = {"train": 0, "test": 1}
+# Shape parameters, shared with the on-the-fly injection (src/inject.py) so the two draw the same signals.
+SINE_DRIFT_SCALE = 0.4  # a sine's drift is this share of a linear one's
+SINE_PERIOD_OBSERVATIONS = (0.75, 5.0)  # log-uniform, in observation lengths
+SINE_AMPLITUDE_CHANNELS = (10.0, 50.0)
+QUADRATIC_BEND_CHANNELS = (40.0, 200.0)  # how far the curvature bends the path over the cadence
+PULSE_PERIOD_ROWS = (4.0, 60.0)
+PULSE_DUTY = (0.3, 0.7)
+WIDTH_CHANNELS = (1.0, 4.0)  # FWHM
+F_PROFILES = ("gaussian", "sinc2")
 EDGE_MARGIN = 4  # channels kept free at each band edge
 X_MEAN = 10.0  # chi2 noise mean (irrelevant after normalisation)
 METADATA = "metadata.csv"
@@ -192,17 +201,17 @@ def _sample_shape_params(rng, cfg: SynthConfig, shape: str, near_zero: bool) -> 
         drift = rng.uniform(-cfg.max_drift, cfg.max_drift)
     p = {"shape": shape, "drift_rate": float(drift)}
     if shape == "sine":  # period and amplitude of the order of the cadence
-        p["drift_rate"] = float(drift * 0.4)
-        p["period"] = float(t_obs * np.exp(rng.uniform(np.log(0.75), np.log(5.0))))
-        p["amplitude"] = float(rng.uniform(10, 50) * DF_HZ)
+        p["drift_rate"] = float(drift * SINE_DRIFT_SCALE)
+        p["period"] = float(t_obs * np.exp(rng.uniform(*np.log(SINE_PERIOD_OBSERVATIONS))))
+        p["amplitude"] = float(rng.uniform(*SINE_AMPLITUDE_CHANNELS) * DF_HZ)
     elif shape == "quadratic":  # curvature bending the path 40-200 channels
         t_end = obs_start_times(cfg)[-1] + t_obs
-        bend = rng.choice([-1, 1]) * rng.uniform(40, 200) * DF_HZ
+        bend = rng.choice([-1, 1]) * rng.uniform(*QUADRATIC_BEND_CHANNELS) * DF_HZ
         p["curvature"] = float(2 * bend / t_end**2)
     elif shape == "pulsed":  # square pulse train, several pulses per observation
-        period = rng.uniform(4, 60) * DT_S
+        period = rng.uniform(*PULSE_PERIOD_ROWS) * DT_S
         p["pulse_period"] = float(period)
-        p["duty"] = float(rng.uniform(0.3, 0.7))
+        p["duty"] = float(rng.uniform(*PULSE_DUTY))
         p["phase"] = float(rng.uniform(0, period))
     return p
 
@@ -253,8 +262,8 @@ def sample_signal(rng, cfg: SynthConfig, shape: str, frames, near_zero=False) ->
         raise RuntimeError(f"could not fit a {shape} path inside the band")
     p["f_start"] = float(rng.uniform(lo, hi))
     p["snr"] = _sample_snr(rng, cfg)
-    p["width"] = float(rng.uniform(1.0, 4.0) * DF_HZ)
-    p["f_profile"] = str(rng.choice(["gaussian", "sinc2"]))
+    p["width"] = float(rng.uniform(*WIDTH_CHANNELS) * DF_HZ)
+    p["f_profile"] = str(rng.choice(list(F_PROFILES)))
     return p
 
 

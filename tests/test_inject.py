@@ -17,7 +17,9 @@ from src.inject import (
     needle_paths,
     observation_rows,
     pulse_trains,
+    spectral_profiles,
 )
+from src.synth import DF_HZ, SINE_AMPLITUDE_CHANNELS, SINE_DRIFT_SCALE, SINE_PERIOD_OBSERVATIONS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -82,10 +84,14 @@ def test_paths_are_smooth_and_inside_the_band_at_the_on_observations():
     assert rows[1, 0] - rows[0, -1] == 2  # one slew row between observations
     on = torch.tensor([o in ON_OBSERVATIONS for o in range(6)])
     generator = torch.Generator().manual_seed(4)
-    paths = needle_paths(500, rows, on, generator, torch.randint(len(INJECTED_SHAPES), (500,), generator=generator))
+    shapes = torch.randint(len(INJECTED_SHAPES), (500,), generator=generator)
+    paths = needle_paths(500, rows, on, generator, shapes)
     assert paths.shape == (500, 6, N_TIME)
     steps = (paths[:, :, 1:] - paths[:, :, :-1]).abs()
-    assert float(steps.max()) < 1.5  # under a channel and a half per row: a smooth path, not scattered points
+    # the steepest the generator's paths get: its fastest, widest sine plus a sine's largest drift
+    steepest = (2 * math.pi * SINE_AMPLITUDE_CHANNELS[1] / (SINE_PERIOD_OBSERVATIONS[0] * N_TIME)
+                + SINE_DRIFT_SCALE * MAX_DRIFT_CHANNELS_PER_ROW)
+    assert float(steps.max()) <= steepest + 1e-3  # a smooth path, not scattered points
     at_on = paths[:, list(ON_OBSERVATIONS)]
     assert float(at_on.min()) >= 4 - 1e-4 and float(at_on.max()) <= N_FREQ - 1 - 4 + 1e-4
 
@@ -150,3 +156,36 @@ def test_pulse_trains_switch_pulsed_signals_on_and_off():
     assert float(duty.min()) > 0.2 and float(duty.max()) < 0.8  # duty cycles of 0.3-0.7
     changes = (intensity[pulsed, :, 1:] != intensity[pulsed, :, :-1]).sum(dim=(1, 2))
     assert int(changes.min()) >= 2 * 6 * N_TIME // 60 - 12  # a period of at most 60 rows: many pulses per cadence
+
+
+def test_sine_paths_cover_the_generators_fast_sines_and_slow_drifts():
+    """Sines as the generator draws them: periods from 0.75 observation, so some swing over a channel a row
+    (the steepest of periods from 1.5 observations stayed under 0.9), on a drift at most 0.4 of a linear one's."""
+    rows = observation_rows(range(6), torch.device("cpu"))
+    sine = torch.full((2000,), INJECTED_SHAPES.index("sine"))
+    paths = needle_paths(2000, rows, torch.ones(6, dtype=torch.bool), torch.Generator().manual_seed(8), sine)
+    steepest = (paths[:, :, 1:] - paths[:, :, :-1]).abs().amax(dim=(1, 2))
+    assert float((steepest > 1.0).float().mean()) > 0.05
+    linear = torch.zeros(2000, dtype=torch.long)
+    straight = needle_paths(2000, rows, torch.ones(6, dtype=torch.bool), torch.Generator().manual_seed(8), linear)
+    span = float(rows[-1, -1] - rows[0, 0])
+    drift = lambda paths: ((paths[:, -1, -1] - paths[:, 0, 0]) / span).abs()  # noqa: E731
+    # over the cadence a sine's own swing adds at most twice its amplitude to the path's net change
+    sine_drift_bound = SINE_DRIFT_SCALE * MAX_DRIFT_CHANNELS_PER_ROW + 2 * SINE_AMPLITUDE_CHANNELS[1] / span
+    assert float(drift(paths).max()) <= sine_drift_bound + 1e-4
+    assert float(drift(straight).max()) > sine_drift_bound  # linear paths drift faster than any sine's drift
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "sinc2"])
+def test_spectral_profiles_match_setigens(kind):
+    """The injected signal's spectral shape is setigen's (peak 1, the same FWHM; sinc2 cut at its first zeros)."""
+    import setigen as stg
+
+    fwhm = torch.tensor([1.0, 2.5, 4.0])
+    offset = torch.linspace(-8, 8, 161).expand(3, -1)
+    ours = spectral_profiles(offset, fwhm, torch.full((3,), kind == "sinc2"))
+    for width, row in zip(fwhm.tolist(), ours):
+        profile = (stg.sinc2_f_profile(width * DF_HZ, width_mode="fwhm") if kind == "sinc2"
+                   else stg.gaussian_f_profile(width * DF_HZ))
+        theirs = profile(offset[0].double().numpy() * DF_HZ, 0.0)
+        assert row.double().numpy() == pytest.approx(theirs, abs=1e-5)
