@@ -20,7 +20,11 @@ import torch
 
 from .data import CADENCE_SHAPE, ON_OBSERVATIONS
 from .synth import (
+    DF_HZ,
+    DT_S,
+    EDGE_MARGIN,
     F_PROFILES,
+    NEAR_ZERO_DRIFT,
     PULSE_DUTY,
     PULSE_PERIOD_ROWS,
     QUADRATIC_BEND_CHANNELS,
@@ -28,15 +32,20 @@ from .synth import (
     SINE_DRIFT_SCALE,
     SINE_PERIOD_OBSERVATIONS,
     WIDTH_CHANNELS,
+    SynthConfig,
 )
 
 N_TIME, N_FREQ = CADENCE_SHAPE[1:]
 SLEW_ROWS = 1  # about one 18 s row between observations (synth's t_slew of 20 s)
-MAX_DRIFT_CHANNELS_PER_ROW = 0.025 * 18.253611008 / 2.7939677238464355  # synth's max_drift, 0.025 Hz/s
+MAX_DRIFT_CHANNELS_PER_ROW = SynthConfig.max_drift * DT_S / DF_HZ  # the generator's default largest drift
 INJECTED_SHAPES = ("linear", "quadratic", "sine", "pulsed")
-NEAR_ZERO_DRIFT = 0.1  # interference: half of it drifts at most this share of the largest drift (synth near_zero)
-EDGE_MARGIN = 4
 SINC2_HALF_MAXIMUM = 0.442946470689452  # sinc(x)^2 = 1/2 at this x (setigen's FWHM of a sinc squared)
+
+
+def draw_uniform(n: int, bounds: Sequence[float], generator: Optional[torch.Generator]) -> torch.Tensor:
+    """n draws, uniform in [low, high), from the batch's generator (on the CPU: the same on any device)."""
+    low, high = bounds
+    return low + (high - low) * torch.rand(n, generator=generator)
 
 
 def observation_rows(observation_ids: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -55,7 +64,7 @@ def needle_paths(
     the band holds is flattened to fit, then its start is drawn. `near_zero` gives half of the paths the small
     drift of RFI."""
     def uniform(low: float, high: float) -> torch.Tensor:
-        return low + (high - low) * torch.rand(n, generator=generator)
+        return draw_uniform(n, (low, high), generator)
 
     span = 6 * (N_TIME + SLEW_ROWS)
     sine = shape == INJECTED_SHAPES.index("sine")
@@ -84,8 +93,8 @@ def needle_paths(
 def pulse_trains(n: int, rows: torch.Tensor, pulsed: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """(n, n_obs, 273) intensity of each signal at every row: 1, or for `pulsed` ones an on/off square train
     with the generator's pulse periods (4-60 rows) and duty cycles (0.3-0.7)."""
-    period = PULSE_PERIOD_ROWS[0] + (PULSE_PERIOD_ROWS[1] - PULSE_PERIOD_ROWS[0]) * torch.rand(n, generator=generator)
-    duty = PULSE_DUTY[0] + (PULSE_DUTY[1] - PULSE_DUTY[0]) * torch.rand(n, generator=generator)
+    period = draw_uniform(n, PULSE_PERIOD_ROWS, generator)
+    duty = draw_uniform(n, PULSE_DUTY, generator)
     phase = period * torch.rand(n, generator=generator)
     t = rows.reshape(1, -1).cpu()
     on = torch.remainder(t - phase[:, None], period[:, None]) < (duty * period)[:, None]
@@ -126,7 +135,7 @@ def add_signals(
     intensity = pulse_trains(n, rows, shape == INJECTED_SHAPES.index("pulsed"), generator).to(device)
     low, high = math.log(snr_range[0]), math.log(snr_range[1])
     snr = torch.exp(low + (high - low) * torch.rand(n, generator=generator)).to(device)
-    fwhm = WIDTH_CHANNELS[0] + (WIDTH_CHANNELS[1] - WIDTH_CHANNELS[0]) * torch.rand(n, generator=generator)
+    fwhm = draw_uniform(n, WIDTH_CHANNELS, generator)
     sinc2 = torch.rand(n, generator=generator) < 1 / len(F_PROFILES)
     channels = torch.arange(N_FREQ, dtype=torch.float32, device=device)
     profile = spectral_profiles(channels - centre[..., None], fwhm.to(device), sinc2.to(device))

@@ -43,6 +43,7 @@ INTERFERENCE = ("none", "rfi", "off")
 SNR_DISTRIBUTIONS = ("log-uniform", "uniform")
 SPLIT_CODES = {"train": 0, "test": 1}
 # Shape parameters, shared with the on-the-fly injection (src/inject.py) so the two draw the same signals.
+NEAR_ZERO_DRIFT = 0.1  # interference mimicking terrestrial RFI: half of it drifts at most this share of max_drift
 SINE_DRIFT_SCALE = 0.4  # a sine's drift is this share of a linear one's
 SINE_PERIOD_OBSERVATIONS = (0.75, 5.0)  # log-uniform, in observation lengths
 SINE_AMPLITUDE_CHANNELS = (10.0, 50.0)
@@ -194,7 +195,7 @@ def _sample_shape_params(rng, cfg: SynthConfig, shape: str, near_zero: bool) -> 
     """Draw the shape-specific parameters; near_zero mimics terrestrial RFI."""
     t_obs = TCHANS * DT_S
     if near_zero and rng.random() < 0.5:
-        drift = rng.uniform(-0.1, 0.1) * cfg.max_drift
+        drift = rng.uniform(-NEAR_ZERO_DRIFT, NEAR_ZERO_DRIFT) * cfg.max_drift
     elif rng.random() < 0.05:
         drift = 0.0
     else:
