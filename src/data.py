@@ -394,11 +394,11 @@ class PackedCadenceDataset(CadenceDataset):
     def _open(self) -> None:
         """Shard files and reader threads, once per process (a forked loader worker gets its own)."""
         if self._pid != os.getpid():
-            shards = [self.packed.shard_path(s) for s in range(self.packed.n_shards)]
+            shards = range(self.packed.n_shards)
             if self.access == "map":
-                self._maps = [np.load(path, mmap_mode="r") for path in shards]
+                self._maps = [self.packed.shard_map(shard) for shard in shards]
             else:
-                self._files = [os.open(path, os.O_RDONLY) for path in shards]
+                self._files = [os.open(self.packed.shard_path(shard), os.O_RDONLY) for shard in shards]
             self._n_threads = min(PACKED_READ_THREADS, len(os.sched_getaffinity(0)))
             self._threads = ThreadPoolExecutor(self._n_threads)
             self._pid = os.getpid()

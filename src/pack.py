@@ -106,6 +106,13 @@ class PackedSplit:
             raise DataError(f"{self.shard_path(shard)}: holds {shape} {dtype}, expected {expected} {PACKED_DTYPE}; repack")
         return offset
 
+    def shard_map(self, shard: int) -> np.memmap:
+        """A read-only memory map of a shard's rows, laid out as `open_packed` checked it (no header parsed again)."""
+        if not self.offsets:
+            raise ValueError(f"{self.path}: open the cache with open_packed before mapping its shards")
+        return np.memmap(self.shard_path(shard), dtype=PACKED_DTYPE, mode="r", offset=self.offsets[shard],
+                         shape=(self.rows_in_shard(shard), *self.sample_shape))
+
 
 def read_meta(folder: Path) -> dict:
     path = folder / CACHE_META

@@ -2,6 +2,7 @@
 read exactly the same values from it as from the file tree."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pickle
@@ -75,6 +76,16 @@ def test_mapped_cache_reads_in_loader_workers_and_after_pickling(small_dataset, 
     assert copy._maps == [] and torch.equal(copy.__getitems__(list(range(len(train_ids))))["observations"], expected)
     loader = torch.utils.data.DataLoader(dataset, batch_size=4, num_workers=2, collate_fn=collate_batch)
     assert torch.equal(torch.cat([batch["observations"] for batch in loader]), expected)
+
+
+def test_shard_maps_need_the_layout_open_packed_checked(small_dataset, tmp_path):
+    data_dir, train_ids, _ = small_dataset
+    folder = pack_split(data_dir, "train", tmp_path / "cache", "on", shard_size=4, workers=1, progress=False)
+    packed = open_packed(folder)
+    fifth = load_cadence(cadence_path(data_dir, "train", packed.ids[4]))[list(view_observations("on"))]
+    np.testing.assert_array_equal(packed.shard_map(1)[0], fifth)  # shard 1's first row
+    with pytest.raises(ValueError, match="open_packed"):
+        dataclasses.replace(packed, offsets=()).shard_map(0)
 
 
 def test_packed_access_must_be_known(small_dataset, tmp_path):
