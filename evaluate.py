@@ -10,10 +10,10 @@ Logits are averaged over the TTA views and the checkpoints, then passed through 
 import argparse
 from pathlib import Path
 
-from src.cli import run_cli
-from src.checkpoint import find_checkpoints, read_checkpoint_info
-from src.config import TTA_VIEWS, PRECISIONS
-from src.inference import evaluate
+from src.core.cli import run_cli
+from src.engine.checkpoint import find_checkpoints, read_checkpoint_info
+from src.core.config import TTA_VIEWS, PRECISIONS
+from src.engine.inference import evaluate
 
 
 def main() -> None:

@@ -12,9 +12,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from src.cli import run_cli
-from src.config import Config, add_config_arguments, config_from_args
-from src.train import RESUME_OVERRIDES, resume_config, train
+from src.core.cli import run_cli
+from src.core.config import Config, add_config_arguments, config_from_args
+from src.engine.train import RESUME_OVERRIDES, resume_config, train
 
 
 def main() -> None:

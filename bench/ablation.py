@@ -16,10 +16,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.ablation import VARIANTS, AblationSettings, run_ablation  # noqa: E402
-from src.cli import run_cli  # noqa: E402
-from src.config import load_config  # noqa: E402
-from src.data import read_train_labels  # noqa: E402
+from bench.lib.ablation import VARIANTS, AblationSettings, run_ablation  # noqa: E402
+from src.core.cli import run_cli  # noqa: E402
+from src.core.config import load_config  # noqa: E402
+from src.data.datasets import read_train_labels  # noqa: E402
 
 
 def main() -> None:

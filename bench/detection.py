@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find src/
 
-from src import dedoppler, turboseti_ref
-from src.cli import run_cli
-from src.config import TTA_VIEWS
-from src.detection_bench import TURBO_SETI_MODES, BenchSettings, run_benchmark
+from src.search import dedoppler, turboseti
+from src.core.cli import run_cli
+from src.core.config import TTA_VIEWS
+from bench.lib.detection import TURBO_SETI_MODES, BenchSettings, run_benchmark
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto: run turbo_seti when it is installed; on: require it; off: skip it (default: auto)")
     parser.add_argument("--turbo-seti-limit", type=int,
                         help="score only this many (seeded random) cadences with turbo_seti, ~0.5 s each (default: all)")
-    parser.add_argument("--turbo-seti-max-drift", type=float, default=turboseti_ref.MAX_DRIFT_HZ_S,
+    parser.add_argument("--turbo-seti-max-drift", type=float, default=turboseti.MAX_DRIFT_HZ_S,
                         help="FindDoppler max_drift, Hz/s (default: %(default)s)")
-    parser.add_argument("--turbo-seti-min-snr", type=float, default=turboseti_ref.MIN_SNR,
+    parser.add_argument("--turbo-seti-min-snr", type=float, default=turboseti.MIN_SNR,
                         help="FindDoppler hit threshold (default: %(default)s)")
     parser.add_argument("--dedoppler-batch", type=int, default=16, help="cadences per de-Doppler batch (default: 16)")
     parser.add_argument("--max-drift", type=int, default=dedoppler.MAX_DRIFT,
@@ -59,7 +59,7 @@ def main() -> None:
     tta = tuple(args.tta.split(",")) if args.tta else None
     if tta and not set(tta) <= set(TTA_VIEWS):
         parser.error(f"--tta: choose from {','.join(TTA_VIEWS)}")
-    if args.turbo_seti == "on" and (reason := turboseti_ref.unavailable_reason()):
+    if args.turbo_seti == "on" and (reason := turboseti.unavailable_reason()):
         parser.error(f"--turbo-seti on: {reason}")
     run_benchmark(BenchSettings(
         data_dir=args.data_dir, out_dir=args.out, runs=tuple(args.runs), split=args.split, tta=tta,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.cli import run_cli  # noqa: E402
-from src.throughput_bench import BenchSettings, run_benchmark  # noqa: E402
+from src.core.cli import run_cli  # noqa: E402
+from bench.lib.throughput import BenchSettings, run_benchmark  # noqa: E402
 
 SHIPPED_RECIPES = (
     "configs/demo_cpu.yaml", "configs/detection_cpu.yaml", "configs/nfnet_l0_1st.yaml", "configs/swin_tiny.yaml",

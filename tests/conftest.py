@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from src.config import Config
-from src.data import CADENCE_SHAPE, SAMPLE_SUBMISSION, TRAIN_LABELS, cadence_path
+from src.core.config import Config
+from src.data.datasets import CADENCE_SHAPE, SAMPLE_SUBMISSION, TRAIN_LABELS, cadence_path
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def small_dataset(tmp_path):
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory):
     """A tiny dataset made by the project's own generator (src.synth), shared by the whole session."""
-    from src.synth import SynthConfig, write_dataset
+    from src.synth.generator import SynthConfig, write_dataset
 
     out = tmp_path_factory.mktemp("synth") / "data"
     with warnings.catch_warnings():
@@ -86,7 +86,7 @@ def synth_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_benchmark(tmp_path_factory):
     """A 24-cadence held-out set from the benchmark preset (src.synth --preset benchmark), shared by the session."""
-    from src.synth import main as synth_main
+    from src.synth.generator import main as synth_main
 
     out = tmp_path_factory.mktemp("benchmark") / "bench"
     with warnings.catch_warnings():

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from src.ablation import VARIANTS, AblationSettings, markdown
+from bench.lib.ablation import VARIANTS, AblationSettings, markdown
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = ("--model-name test_efficientnet --image-size 32,64 --epochs 1 --n-folds 2 --batch-size 4 --num-workers 0 "

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.augment import TTA_FLIP_DIMS, combine_labels, cutmix, mix_batch, mixup, random_flips, tta_view
+from src.transforms.augment import TTA_FLIP_DIMS, combine_labels, cutmix, mix_batch, mixup, random_flips, tta_view
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from src.checkpoint import CheckpointError, load_weights, read_checkpoint_info, save_checkpoint
-from src.config import Config, ConfigError, load_config
-from src.data import (
+from src.engine.checkpoint import CheckpointError, load_weights, read_checkpoint_info, save_checkpoint
+from src.core.config import Config, ConfigError, load_config
+from src.data.datasets import (
     CADENCE_SHAPE,
     SAMPLE_SUBMISSION,
     TRAIN_LABELS,
@@ -33,8 +33,8 @@ from src.data import (
     read_train_labels,
     require_cadence_files,
 )
-from src.model import build_model
-from src.validate import scan_cadences
+from src.models.classifier import build_model
+from src.data.validation import scan_cadences
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

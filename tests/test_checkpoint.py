@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from src.checkpoint import (
+from src.engine.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
     checkpoint_name,
@@ -16,8 +16,8 @@ from src.checkpoint import (
     read_checkpoint_info,
     save_checkpoint,
 )
-from src.config import Config
-from src.model import build_model
+from src.core.config import Config
+from src.models.classifier import build_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from src.cli import reuse_large_allocations
+from src.core.cli import reuse_large_allocations
 
 REPO = Path(__file__).resolve().parents[1]
 # Resident memory (MiB) kept after a 256 MiB buffer is filled and freed: glibc unmaps it by default, and keeps
@@ -16,7 +16,7 @@ KEPT = """
 import os, sys
 import numpy as np
 if sys.argv[1] == "reuse":
-    from src.cli import reuse_large_allocations
+    from src.core.cli import reuse_large_allocations
     assert reuse_large_allocations()
 def resident():
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from src.config import (
+from src.core.config import (
     TTA_VIEWS,
     Config,
     ConfigError,

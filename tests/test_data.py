@@ -9,10 +9,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import src.data as data_module
+import src.data.datasets as data_module
 from conftest import distinct_cadence
-from src.dedoppler import cadence_planes
-from src.data import (
+from src.search.dedoppler import cadence_planes
+from src.data.datasets import (
     CADENCE_SHAPE,
     ON_OBSERVATIONS,
     TRAIN_LABELS,
@@ -479,7 +479,7 @@ def test_make_folds_on_a_subset_of_labels():
 # ---------------------------------------------------------------- background cleaning, pseudo-labels ---
 
 def test_off_spectrum_removes_a_steady_line_and_keeps_an_on_only_needle():
-    from src.data import subtract_off_spectrum
+    from src.data.datasets import subtract_off_spectrum
 
     observations = torch.randn(1, 6, T, 256, generator=torch.Generator().manual_seed(0))
     observations[:, :, :, 40] += 5.0  # steady narrowband interference in all six observations
@@ -492,7 +492,7 @@ def test_off_spectrum_removes_a_steady_line_and_keeps_an_on_only_needle():
 
 
 def test_background_cleaning_reads_all_six_and_gives_the_view(cadence):
-    from src.data import loaded_observations
+    from src.data.datasets import loaded_observations
 
     assert loaded_observations("on", "off_spectrum") == tuple(range(6)) and loaded_observations("on") == (0, 2, 4)
     image = cadence_to_image(cadence, "on", "sample", None, background="off_spectrum")
@@ -501,7 +501,7 @@ def test_background_cleaning_reads_all_six_and_gives_the_view(cadence):
 
 
 def test_combined_cadences_read_both_parts_in_one_batch(small_dataset):
-    from src.data import CombinedCadences
+    from src.data.datasets import CombinedCadences
 
     data_dir, train_ids, test_ids = small_dataset
     train = CadenceDataset(data_dir, "train", train_ids[:3], [1, 0, 1], ON_OBSERVATIONS)
@@ -515,7 +515,7 @@ def test_combined_cadences_read_both_parts_in_one_batch(small_dataset):
 
 
 def test_pseudo_labels_are_checked(small_dataset, tmp_path):
-    from src.data import read_pseudo_labels
+    from src.data.datasets import read_pseudo_labels
 
     data_dir, train_ids, test_ids = small_dataset
     path = tmp_path / "stage1.csv"

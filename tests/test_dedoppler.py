@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from src import dedoppler as dd
-from src.synth import SynthConfig, make_cadence
+from src.search import dedoppler as dd
+from src.synth.generator import SynthConfig, make_cadence
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ROWS, CHANS = dd.N_ROWS, dd.N_CHANS

@@ -15,9 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src import detection_bench as db
-from src import turboseti_ref
-from src.data import DataError
+from bench.lib import detection as db
+from src.search import turboseti
+from src.data.datasets import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 TURBO_SETI = importlib.util.find_spec("turbo_seti") is not None
@@ -136,9 +136,9 @@ def test_refuses_to_overwrite_a_report(tmp_path):
 
 def test_turbo_seti_time_average_and_availability():
     x = np.arange(273 * 4, dtype=np.float32).reshape(273, 4)
-    avg = turboseti_ref.time_average(x)
+    avg = turboseti.time_average(x)
     assert avg.shape == (16, 4) and np.allclose(avg[0], x[:17].mean(0)) and np.allclose(avg[-1], x[255:272].mean(0))
-    reason = turboseti_ref.unavailable_reason()
+    reason = turboseti.unavailable_reason()
     assert (reason is None) == TURBO_SETI
     if not TURBO_SETI:
         assert reason.startswith("turbo_seti not installed")
@@ -146,7 +146,7 @@ def test_turbo_seti_time_average_and_availability():
 
 @pytest.mark.skipif(not TURBO_SETI, reason="turbo_seti not installed")
 def test_turbo_seti_finds_a_strong_needle_and_not_interference():
-    from src.synth import SynthConfig, make_cadence
+    from src.synth.generator import SynthConfig, make_cadence
 
     cfg = SynthConfig(snr_min=40, snr_max=40)
     with warnings.catch_warnings():
@@ -154,8 +154,8 @@ def test_turbo_seti_finds_a_strong_needle_and_not_interference():
         needle, _ = make_cadence(cfg, 1, 1, shape="linear", interference="none")
         rfi, _ = make_cadence(cfg, 2, 0, interference="rfi")
         noise, _ = make_cadence(cfg, 3, 0, interference="none")
-    assert turboseti_ref.score_cadence(needle) > 20
-    assert turboseti_ref.score_cadence(rfi) == 0.0 and turboseti_ref.score_cadence(noise) == 0.0
+    assert turboseti.score_cadence(needle) > 20
+    assert turboseti.score_cadence(rfi) == 0.0 and turboseti.score_cadence(noise) == 0.0
 
 
 # -------------------------------------------------------------- end to end ---

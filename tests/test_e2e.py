@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.synth import SynthConfig, write_dataset
+from src.synth.generator import SynthConfig, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

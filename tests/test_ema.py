@@ -6,9 +6,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from src.checkpoint import checkpoint_name, read_checkpoint_info
-from src.config import ConfigError
-from src.train import train
+from src.engine.checkpoint import checkpoint_name, read_checkpoint_info
+from src.core.config import ConfigError
+from src.engine.train import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from src.files import link_layout, write_atomically, write_csv_atomically, write_text_atomically
+from src.core.files import link_layout, write_atomically, write_csv_atomically, write_text_atomically
 
 
 def crash_halfway(temporary):

@@ -14,13 +14,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import src.inference
-import src.train
-from src.checkpoint import CheckpointError, checkpoint_name, read_checkpoint_info, save_checkpoint
-from src.inference import evaluate
-from src.model import ModelError, build_model
-from src.resume import STATE_DIR
-from src.train import TrainingError, train
+import src.engine.inference
+import src.engine.train
+from src.engine.checkpoint import CheckpointError, checkpoint_name, read_checkpoint_info, save_checkpoint
+from src.engine.inference import evaluate
+from src.models.classifier import ModelError, build_model
+from src.engine.resume import STATE_DIR
+from src.engine.train import TrainingError, train
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -37,7 +37,7 @@ def tiny_cfg(make_cfg, data_dir: Path, out_dir: Path, **overrides):
 
 def poison_training_batches(monkeypatch, poisoned: set[int]) -> None:
     """Models built by training return NaN logits on the given training forward calls (1-based)."""
-    real_build_model = src.train.build_model
+    real_build_model = src.engine.train.build_model
     calls = {"n": 0}
 
     def poison(module, inputs, output):
@@ -52,7 +52,7 @@ def poison_training_batches(monkeypatch, poisoned: set[int]) -> None:
         model.register_forward_hook(poison)
         return model
 
-    monkeypatch.setattr(src.train, "build_model", build)
+    monkeypatch.setattr(src.engine.train, "build_model", build)
 
 
 def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
@@ -101,7 +101,7 @@ def checkpoint(make_cfg, small_dataset, tmp_path):
 def limit_batch(monkeypatch, largest: int, only_real_data: bool) -> list[int]:
     """Evaluation models raise CUDA-style out-of-memory errors on batches above `largest` (on every batch, or
     only on real data so the blank probe passes); returns the batch sizes seen."""
-    real_build_model = src.inference.build_model
+    real_build_model = src.engine.inference.build_model
     seen: list[int] = []
 
     def check(module, inputs):
@@ -115,7 +115,7 @@ def limit_batch(monkeypatch, largest: int, only_real_data: bool) -> list[int]:
         model.register_forward_pre_hook(check)
         return model
 
-    monkeypatch.setattr(src.inference, "build_model", build)
+    monkeypatch.setattr(src.engine.inference, "build_model", build)
     return seen
 
 
@@ -134,14 +134,14 @@ def test_evaluation_halves_its_batch_on_out_of_memory(checkpoint, tmp_path, monk
 
 def test_other_runtime_errors_are_not_taken_for_out_of_memory(checkpoint, tmp_path, monkeypatch):
     path, data_dir = checkpoint
-    real_build_model = src.inference.build_model
+    real_build_model = src.engine.inference.build_model
 
     def build(cfg, load_pretrained=True):
         model = real_build_model(cfg, load_pretrained)
         model.register_forward_pre_hook(lambda module, inputs: (_ for _ in ()).throw(RuntimeError("shape mismatch")))
         return model
 
-    monkeypatch.setattr(src.inference, "build_model", build)
+    monkeypatch.setattr(src.engine.inference, "build_model", build)
     with pytest.raises(RuntimeError, match="shape mismatch"):
         evaluate([path], data_dir, tmp_path / "submission.csv", batch_size=8)
     assert not (tmp_path / "submission.csv").exists()

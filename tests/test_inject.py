@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from src.data import ON_OBSERVATIONS, view_observations
-from src.inject import (
+from src.data.datasets import ON_OBSERVATIONS, view_observations
+from src.synth.inject import (
     INJECTED_SHAPES,
     MAX_DRIFT_CHANNELS_PER_ROW,
     N_FREQ,
@@ -19,7 +19,7 @@ from src.inject import (
     pulse_trains,
     spectral_profiles,
 )
-from src.synth import DF_HZ, SINE_AMPLITUDE_CHANNELS, SINE_DRIFT_SCALE, SINE_PERIOD_OBSERVATIONS
+from src.synth.generator import DF_HZ, SINE_AMPLITUDE_CHANNELS, SINE_DRIFT_SCALE, SINE_PERIOD_OBSERVATIONS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

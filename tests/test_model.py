@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 from safetensors.torch import save_file
 
-from src.model import GeM, ModelError, build_model, set_first_conv_stride
+from src.models.classifier import GeM, ModelError, build_model, set_first_conv_stride
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

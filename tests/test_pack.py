@@ -1,4 +1,4 @@
-"""The packed cache (src.pack): what it holds, how it resumes, how it fails, and that training and evaluation
+"""The packed cache (src.data.packed): what it holds, how it resumes, how it fails, and that training and evaluation
 read exactly the same values from it as from the file tree."""
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from src.data import (
+from src.data.datasets import (
     CadenceDataset,
     CadenceError,
     PackedCadenceDataset,
@@ -27,8 +27,8 @@ from src.data import (
     open_cadences,
     view_observations,
 )
-from src.errors import DataError
-from src.pack import CACHE_META, open_packed, pack_split, partial_shard_name, shard_name
+from src.core.errors import DataError
+from src.data.packed import CACHE_META, open_packed, pack_split, partial_shard_name, shard_name
 
 REPO = Path(__file__).resolve().parents[1]
 

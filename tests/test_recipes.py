@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from src.config import load_config
-from src.data import CADENCE_SHAPE, cadence_to_image
-from src.model import build_model
+from src.core.config import load_config
+from src.data.datasets import CADENCE_SHAPE, cadence_to_image
+from src.models.classifier import build_model
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

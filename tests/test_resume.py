@@ -24,9 +24,9 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
-from src.checkpoint import CheckpointError
-from src.config import ConfigError, save_config
-from src.resume import (
+from src.engine.checkpoint import CheckpointError
+from src.core.config import ConfigError, save_config
+from src.engine.resume import (
     PREVIOUS_DIR,
     PROGRESS_JSON,
     STAGING_DIR,
@@ -37,9 +37,9 @@ from src.resume import (
     read_progress,
     save_training_state,
 )
-from src.synth import SynthConfig, write_dataset
-from src.tracking import METRICS_CSV, drop_metrics_after
-from src.train import prepare_run_dir, resume_config
+from src.synth.generator import SynthConfig, write_dataset
+from src.engine.tracking import METRICS_CSV, drop_metrics_after
+from src.engine.train import prepare_run_dir, resume_config
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = [

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src.data import cadence_path
-from src.synth import SynthConfig, write_dataset
+from src.data.datasets import cadence_path
+from src.synth.generator import SynthConfig, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = [

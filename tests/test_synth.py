@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from src import synth
-from src.synth import SynthConfig, make_cadence, write_dataset
+from src.synth import generator as synth
+from src.synth.generator import SynthConfig, make_cadence, write_dataset
 
 N_TRAIN, N_TEST = 40, 12
 CFG = SynthConfig(seed=3, pos_frac=0.5, snr_min=15.0, snr_max=30.0,

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from src.config import Config
-from src.data import cadence_to_image, load_cadence
-from src.throughput_bench import PublicPipelineDataset, kaggle_inference_estimate, tree_rss
+from src.core.config import Config
+from src.data.datasets import cadence_to_image, load_cadence
+from bench.lib.throughput import PublicPipelineDataset, kaggle_inference_estimate, tree_rss
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -5,7 +5,7 @@ import csv
 
 import pytest
 
-from src.tracking import METRICS_CSV, CSVTracker, tracker_init_kwargs, wandb_mode
+from src.engine.tracking import METRICS_CSV, CSVTracker, tracker_init_kwargs, wandb_mode
 
 
 def read(path):

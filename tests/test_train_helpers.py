@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from src.inference import ordered_by_index
-from src.train import class_balanced_weights, warmup_cosine
+from src.engine.inference import ordered_by_index
+from src.engine.train import class_balanced_weights, warmup_cosine
 
 
 # ---------------------------------------------------------------- sampler weights ---

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.cli import run_cli
-from src.data import CADENCE_SHAPE, SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS, cadence_path
-from src.validate import BadCadence, main, scan_cadences, validate_data_dir, write_bad_list
+from src.core.cli import run_cli
+from src.data.datasets import CADENCE_SHAPE, SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS, cadence_path
+from src.data.validation import BadCadence, main, scan_cadences, validate_data_dir, write_bad_list
 
 
 def plant(data_dir: Path, split: str, sample_id: str, how: str) -> None:

@@ -10,9 +10,9 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import Dataset
 
-from src.config import Config
-from src.data import make_eval_loader
-from src.inference import ordered_by_index, predict_logits
+from src.core.config import Config
+from src.data.datasets import make_eval_loader
+from src.engine.inference import ordered_by_index, predict_logits
 
 
 class IndexImages(Dataset):

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .data import SAMPLE_SUBMISSION, TRAIN_LABELS
-from .files import link_layout, write_text_atomically
-from .train import OOF_CSV
+from src.data.datasets import SAMPLE_SUBMISSION, TRAIN_LABELS
+from src.core.files import link_layout, write_text_atomically
+from src.engine.train import OOF_CSV
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASELINE = "baseline"
 # the benchmark's problems reported in the table: (column title, subgroup, metric)
 COLUMNS = (

@@ -30,10 +30,10 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm.auto import tqdm
 
-from .augment import mix_batch, random_flips
-from .checkpoint import checkpoint_name, read_checkpoint_info, save_checkpoint
-from .config import Config, load_config, save_config
-from .data import (
+from src.transforms.augment import mix_batch, random_flips
+from src.engine.checkpoint import checkpoint_name, read_checkpoint_info, save_checkpoint
+from src.core.config import Config, load_config, save_config
+from src.data.datasets import (
     TRAIN_LABELS,
     CadenceDataset,
     CombinedCadences,
@@ -49,14 +49,14 @@ from .data import (
     read_train_labels,
     require_cadence_files,
 )
-from .errors import CheckpointError, ConfigError, TrainingError
-from .files import write_csv_atomically, write_text_atomically
-from .inject import inject_signals
-from .inference import ordered_by_index, predict_logits
-from .model import build_model
-from .resume import Progress, clear_training_state, latest_state, load_training_state, read_progress, save_training_state
-from .tracking import CSVTracker, drop_metrics_after, tracker_init_kwargs
-from .validate import scan_cadences, write_bad_list
+from src.core.errors import CheckpointError, ConfigError, TrainingError
+from src.core.files import write_csv_atomically, write_text_atomically
+from src.synth.inject import inject_signals
+from src.engine.inference import ordered_by_index, predict_logits
+from src.models.classifier import build_model
+from src.engine.resume import Progress, clear_training_state, latest_state, load_training_state, read_progress, save_training_state
+from src.engine.tracking import CSVTracker, drop_metrics_after, tracker_init_kwargs
+from src.data.validation import scan_cadences, write_bad_list
 
 CONFIG_YAML = "config.yaml"
 FOLDS_CSV = "folds.csv"

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import CADENCE_SHAPE, ON_OBSERVATIONS, SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS
+from src.data.datasets import CADENCE_SHAPE, ON_OBSERVATIONS, SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS
 
 # Frame parameters of the Breakthrough Listen high-resolution product.
 N_OBS, TCHANS, FCHANS = CADENCE_SHAPE

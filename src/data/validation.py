@@ -26,7 +26,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .data import (
+from src.data.datasets import (
     CADENCE_PROBLEMS,
     SAMPLE_SUBMISSION,
     TEST_LABELS,
@@ -39,8 +39,8 @@ from .data import (
     read_test_labels,
     read_train_labels,
 )
-from .cli import run_cli
-from .files import write_csv_atomically, write_text_atomically
+from src.core.cli import run_cli
+from src.core.files import write_csv_atomically, write_text_atomically
 
 # Threads, not processes: reading releases the GIL (measured on 2 cores, 500 cached cadences: 0.45 s serial,
 # 0.31 s with 4 threads, 0.46 s with a 2-process pool), and a thread pool is safe inside a process that

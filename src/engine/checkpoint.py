@@ -13,9 +13,9 @@ import torch.nn as nn
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_model
 
-from .config import Config, make_config
-from .errors import CheckpointError, ConfigError, error_summary
-from .files import write_atomically
+from src.core.config import Config, make_config
+from src.core.errors import CheckpointError, ConfigError, error_summary
+from src.core.files import write_atomically
 
 CHECKPOINT_FORMAT = "seti-bl-checkpoint-v1"
 

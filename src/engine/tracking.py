@@ -9,7 +9,7 @@ from typing import Any, Optional
 import pandas as pd
 from accelerate.tracking import GeneralTracker, on_main_process
 
-from .files import write_csv_atomically
+from src.core.files import write_csv_atomically
 
 METRICS_CSV = "metrics.csv"
 

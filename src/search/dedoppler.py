@@ -27,8 +27,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .data import CADENCE_SHAPE, ON_OBSERVATIONS
-from .synth import DF_HZ, DT_S, T_SLEW_S
+from src.data.datasets import CADENCE_SHAPE, ON_OBSERVATIONS
+from src.synth.generator import DF_HZ, DT_S, T_SLEW_S
 
 N_OBS, N_ROWS, N_CHANS = CADENCE_SHAPE
 OFF_OBSERVATIONS = tuple(i for i in range(N_OBS) if i not in ON_OBSERVATIONS)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .data import (
+from src.data.datasets import (
     CADENCE_SHAPE,
     SAMPLE_SUBMISSION,
     TRAIN_LABELS,
@@ -40,8 +40,8 @@ from .data import (
     to_float16,
     view_observations,
 )
-from .errors import DataError
-from .files import write_csv_atomically, write_text_atomically
+from src.core.errors import DataError
+from src.core.files import write_csv_atomically, write_text_atomically
 
 CACHE_FORMAT = "seti-bl-packed-v1"
 CACHE_META = "cache.json"
@@ -299,6 +299,6 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    from .cli import run_cli
+    from src.core.cli import run_cli
 
     run_cli(main)

@@ -18,8 +18,8 @@ from typing import Optional, Sequence
 
 import torch
 
-from .data import CADENCE_SHAPE, ON_OBSERVATIONS
-from .synth import (
+from src.data.datasets import CADENCE_SHAPE, ON_OBSERVATIONS
+from src.synth.generator import (
     DF_HZ,
     DT_S,
     EDGE_MARGIN,

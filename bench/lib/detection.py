@@ -28,10 +28,10 @@ import torch
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from . import dedoppler, turboseti_ref
-from .data import TEST_LABELS, DataError, cadence_path, load_cadence, read_id_table
-from .files import write_atomically
-from .synth import METADATA, SHAPES
+from src.search import dedoppler, turboseti
+from src.data.datasets import TEST_LABELS, DataError, cadence_path, load_cadence, read_id_table
+from src.core.files import write_atomically
+from src.synth.generator import METADATA, SHAPES
 
 REPORT_FILES = ("report.md", "report.json", "scores.csv", "roc.png", "recall_vs_snr.png")
 FPRS = (0.01, 0.001)
@@ -217,8 +217,8 @@ def run_logits(
     batch_size: int | None, num_workers: int, accelerator,
 ) -> MethodScores:
     """A run's fold ensemble: each checkpoint's TTA-averaged logits, averaged over the checkpoints."""
-    from .checkpoint import find_checkpoints, read_checkpoint_info
-    from .inference import ensemble_logits
+    from src.engine.checkpoint import find_checkpoints, read_checkpoint_info
+    from src.engine.inference import ensemble_logits
 
     started = time.time()
     infos = [read_checkpoint_info(p) for p in find_checkpoints(run_dir)]
@@ -265,10 +265,10 @@ def turbo_seti_scores(
     if limit is not None and limit < len(ids):
         chosen = np.sort(np.random.default_rng(0).choice(len(ids), size=limit, replace=False))
     scores = np.full(len(ids), np.nan)
-    values, seconds = turboseti_ref.score_cadences(data_dir, split, [ids[i] for i in chosen], max_drift, min_snr)
+    values, seconds = turboseti.score_cadences(data_dir, split, [ids[i] for i in chosen], max_drift, min_snr)
     scores[chosen] = values
-    details = {"time_rows": turboseti_ref.TIME_ROWS, "max_drift_hz_per_s": max_drift, "min_snr": min_snr,
-               "filter_level": turboseti_ref.FILTER_LEVEL, "score": "best event SNR (0 without an event)",
+    details = {"time_rows": turboseti.TIME_ROWS, "max_drift_hz_per_s": max_drift, "min_snr": min_snr,
+               "filter_level": turboseti.FILTER_LEVEL, "score": "best event SNR (0 without an event)",
                "cadences": len(chosen)}
     return MethodScores("turbo_seti", "turbo_seti", scores, seconds, details)
 
@@ -477,8 +477,8 @@ class BenchSettings:
     num_workers: int = 2
     turbo_seti: str = "auto"
     turbo_seti_limit: int | None = None
-    turbo_seti_max_drift: float = turboseti_ref.MAX_DRIFT_HZ_S
-    turbo_seti_min_snr: float = turboseti_ref.MIN_SNR
+    turbo_seti_max_drift: float = turboseti.MAX_DRIFT_HZ_S
+    turbo_seti_min_snr: float = turboseti.MIN_SNR
     dedoppler_batch: int = 16
     max_drift: int = dedoppler.MAX_DRIFT
     width: int = dedoppler.WIDTH
@@ -506,7 +506,7 @@ def run_benchmark(s: BenchSettings) -> dict:
         raise ValueError(f"turbo_seti must be one of {TURBO_SETI_MODES}")
     check_out_dir(s.out_dir, s.overwrite)
     meta = load_benchmark(s.data_dir, s.split)
-    skip_turbo_seti = turboseti_ref.unavailable_reason() if s.turbo_seti != "off" else "--turbo-seti off"
+    skip_turbo_seti = turboseti.unavailable_reason() if s.turbo_seti != "off" else "--turbo-seti off"
     if skip_turbo_seti and s.turbo_seti == "on":
         raise RuntimeError(f"--turbo-seti on: {skip_turbo_seti}")
     ids = meta["id"].tolist()

@@ -22,8 +22,8 @@ from accelerate import Accelerator
 from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
-from .errors import CheckpointError, error_summary
-from .files import write_text_atomically
+from src.core.errors import CheckpointError, error_summary
+from src.core.files import write_text_atomically
 
 STATE_DIR = "state"
 STAGING_DIR = "state.tmp"

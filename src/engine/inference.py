@@ -19,10 +19,10 @@ from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from .augment import tta_view
-from .checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
-from .config import Config
-from .data import (
+from src.transforms.augment import tta_view
+from src.engine.checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
+from src.core.config import Config
+from src.data.datasets import (
     SAMPLE_SUBMISSION,
     PackedCadenceDataset,
     batch_to_images,
@@ -34,8 +34,8 @@ from .data import (
     read_test_labels,
     require_cadence_files,
 )
-from .files import write_csv_atomically, write_text_atomically
-from .model import build_model
+from src.core.files import write_csv_atomically, write_text_atomically
+from src.models.classifier import build_model
 
 
 @torch.no_grad()

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import ON_OBSERVATIONS, cadence_path, load_cadence
-from .synth import DF_HZ, DT_S, FCH1_MHZ, TCHANS
+from src.data.datasets import ON_OBSERVATIONS, cadence_path, load_cadence
+from src.synth.generator import DF_HZ, DT_S, FCH1_MHZ, TCHANS
 
 TIME_ROWS = 16  # a power of two: turbo_seti's CPU search pads the time axis to one
 MAX_DRIFT_HZ_S = 0.05  # the OFF veto spans +-max_drift x observation length, so keep it small
@@ -96,7 +96,7 @@ def write_cadence_h5(cadence: np.ndarray, folder: Path, rows: int = TIME_ROWS) -
     """The six observations as filterbank .h5 files, with the cadence's start times and source names."""
     from astropy import units as u
 
-    from .synth import SynthConfig, _stg, obs_start_times
+    from src.synth.generator import SynthConfig, _stg, obs_start_times
 
     stg = _stg()
     block = TCHANS // rows

@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from sklearn.model_selection import StratifiedKFold
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
-from .errors import DataError
+from src.core.errors import DataError
 
 if TYPE_CHECKING:
-    from .config import Config
+    from src.core.config import Config
 
 CADENCE_SHAPE = (6, 273, 256)  # observations, time rows, frequency channels
 ON_OBSERVATIONS = (0, 2, 4)  # cadence order ABACAD: the target star is observed 1st, 3rd and 5th
@@ -252,7 +252,7 @@ def observations_to_images(
     normalized = normalize(observations, normalization)
     images = resize(arrange(normalized, view), image_size)
     if view == "dedoppler":
-        from .dedoppler import cadence_planes  # imported here: src.dedoppler builds on this module
+        from src.search.dedoppler import cadence_planes  # imported here: src.search.dedoppler builds on this module
 
         planes = cadence_planes(normalized, n_drifts=images.shape[-2])
         images = torch.cat([images, resize(planes, images.shape[-2:])], dim=1)
@@ -517,7 +517,7 @@ def open_cadences(
     All deliver the same float16 values. Returns it and a line saying which source it reads and, on a fallback, why."""
     observations = loaded_observations(view, background)
     if cache_dir is not None:
-        from .pack import find_packed
+        from src.data.packed import find_packed
 
         packed, reason = find_packed(cache_dir, split, ids, observations)
         if packed is not None:

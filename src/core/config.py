@@ -18,9 +18,9 @@ from typing import Any, Optional
 
 import yaml
 
-from .data import CADENCE_SHAPE, loaded_observations
-from .errors import ConfigError
-from .files import write_text_atomically
+from src.data.datasets import CADENCE_SHAPE, loaded_observations
+from src.core.errors import ConfigError
+from src.core.files import write_text_atomically
 
 VIEWS = ("on", "all", "channels", "dedoppler")
 NORMALIZATIONS = ("sample", "observation", "none")

@@ -15,9 +15,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import Config
-from .data import view_channels
-from .errors import ModelError, error_summary
+from src.core.config import Config
+from src.data.datasets import view_channels
+from src.core.errors import ModelError, error_summary
 
 
 class GeM(nn.Module):

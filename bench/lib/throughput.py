@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .checkpoint import save_checkpoint
-from .config import Config, load_config
-from .data import (
+from src.engine.checkpoint import save_checkpoint
+from src.core.config import Config, load_config
+from src.data.datasets import (
     CHANNEL_VIEWS,
     SAMPLE_SUBMISSION,
     TRAIN_LABELS,
@@ -43,11 +43,11 @@ from .data import (
     read_train_labels,
     view_observations,
 )
-from .dedoppler import cadence_planes
-from .errors import DataError
-from .files import link_layout, write_text_atomically
-from .model import build_model
-from .pack import open_packed, pack_split
+from src.search.dedoppler import cadence_planes
+from src.core.errors import DataError
+from src.core.files import link_layout, write_text_atomically
+from src.models.classifier import build_model
+from src.data.packed import open_packed, pack_split
 
 
 @dataclass(frozen=True)
@@ -370,7 +370,7 @@ def evaluate_peak_rss(data_dir: Path, ids: Sequence[str], work: Path, checkpoint
                "--out", str(out), "--tta", "identity", "--overwrite"]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[1], env=env,
+    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak_main = peak_tree = 0
     while process.poll() is None:

@@ -10,7 +10,7 @@ import ctypes
 import sys
 from typing import Callable
 
-from .errors import USER_ERRORS
+from src.core.errors import USER_ERRORS
 
 USER_ERROR_EXIT_CODE = 2
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
