@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from src.core.config import Config
-from src.data.datasets import CADENCE_SHAPE, SAMPLE_SUBMISSION, TRAIN_LABELS, cadence_path
+from src.core.cadence import CADENCE_SHAPE
+from src.data.kaggle import SAMPLE_SUBMISSION, TRAIN_LABELS, cadence_path
 
 
 @pytest.fixture
@@ -86,7 +87,7 @@ def synth_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_benchmark(tmp_path_factory):
     """A 24-cadence held-out set from the benchmark preset (src.synth --preset benchmark), shared by the session."""
-    from src.synth.generator import main as synth_main
+    from src.synth.__main__ import main as synth_main
 
     out = tmp_path_factory.mktemp("benchmark") / "bench"
     with warnings.catch_warnings():

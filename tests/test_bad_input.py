@@ -19,14 +19,13 @@ import torch
 
 from src.engine.checkpoint import CheckpointError, load_weights, read_checkpoint_info, save_checkpoint
 from src.core.config import Config, ConfigError, load_config
-from src.data.datasets import (
-    CADENCE_SHAPE,
+from src.core.cadence import CADENCE_SHAPE, ON_OBSERVATIONS
+from src.core.errors import DataError
+from src.data.datasets import CadenceDataset
+from src.data.kaggle import (
     SAMPLE_SUBMISSION,
     TRAIN_LABELS,
-    ON_OBSERVATIONS,
-    CadenceDataset,
     CadenceError,
-    DataError,
     cadence_path,
     load_cadence,
     read_sample_submission,

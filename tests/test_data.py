@@ -9,33 +9,31 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import src.data.datasets as data_module
+import src.transforms.images as images_module
 from conftest import distinct_cadence
 from src.search.dedoppler import cadence_planes
-from src.data.datasets import (
-    CADENCE_SHAPE,
-    ON_OBSERVATIONS,
+from src.core.cadence import CADENCE_SHAPE, ON_OBSERVATIONS, view_observations
+from src.core.errors import DataError
+from src.data.datasets import CadenceDataset, loader_options, loader_workers
+from src.data.kaggle import (
     TRAIN_LABELS,
-    CadenceDataset,
     CadenceError,
-    DataError,
-    arrange,
     cadence_path,
-    cadence_to_image,
-    image_shape,
     load_cadence,
-    loader_options,
-    loader_workers,
     make_folds,
-    normalize,
-    observations_to_images,
     read_id_table,
     read_sample_submission,
     read_test_labels,
     read_train_labels,
+)
+from src.transforms.images import (
+    arrange,
+    cadence_to_image,
+    image_shape,
+    normalize,
+    observations_to_images,
     resize,
     view_channels,
-    view_observations,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -284,9 +282,9 @@ def test_normalize_observation(cadence):
 def test_normalize_in_chunks_equals_one_pass(monkeypatch, mode):
     """On a CPU the groups are standardised a few at a time; the chunk size does not change the result."""
     batch = torch.from_numpy(np.stack([distinct_cadence(seed) * np.float16(seed + 1) for seed in range(5)]))
-    monkeypatch.setattr(data_module, "NORMALIZE_CHUNK_BYTES", 1 << 40)
+    monkeypatch.setattr(images_module, "NORMALIZE_CHUNK_BYTES", 1 << 40)
     one_pass = normalize(batch, mode)
-    monkeypatch.setattr(data_module, "NORMALIZE_CHUNK_BYTES", 4 * 273 * 256 * 2)  # two observations at a time
+    monkeypatch.setattr(images_module, "NORMALIZE_CHUNK_BYTES", 4 * 273 * 256 * 2)  # two observations at a time
     chunked = normalize(batch, mode)
     torch.testing.assert_close(chunked, one_pass, rtol=1e-6, atol=1e-6)
     assert chunked.dtype == torch.float32 and batch.dtype == torch.float16  # a new tensor, input untouched
@@ -479,7 +477,7 @@ def test_make_folds_on_a_subset_of_labels():
 # ---------------------------------------------------------------- background cleaning, pseudo-labels ---
 
 def test_off_spectrum_removes_a_steady_line_and_keeps_an_on_only_needle():
-    from src.data.datasets import subtract_off_spectrum
+    from src.transforms.images import subtract_off_spectrum
 
     observations = torch.randn(1, 6, T, 256, generator=torch.Generator().manual_seed(0))
     observations[:, :, :, 40] += 5.0  # steady narrowband interference in all six observations
@@ -492,7 +490,7 @@ def test_off_spectrum_removes_a_steady_line_and_keeps_an_on_only_needle():
 
 
 def test_background_cleaning_reads_all_six_and_gives_the_view(cadence):
-    from src.data.datasets import loaded_observations
+    from src.core.cadence import loaded_observations
 
     assert loaded_observations("on", "off_spectrum") == tuple(range(6)) and loaded_observations("on") == (0, 2, 4)
     image = cadence_to_image(cadence, "on", "sample", None, background="off_spectrum")
@@ -515,7 +513,7 @@ def test_combined_cadences_read_both_parts_in_one_batch(small_dataset):
 
 
 def test_pseudo_labels_are_checked(small_dataset, tmp_path):
-    from src.data.datasets import read_pseudo_labels
+    from src.data.kaggle import read_pseudo_labels
 
     data_dir, train_ids, test_ids = small_dataset
     path = tmp_path / "stage1.csv"

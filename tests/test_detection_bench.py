@@ -17,7 +17,7 @@ import pytest
 
 from bench.lib import detection as db
 from src.search import turboseti
-from src.data.datasets import DataError
+from src.core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 TURBO_SETI = importlib.util.find_spec("turbo_seti") is not None

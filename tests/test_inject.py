@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from src.data.datasets import ON_OBSERVATIONS, view_observations
+from src.core.cadence import ON_OBSERVATIONS, view_observations
 from src.synth.inject import (
     INJECTED_SHAPES,
     MAX_DRIFT_CHANNELS_PER_ROW,
@@ -19,7 +19,8 @@ from src.synth.inject import (
     pulse_trains,
     spectral_profiles,
 )
-from src.synth.generator import DF_HZ, SINE_AMPLITUDE_CHANNELS, SINE_DRIFT_SCALE, SINE_PERIOD_OBSERVATIONS
+from src.core.cadence import DF_HZ
+from src.synth.generator import SINE_AMPLITUDE_CHANNELS, SINE_DRIFT_SCALE, SINE_PERIOD_OBSERVATIONS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -16,17 +16,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from src.data.datasets import (
-    CadenceDataset,
-    CadenceError,
-    PackedCadenceDataset,
-    cadence_path,
-    collate_batch,
-    contiguous_runs,
-    load_cadence,
-    open_cadences,
-    view_observations,
-)
+from src.core.cadence import view_observations
+from src.data.datasets import CadenceDataset, PackedCadenceDataset, collate_batch, contiguous_runs, open_cadences
+from src.data.kaggle import CadenceError, cadence_path, load_cadence
 from src.core.errors import DataError
 from src.data.packed import CACHE_META, open_packed, pack_split, partial_shard_name, shard_name
 

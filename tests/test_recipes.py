@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from src.core.config import load_config
-from src.data.datasets import CADENCE_SHAPE, cadence_to_image
+from src.core.cadence import CADENCE_SHAPE
+from src.transforms.images import cadence_to_image
 from src.models.classifier import build_model
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))

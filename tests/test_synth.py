@@ -8,13 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from src.core.cadence import DT_S, OFF_OBSERVATIONS, ON_OBSERVATIONS
 from src.synth import generator as synth
+from src.synth.__main__ import main as synth_main
 from src.synth.generator import SynthConfig, make_cadence, write_dataset
 
 N_TRAIN, N_TEST = 40, 12
 CFG = SynthConfig(seed=3, pos_frac=0.5, snr_min=15.0, snr_max=30.0,
                   rfi_frac=0.3, off_frac=0.3, pos_rfi_frac=0.3)
-T_OBS = synth.TCHANS * synth.DT_S
+T_OBS = synth.TCHANS * DT_S
 
 
 @pytest.fixture(scope="module")
@@ -163,11 +165,11 @@ def test_refuses_to_overwrite(tmp_path, name):
 def test_cli_refuses_with_message_and_accepts_empty_dir(tmp_path):
     (tmp_path / "metadata.csv").write_text("keep")
     with pytest.raises(SystemExit, match="metadata.csv"):
-        synth.main(["--out", str(tmp_path), "--n-train", "1", "--n-test", "1", "--workers", "1"])
+        synth_main(["--out", str(tmp_path), "--n-train", "1", "--n-test", "1", "--workers", "1"])
     assert (tmp_path / "metadata.csv").read_text() == "keep"
     empty = tmp_path / "empty"
     (empty / "train").mkdir(parents=True)  # empty folders are fine
-    _quiet(synth.main, ["--out", str(empty), "--n-train", "3", "--n-test", "2", "--workers", "1",
+    _quiet(synth_main, ["--out", str(empty), "--n-train", "3", "--n-test", "2", "--workers", "1",
                         "--seed", "5", "--shapes", "linear,sine", "--pos-frac", "0.5"])
     meta = pd.read_csv(empty / "metadata.csv")
     assert len(meta) == 5 and set(meta["shape"].dropna()) <= {"linear", "sine"}
@@ -175,14 +177,14 @@ def test_cli_refuses_with_message_and_accepts_empty_dir(tmp_path):
 
 def test_benchmark_preset_writes_a_test_only_set_and_flags_override_it(tmp_path):
     out = tmp_path / "bench"
-    _quiet(synth.main, ["--preset", "benchmark", "--out", str(out), "--n-test", "10", "--workers", "1",
+    _quiet(synth_main, ["--preset", "benchmark", "--out", str(out), "--n-test", "10", "--workers", "1",
                         "--seed", "9", "--snr-max", "5"])
     assert pd.read_csv(out / "train_labels.csv").empty and not list((out / "train").iterdir())
     meta = pd.read_csv(out / "metadata.csv")
     assert len(meta) == 10 and (meta.split == "test").all() and meta.target.sum() == 3  # preset pos_frac 0.3
     assert meta.snr.dropna().between(4.0, 5.0).all()  # preset snr_min, explicit --snr-max
     with pytest.raises(SystemExit, match="--n-train is required"):
-        synth.main(["--out", str(tmp_path / "x"), "--n-test", "1"])
+        synth_main(["--out", str(tmp_path / "x"), "--n-test", "1"])
 
 
 def test_snr_distribution_option():
@@ -213,15 +215,15 @@ def test_needle_only_in_on_observations(shape):
     x, meta = _signal(CFG, 21, 1, shape=shape, interference="none")
     e = _energy(x)
     assert meta["shape"] == shape
-    assert (e[list(synth.ON_IDX)] > 0).all()
-    assert (e[list(synth.OFF_IDX)] == 0).all()
+    assert (e[list(ON_OBSERVATIONS)] > 0).all()
+    assert (e[list(OFF_OBSERVATIONS)] == 0).all()
 
 
 def test_off_signal_only_in_off_and_rfi_in_all_six():
     x, meta = _signal(CFG, 22, 0, interference="off")
     e = _energy(x)
     assert meta["interference"] == "off" and np.isnan(meta["snr"])
-    assert (e[list(synth.OFF_IDX)] > 0).all() and (e[list(synth.ON_IDX)] == 0).all()
+    assert (e[list(OFF_OBSERVATIONS)] > 0).all() and (e[list(ON_OBSERVATIONS)] == 0).all()
     for target in (0, 1):
         x, meta = _signal(CFG, 23, target, interference="rfi")
         assert meta["interference"] == "rfi" and (_energy(x) > 0).all()
@@ -248,11 +250,11 @@ def test_linear_paths_continuous_across_cadence():
     for seed in range(30, 38):
         x, meta = _signal(cfg, seed, 1, shape="linear", interference="rfi")
         x_needle, _ = _signal(cfg, seed, 1, shape="linear", interference="none")
-        for obs in synth.ON_IDX:  # needle alone (rfi only added on top)
+        for obs in ON_OBSERVATIONS:  # needle alone (rfi only added on top)
             want = meta["f_start"] + meta["drift_rate"] * starts[obs] / synth.DF_HZ
             assert abs(_peak_channels(x_needle[obs])[0] - want) <= 2
             biggest_shift = max(biggest_shift, abs(want - meta["f_start"]))
-        for obs in synth.OFF_IDX:  # the rfi alone in the OFF observations
+        for obs in OFF_OBSERVATIONS:  # the rfi alone in the OFF observations
             want = meta["rfi_f_start"] + meta["rfi_drift_rate"] * starts[obs] / synth.DF_HZ
             assert abs(_peak_channels(x[obs])[0] - want) <= 2
     assert biggest_shift > 20  # the check could tell a restarted path apart
@@ -263,16 +265,16 @@ def test_off_signal_continues_cadence_time():
     starts = synth.obs_start_times(cfg)
     for seed in range(40, 46):
         x, meta = _signal(cfg, seed, 0, interference="off")
-        for obs in synth.OFF_IDX:
+        for obs in OFF_OBSERVATIONS:
             want = meta["rfi_f_start"] + meta["rfi_drift_rate"] * starts[obs] / synth.DF_HZ
             assert abs(_peak_channels(x[obs])[0] - want) <= 2
 
 
 def _line_residual(x):
     """Max distance (channels) of the ON-row peaks from their best straight line."""
-    t = np.concatenate([synth.obs_start_times(CFG)[i] + np.arange(synth.TCHANS) * synth.DT_S
-                        for i in synth.ON_IDX])
-    ch = np.concatenate([_peak_channels(x[i]) for i in synth.ON_IDX])
+    t = np.concatenate([synth.obs_start_times(CFG)[i] + np.arange(synth.TCHANS) * DT_S
+                        for i in ON_OBSERVATIONS])
+    ch = np.concatenate([_peak_channels(x[i]) for i in ON_OBSERVATIONS])
     return np.abs(ch - np.polyval(np.polyfit(t, ch, 1), t)).max()
 
 
@@ -284,9 +286,9 @@ def test_shapes_have_their_geometry(seed):
         x, _ = _signal(CFG, seed, 1, shape=shape, interference="none")
         assert _line_residual(x) > 2.5, shape
     x, _ = _signal(CFG, seed, 1, shape="pulsed", interference="none")
-    rows_on = np.concatenate([x[i].max(axis=1) for i in synth.ON_IDX]) > 0
+    rows_on = np.concatenate([x[i].max(axis=1) for i in ON_OBSERVATIONS]) > 0
     assert 0.1 < rows_on.mean() < 0.9  # on/off pulses along time
-    for i in synth.ON_IDX:
+    for i in ON_OBSERVATIONS:
         assert x[i].max(axis=1).max() > 0  # present in each ON observation
 
 
@@ -297,7 +299,7 @@ def _cadence(seed):
 
 
 def _linear_args(cadence):
-    stg = synth._stg()
+    stg = synth.import_setigen()
     f0 = cadence[0].get_frequency(60)
     return (stg.constant_path(f0, 0.02), stg.constant_t_profile(level=5.0),
             stg.gaussian_f_profile(2 * synth.DF_HZ), stg.constant_bp_profile(level=1))
@@ -307,15 +309,15 @@ def test_subset_helper_matches_setigen_cadence_add_signal():
     # ON subset: same as setigen's by_label("A").add_signal
     a, b = _cadence(1), _cadence(1)
     a.by_label("A").add_signal(*_linear_args(a))
-    synth.add_signal_to_frames(b, synth.ON_IDX, *_linear_args(b), pad_channels=8)
+    synth.add_signal_to_frames(b, ON_OBSERVATIONS, *_linear_args(b), pad_channels=8)
     for fa, fb in zip(a, b):
         np.testing.assert_allclose(fa.data, fb.data, atol=1e-9)
     # OFF subset: what the whole-cadence signal puts into frames 1, 3, 5
     a, b = _cadence(2), _cadence(2)
     a.add_signal(*_linear_args(a))
-    synth.add_signal_to_frames(b, synth.OFF_IDX, *_linear_args(b))
+    synth.add_signal_to_frames(b, OFF_OBSERVATIONS, *_linear_args(b))
     for i in range(6):
-        if i in synth.OFF_IDX:
+        if i in OFF_OBSERVATIONS:
             np.testing.assert_allclose(a[i].data, b[i].data, atol=1e-9)
         else:
             assert not np.allclose(a[i].data, b[i].data)
@@ -324,7 +326,7 @@ def test_subset_helper_matches_setigen_cadence_add_signal():
 
 def test_new_frame_equals_setigen_frame():
     from astropy import units as u
-    stg = synth._stg()
+    stg = synth.import_setigen()
     ref = _quiet(stg.Frame, fchans=256, tchans=273, df=2.7939677238464355 * u.Hz,
                  dt=18.253611008 * u.s, fch1=6095.214842353016 * u.MHz, seed=9, t_start=0.0)
     ref.add_noise(x_mean=10, noise_type="chi2")

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from src.core.config import Config
-from src.data.datasets import cadence_to_image, load_cadence
+from src.data.kaggle import load_cadence
+from src.transforms.images import cadence_to_image
 from bench.lib.throughput import PublicPipelineDataset, kaggle_inference_estimate, tree_rss
 
 REPO = Path(__file__).resolve().parents[1]

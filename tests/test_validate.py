@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 from src.core.cli import run_cli
-from src.data.datasets import CADENCE_SHAPE, SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS, cadence_path
-from src.data.validation import BadCadence, main, scan_cadences, validate_data_dir, write_bad_list
+from src.core.cadence import CADENCE_SHAPE
+from src.data.kaggle import SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS, cadence_path
+from src.data.validation import BadCadence, scan_cadences, validate_data_dir, write_bad_list
+from src.validate import main
 
 
 def plant(data_dir: Path, split: str, sample_id: str, how: str) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-from src.data.datasets import SAMPLE_SUBMISSION, TRAIN_LABELS
+from src.data.kaggle import SAMPLE_SUBMISSION, TRAIN_LABELS
 from src.core.files import link_layout, write_text_atomically
 from src.engine.train import OOF_CSV
 

@@ -29,8 +29,11 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score, roc_curve
 
 from src.search import dedoppler, turboseti
-from src.data.datasets import TEST_LABELS, DataError, cadence_path, load_cadence, read_id_table
+from src.core.errors import DataError
+from src.data.kaggle import TEST_LABELS, cadence_path, load_cadence, read_id_table
 from src.core.files import write_atomically
+from src.engine.checkpoint import find_checkpoints, read_checkpoint_info
+from src.engine.inference import ensemble_logits
 from src.synth.generator import METADATA, SHAPES
 
 REPORT_FILES = ("report.md", "report.json", "scores.csv", "roc.png", "recall_vs_snr.png")
@@ -217,9 +220,6 @@ def run_logits(
     batch_size: int | None, num_workers: int, accelerator,
 ) -> MethodScores:
     """A run's fold ensemble: each checkpoint's TTA-averaged logits, averaged over the checkpoints."""
-    from src.engine.checkpoint import find_checkpoints, read_checkpoint_info
-    from src.engine.inference import ensemble_logits
-
     started = time.time()
     infos = [read_checkpoint_info(p) for p in find_checkpoints(run_dir)]
     logits = ensemble_logits(infos, data_dir, split, ids, tta, batch_size, num_workers, accelerator)

@@ -28,21 +28,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from src.engine.checkpoint import save_checkpoint
 from src.core.config import Config, load_config
-from src.data.datasets import (
-    CHANNEL_VIEWS,
-    SAMPLE_SUBMISSION,
-    TRAIN_LABELS,
-    CadenceDataset,
-    PackedCadenceDataset,
-    batch_to_images,
-    cadence_path,
-    image_shape,
-    loaded_observations,
-    loader_options,
-    loader_workers,
-    read_train_labels,
-    view_observations,
-)
+from src.core.cadence import loaded_observations, view_observations
+from src.data.datasets import CadenceDataset, PackedCadenceDataset, loader_options, loader_workers
+from src.data.kaggle import SAMPLE_SUBMISSION, TRAIN_LABELS, cadence_path, read_train_labels
+from src.transforms.images import CHANNEL_VIEWS, batch_to_images, image_shape
 from src.search.dedoppler import cadence_planes
 from src.core.errors import DataError
 from src.core.files import link_layout, write_text_atomically

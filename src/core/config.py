@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import yaml
 
-from src.data.datasets import CADENCE_SHAPE, loaded_observations
+from src.core.cadence import CADENCE_SHAPE, loaded_observations
 from src.core.errors import ConfigError
 from src.core.files import write_text_atomically
 

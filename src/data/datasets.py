@@ -1,288 +1,25 @@
-"""Reading the Kaggle layout and turning a cadence into the image a model sees.
+"""Datasets and loaders: cadences of one split read as whole float16 batches, from the file tree or a packed cache.
 
-Layout (the competition's, also written by `python -m src.synth`):
-    <data_dir>/train_labels.csv          id,target
-    <data_dir>/sample_submission.csv     id,target
-    <data_dir>/{train,test}/{id[0]}/{id}.npy   float16 (6, 273, 256): ABACAD observations x time x frequency
+The loaders deliver raw observations only; the batch transform (src/transforms/images.py) runs on the
+accelerator. Every source delivers the same float16 values, so a run's results do not depend on it.
 """
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
-import pandas as pd
 import torch
-import torch.nn.functional as F
-from sklearn.model_selection import StratifiedKFold
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
-from src.core.errors import DataError
+from src.core.cadence import CADENCE_SHAPE, loaded_observations
+from src.data.kaggle import CadenceError, cadence_path, load_cadence, to_float16
+from src.data.packed import find_packed
 
-if TYPE_CHECKING:
-    from src.core.config import Config
-
-CADENCE_SHAPE = (6, 273, 256)  # observations, time rows, frequency channels
-ON_OBSERVATIONS = (0, 2, 4)  # cadence order ABACAD: the target star is observed 1st, 3rd and 5th
-TRAIN_LABELS = "train_labels.csv"
-SAMPLE_SUBMISSION = "sample_submission.csv"
-TEST_LABELS = "test_labels.csv"  # truth for the test part; only synthetic data has it
-CADENCE_DTYPES = ("float16", "float32", "float64")  # Kaggle's files are float16; wider floats are accepted
 PACKED_READ_THREADS = 4  # at most; positioned reads and numpy's copies release the GIL
-NORMALIZE_CHUNK_BYTES = 4 << 20  # float32 groups standardised together on a CPU: a working set that stays in cache
 PACKED_ACCESS = ("map", "read")  # how a packed cache is read: memory map (training) or positioned reads (evaluation)
-CADENCE_PROBLEMS = ("missing", "unreadable", "shape", "dtype", "non-finite")  # kinds of CadenceError
-MISSING_EXAMPLES = 3  # ids quoted in a "files missing" message
-
-
-class CadenceError(DataError):
-    """One cadence file that cannot be used; `kind` (one of CADENCE_PROBLEMS) groups such files in summaries.
-
-    Built from the message alone as well, because DataLoader workers re-raise exceptions that way."""
-
-    def __init__(self, message: str, kind: str = "unreadable") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-def cadence_path(data_dir: str | Path, split: str, sample_id: str) -> Path:
-    return Path(data_dir) / split / sample_id[0] / f"{sample_id}.npy"
-
-
-def read_id_table(path: str | Path, need_binary_target: bool = True) -> pd.DataFrame:
-    """Read an `id,target` CSV (labels or sample submission) and check what the pipeline relies on."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: file not found")
-    try:
-        table = pd.read_csv(path, dtype={"id": str})
-    except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
-        raise DataError(f"{path}: not a readable CSV ({err})") from None
-    missing = {"id", "target"} - set(table.columns)
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(sorted(missing))}; expected id,target")
-    if table.empty:
-        raise DataError(f"{path}: has no rows")
-    duplicated = table["id"][table["id"].duplicated()]
-    if len(duplicated):
-        raise DataError(f"{path}: {len(duplicated)} duplicate id(s), e.g. {duplicated.iloc[0]}")
-    if need_binary_target and not table["target"].isin([0, 1]).all():
-        bad = table.loc[~table["target"].isin([0, 1]), "target"].tolist()  # Python values: 2, not np.int64(2)
-        raise DataError(f"{path}: target must be 0 or 1, found {bad[0]!r} in {len(bad)} row(s)")
-    return table[["id", "target"]].reset_index(drop=True)
-
-
-def read_train_labels(data_dir: str | Path) -> pd.DataFrame:
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataError(f"{data_dir}: data directory not found")
-    labels = read_id_table(data_dir / TRAIN_LABELS)
-    labels["target"] = labels["target"].astype(int)
-    return labels
-
-
-def read_sample_submission(data_dir: str | Path) -> pd.DataFrame:
-    return read_id_table(Path(data_dir) / SAMPLE_SUBMISSION, need_binary_target=False)
-
-
-def read_test_labels(data_dir: str | Path) -> Optional[pd.DataFrame]:
-    """Truth for the test split when the data is synthetic; None for the real competition data."""
-    path = Path(data_dir) / TEST_LABELS
-    return read_id_table(path) if path.is_file() else None
-
-
-def load_cadence(path: str | Path) -> np.ndarray:
-    """A (6, 273, 256) float cadence with only finite values, or a CadenceError naming the file and the problem."""
-    path = Path(path)
-    try:
-        cadence = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise CadenceError(f"{path}: cadence file not found", "missing") from None
-    except ValueError as err:
-        raise CadenceError(f"{path}: not a readable .npy file ({load_problem(path, err)})") from None
-    except (OSError, EOFError) as err:
-        raise CadenceError(f"{path}: not a readable .npy file ({err})") from None
-    if not isinstance(cadence, np.ndarray):  # an .npz archive under a .npy name
-        cadence.close()
-        raise CadenceError(f"{path}: holds an .npz archive, expected a single array")
-    if cadence.shape != CADENCE_SHAPE:
-        raise CadenceError(f"{path}: shape {cadence.shape}, expected {CADENCE_SHAPE}", "shape")
-    if cadence.dtype.newbyteorder("=").name not in CADENCE_DTYPES:  # in either byte order
-        raise CadenceError(f"{path}: dtype {cadence.dtype}, expected one of {', '.join(CADENCE_DTYPES)}", "dtype")
-    check_finite(cadence, path)
-    return cadence
-
-
-def load_problem(path: Path, err: ValueError) -> str:
-    """np.load takes any file without the .npy magic for a pickle and suggests allow_pickle=True: say what it is."""
-    with path.open("rb") as handle:
-        if handle.read(len(np.lib.format.MAGIC_PREFIX)) != np.lib.format.MAGIC_PREFIX:
-            return "no .npy header: the file does not start with the NumPy magic bytes"
-    return str(err)
-
-
-def check_finite(cadence: np.ndarray, path: Path) -> None:
-    """NaN or inf would poison normalisation and the loss silently; say where the first one is."""
-    finite = np.isfinite(cadence)
-    if finite.all():
-        return
-    bad = ~finite
-    first_observation = int(bad.any(axis=(1, 2)).argmax())
-    raise CadenceError(
-        f"{path}: {int(bad.sum())} non-finite value(s) (NaN or inf), the first in observation {first_observation}",
-        "non-finite",
-    )
-
-
-def missing_cadence_ids(data_dir: str | Path, split: str, ids: Sequence[str]) -> list[str]:
-    """Ids, in their order, whose cadence file does not exist: a stat per id, no reading."""
-    return [i for i in ids if not cadence_path(data_dir, split, i).is_file()]
-
-
-def require_cadence_files(data_dir: str | Path, split: str, ids: Sequence[str], source: str | Path) -> None:
-    """Stop before any model runs when the table `source` names ids without a cadence file under data_dir/split."""
-    missing = missing_cadence_ids(data_dir, split, ids)
-    if missing:
-        examples = ", ".join(missing[:MISSING_EXAMPLES]) + (", ..." if len(missing) > MISSING_EXAMPLES else "")
-        raise DataError(
-            f"{source}: {len(missing)} of {len(ids)} ids have no cadence file under {Path(data_dir) / split}, "
-            f"e.g. {examples} (expected {cadence_path(data_dir, split, missing[0])})"
-        )
-
-
-def view_observations(view: str) -> tuple[int, ...]:
-    return ON_OBSERVATIONS if view == "on" else tuple(range(CADENCE_SHAPE[0]))
-
-
-def loaded_observations(view: str, background: str = "none") -> tuple[int, ...]:
-    """What the loader reads for a view: its observations, or all six when the background is cleaned with the OFFs."""
-    return tuple(range(CADENCE_SHAPE[0])) if background != "none" else view_observations(view)
-
-
-def subtract_off_spectrum(observations: torch.Tensor) -> torch.Tensor:
-    """Subtract, per sample and frequency channel, the OFF observations' mean over their time rows from all six
-    (B, 6, time, freq) observations, in place: a band-pass ripple or a steady narrowband line present in the
-    OFF pointings is removed from the ON ones too, while a drifting needle (a channel for a few rows) barely
-    moves the mean."""
-    off = [o for o in range(CADENCE_SHAPE[0]) if o not in ON_OBSERVATIONS]
-    observations -= observations[:, off].mean(dim=(1, 2), keepdim=True)
-    return observations
-
-
-CHANNEL_VIEWS = ("channels", "dedoppler")  # views that keep the observations as channels (not stacked in time)
-
-
-def view_channels(view: str) -> int:
-    """Input channels of the model for a view: the six observations, plus their de-Doppler planes for dedoppler."""
-    return {"channels": CADENCE_SHAPE[0], "dedoppler": 2 * CADENCE_SHAPE[0]}.get(view, 1)
-
-
-def normalize(observations: torch.Tensor, mode: str) -> torch.Tensor:
-    """Standardise (..., n_obs, time, freq) stacks as float32: over each whole sample, per observation, or not at
-    all. Always a new tensor. Written as a few in-place passes (mean, centre, norm, scale) over one float32 copy:
-    on a CPU this is several times faster than torch.std_mean, with the same two-pass accuracy. On a CPU the
-    groups go a few MB at a time, so the passes after the conversion run in cache rather than memory (a quarter
-    faster for a batch of 32 ON-only cadences)."""
-    values = torch.empty(observations.shape, dtype=torch.float32, device=observations.device)
-    if mode == "none":
-        return values.copy_(observations)
-    per_group = math.prod(values.shape[-2:] if mode == "observation" else values.shape[-3:])
-    source, groups = observations.reshape(-1, per_group), values.view(-1, per_group)  # one row per observation or sample
-    step = max(1, NORMALIZE_CHUNK_BYTES // (4 * per_group)) if values.device.type == "cpu" else len(groups)
-    for first in range(0, len(groups), step):
-        chunk = groups[first:first + step]
-        chunk.copy_(source[first:first + step])
-        chunk.sub_(chunk.mean(dim=1, keepdim=True))
-        std = torch.linalg.vector_norm(chunk, dim=1, keepdim=True) / math.sqrt(max(per_group - 1, 1))
-        chunk.mul_(1.0 / (std + 1e-6))
-    return values
-
-
-def arrange(observations: torch.Tensor, view: str) -> torch.Tensor:
-    """(B, n_obs, time, freq) -> (B, channels, height, width): stacked in time for on/all, as channels otherwise."""
-    if view in CHANNEL_VIEWS:
-        return observations
-    batch, n_obs, n_time, n_freq = observations.shape
-    return observations.reshape(batch, 1, n_obs * n_time, n_freq)
-
-
-def resize(images: torch.Tensor, size: Optional[Sequence[int]]) -> torch.Tensor:
-    """Bilinear resize of a (B, C, H, W) batch with antialiasing, so a one-channel-wide needle survives downsampling.
-    The filter is separable, so it runs as two one-axis passes, the one that leaves the smaller intermediate
-    first: the same result to float rounding, and 2-5x faster on a CPU than PyTorch's single call when the
-    tall stacked views (819 or 1638 rows) are shrunk in height and widened."""
-    if size is None:
-        return images
-    (height, width), (new_height, new_width) = images.shape[-2:], tuple(size)
-    if new_height * width <= height * new_width:
-        steps = ((new_height, width), (new_height, new_width))
-    else:
-        steps = ((height, new_width), (new_height, new_width))
-    for step in steps:
-        if tuple(images.shape[-2:]) != step:
-            images = F.interpolate(images, size=step, mode="bilinear", antialias=True, align_corners=False)
-    return images
-
-
-def image_shape(view: str, image_size: Optional[Sequence[int]]) -> tuple[int, int, int]:
-    """(channels, height, width) of the model's input."""
-    n_obs = len(view_observations(view))
-    native = (CADENCE_SHAPE[1] if view in CHANNEL_VIEWS else n_obs * CADENCE_SHAPE[1], CADENCE_SHAPE[2])
-    return (view_channels(view), *(tuple(image_size) if image_size is not None else native))
-
-
-def observations_to_images(
-    observations: torch.Tensor,
-    view: str,
-    normalization: str,
-    image_size: Optional[Sequence[int]],
-    channels_last: bool = False,
-    background: str = "none",
-) -> torch.Tensor:
-    """The model's input for a batch as the loader delivers it, (B, n_obs, 273, 256) float16, on its device:
-    convert, clean the background (all six observations needed), normalise, arrange, resize; for the dedoppler
-    view, add the observations' aligned de-Doppler planes (one drift rate per image row) as six more channels.
-    Done once per batch on the accelerator, not per sample in the workers."""
-    if background != "none":
-        cleaned = subtract_off_spectrum(observations.to(torch.float32, copy=True))
-        observations = cleaned[:, list(view_observations(view))]
-    normalized = normalize(observations, normalization)
-    images = resize(arrange(normalized, view), image_size)
-    if view == "dedoppler":
-        from src.search.dedoppler import cadence_planes  # imported here: src.search.dedoppler builds on this module
-
-        planes = cadence_planes(normalized, n_drifts=images.shape[-2])
-        images = torch.cat([images, resize(planes, images.shape[-2:])], dim=1)
-    return images.contiguous(memory_format=torch.channels_last) if channels_last else images
-
-
-def batch_to_images(observations: torch.Tensor, cfg: "Config") -> torch.Tensor:
-    """`observations_to_images` with a run's settings: what training, evaluation and the benchmarks feed the model."""
-    return observations_to_images(observations, cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last, cfg.background)
-
-
-def cadence_to_image(
-    cadence: np.ndarray, view: str, normalization: str, image_size: Optional[Sequence[int]], background: str = "none"
-) -> torch.Tensor:
-    """The model's input for one cadence file's array (a batch of one, through the same path as the loaders)."""
-    loaded = list(loaded_observations(view, background))
-    observations = torch.from_numpy(np.ascontiguousarray(cadence[loaded], dtype=np.float16))
-    return observations_to_images(observations[None], view, normalization, image_size, background=background)[0]
-
-
-def to_float16(cadence: np.ndarray, path: Path) -> np.ndarray:
-    """The loaders deliver float16 (the competition's own dtype, half the bytes of float32); values that do not
-    fit are an error, not inf."""
-    if cadence.dtype == np.float16:
-        return cadence
-    with np.errstate(over="ignore"):
-        converted = cadence.astype(np.float16)
-    if not np.isfinite(converted).all():
-        raise CadenceError(f"{path}: values beyond float16's range (|x| > 65504)", "non-finite")
-    return converted
 
 
 def collate_batch(samples):
@@ -474,23 +211,6 @@ class CombinedCadences(BatchReadDataset):
         }
 
 
-def read_pseudo_labels(path: str | Path, data_dir: str | Path, train_ids: Sequence[str]) -> pd.DataFrame:
-    """Soft labels for test cadences from an earlier run's submission (`id,target` probabilities), checked: every
-    id has a test file, no id is also a training id, every target is a probability."""
-    path = Path(path)
-    table = read_id_table(path, need_binary_target=False)
-    targets = pd.to_numeric(table["target"], errors="coerce")
-    if targets.isna().any() or not targets.between(0, 1).all():
-        bad = table["target"][targets.isna() | ~targets.between(0, 1)].tolist()[0]  # a Python value: 1.7, not np.float64
-        raise DataError(f"{path}: target must be a probability in [0, 1], found {bad!r}")
-    overlap = set(table["id"]) & set(train_ids)
-    if overlap:
-        raise DataError(f"{path}: {len(overlap)} id(s) are training cadences too (e.g. {sorted(overlap)[0]}); "
-                        "pseudo-labels are for the test split")
-    require_cadence_files(data_dir, "test", table["id"].tolist(), path)
-    return table.assign(target=targets.astype(np.float32))
-
-
 def contiguous_runs(positions: Sequence[int]) -> list[tuple[int, int]]:
     """[0, 1, 2, 4] -> [(0, 3), (4, 1)]: observations that can be read in one go."""
     runs: list[tuple[int, int]] = []
@@ -517,8 +237,6 @@ def open_cadences(
     All deliver the same float16 values. Returns it and a line saying which source it reads and, on a fallback, why."""
     observations = loaded_observations(view, background)
     if cache_dir is not None:
-        from src.data.packed import find_packed
-
         packed, reason = find_packed(cache_dir, split, ids, observations)
         if packed is not None:
             dataset = PackedCadenceDataset(packed, ids, targets, observations, access)
@@ -527,19 +245,6 @@ def open_cadences(
     else:
         note = f"{split}: reading the file tree under {data_dir}"
     return CadenceDataset(data_dir, split, ids, targets, observations), note
-
-
-def make_folds(labels: pd.DataFrame, n_folds: int, seed: int) -> pd.DataFrame:
-    """Stratified K folds: `labels` with a `fold` column. Deterministic for a given seed and label order."""
-    n_pos = int(labels["target"].sum())
-    if min(n_pos, len(labels) - n_pos) < n_folds:
-        raise DataError(f"{TRAIN_LABELS}: {n_pos} positives / {len(labels) - n_pos} negatives: too few for {n_folds} folds")
-    folds = labels.reset_index(drop=True)
-    folds["fold"] = -1
-    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    for fold, (_, valid_index) in enumerate(splitter.split(folds["id"], folds["target"])):
-        folds.loc[valid_index, "fold"] = fold
-    return folds
 
 
 def loader_workers(num_workers: Optional[int], num_processes: int = 1, packed: bool = False) -> int:

@@ -1,8 +1,6 @@
 """A packed cadence cache: the observations a recipe reads, as float16 rows of sharded .npy files.
 
-    python -m src.pack --data-dir input --out input/packed --view on     # train and test, ON observations only
-    python -m src.pack --data-dir /kaggle/input/seti-breakthrough-listen --out /kaggle/working/packed \
-        --split test --view all --workers 4
+Written by `python -m src.pack` (src/pack.py); read by src/data/datasets.py when a run names a `cache_dir`.
 
 Layout of one packed split, `<out>/<split>-<on|all>/`:
     cache.json         what it holds: split, observations, sample shape, shard size, source, complete or not
@@ -15,7 +13,6 @@ complete, so an interrupted pack continues where it stopped when the same comman
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -28,18 +25,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from src.data.datasets import (
-    CADENCE_SHAPE,
-    SAMPLE_SUBMISSION,
-    TRAIN_LABELS,
-    cadence_path,
-    load_cadence,
-    read_sample_submission,
-    read_train_labels,
-    require_cadence_files,
-    to_float16,
-    view_observations,
-)
+from src.core.cadence import CADENCE_SHAPE, view_observations
+from src.data.kaggle import SPLIT_TABLES, cadence_path, load_cadence, read_split_table, require_cadence_files, to_float16
 from src.core.errors import DataError
 from src.core.files import write_csv_atomically, write_text_atomically
 
@@ -47,7 +34,6 @@ CACHE_FORMAT = "seti-bl-packed-v1"
 CACHE_META = "cache.json"
 CACHE_INDEX = "index.csv"
 PACKED_DTYPE = np.dtype("float16")
-SPLIT_TABLES = {"train": TRAIN_LABELS, "test": SAMPLE_SUBMISSION}
 CHUNK_ROWS = 32  # cadences per worker task: small enough for a live progress bar, large enough to amortise
 
 
@@ -168,8 +154,7 @@ def find_packed(
 def split_ids(data_dir: Path, split: str) -> list[str]:
     if split not in SPLIT_TABLES:
         raise DataError(f"--split: {split!r}; packable splits: {', '.join(SPLIT_TABLES)}")
-    table = read_train_labels(data_dir) if split == "train" else read_sample_submission(data_dir)
-    ids = table["id"].tolist()
+    ids = read_split_table(data_dir, split)["id"].tolist()
     require_cadence_files(data_dir, split, ids, data_dir / SPLIT_TABLES[split])
     return ids
 
@@ -279,26 +264,3 @@ def start_or_continue(folder: Path, meta: dict, ids: Sequence[str], overwrite: b
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomically(folder / CACHE_META, json.dumps(meta, indent=2))
     write_csv_atomically(pd.DataFrame({"id": list(ids)}), folder / CACHE_INDEX)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", required=True, help="Kaggle-layout folder (train_labels.csv, train/, test/, ...)")
-    parser.add_argument("--out", required=True, help="cache root; each split goes to <out>/<split>-<on|all>/")
-    parser.add_argument("--split", choices=(*SPLIT_TABLES, "both"), default="both")
-    parser.add_argument("--view", choices=("on", "all"), default="on",
-                        help="on: observations 0,2,4 (what view=on reads: half the bytes); all: all six (any view)")
-    parser.add_argument("--shard-size", type=int, default=1024, help="cadences per shard file (default: 1024)")
-    parser.add_argument("--workers", type=int, help="worker processes (default: the CPUs this process may use)")
-    parser.add_argument("--overwrite", action="store_true", help="replace a cache of other cadences or settings")
-    args = parser.parse_args(argv)
-    splits = tuple(SPLIT_TABLES) if args.split == "both" else (args.split,)
-    for split in splits:
-        folder = pack_split(args.data_dir, split, args.out, args.view, args.shard_size, args.workers, args.overwrite)
-        print(f"packed {split}: {folder}")
-
-
-if __name__ == "__main__":
-    from src.core.cli import run_cli
-
-    run_cli(main)

@@ -22,18 +22,9 @@ from torch.utils.data import DataLoader
 from src.transforms.augment import tta_view
 from src.engine.checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
 from src.core.config import Config
-from src.data.datasets import (
-    SAMPLE_SUBMISSION,
-    PackedCadenceDataset,
-    batch_to_images,
-    image_shape,
-    loader_workers,
-    make_eval_loader,
-    open_cadences,
-    read_sample_submission,
-    read_test_labels,
-    require_cadence_files,
-)
+from src.data.datasets import PackedCadenceDataset, loader_workers, make_eval_loader, open_cadences
+from src.data.kaggle import SAMPLE_SUBMISSION, read_sample_submission, read_test_labels, require_cadence_files
+from src.transforms.images import batch_to_images, image_shape
 from src.core.files import write_csv_atomically, write_text_atomically
 from src.models.classifier import build_model
 

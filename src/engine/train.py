@@ -33,22 +33,18 @@ from tqdm.auto import tqdm
 from src.transforms.augment import mix_batch, random_flips
 from src.engine.checkpoint import checkpoint_name, read_checkpoint_info, save_checkpoint
 from src.core.config import Config, load_config, save_config
+from src.core.cadence import loaded_observations
 from src.data.datasets import (
-    TRAIN_LABELS,
     CadenceDataset,
     CombinedCadences,
     PackedCadenceDataset,
-    batch_to_images,
     loader_options,
-    loaded_observations,
     loader_workers,
     make_eval_loader,
-    make_folds,
     open_cadences,
-    read_pseudo_labels,
-    read_train_labels,
-    require_cadence_files,
 )
+from src.data.kaggle import TRAIN_LABELS, make_folds, read_pseudo_labels, read_train_labels, require_cadence_files
+from src.transforms.images import batch_to_images
 from src.core.errors import CheckpointError, ConfigError, TrainingError
 from src.core.files import write_csv_atomically, write_text_atomically
 from src.synth.inject import inject_signals

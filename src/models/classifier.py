@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from src.core.config import Config
-from src.data.datasets import view_channels
+from src.transforms.images import view_channels
 from src.core.errors import ModelError, error_summary
 
 

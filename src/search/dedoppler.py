@@ -27,11 +27,9 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from src.data.datasets import CADENCE_SHAPE, ON_OBSERVATIONS
-from src.synth.generator import DF_HZ, DT_S, T_SLEW_S
+from src.core.cadence import CADENCE_SHAPE, DF_HZ, DT_S, OFF_OBSERVATIONS, ON_OBSERVATIONS, T_SLEW_S
 
 N_OBS, N_ROWS, N_CHANS = CADENCE_SHAPE
-OFF_OBSERVATIONS = tuple(i for i in range(N_OBS) if i not in ON_OBSERVATIONS)
 MAX_DRIFT = 48  # channels over one observation: 0.027 Hz/s, above the generator's 0.025 Hz/s
 WIDTH = 1  # channels summed across each line (boxcar); 1 = single-channel lines
 MAD_TO_STD = 1.4826  # MAD of a Gaussian times this is its standard deviation

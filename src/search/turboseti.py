@@ -22,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from src.data.datasets import ON_OBSERVATIONS, cadence_path, load_cadence
-from src.synth.generator import DF_HZ, DT_S, FCH1_MHZ, TCHANS
+from src.core.cadence import CADENCE_SHAPE, DF_HZ, DT_S, FCH1_MHZ, ON_OBSERVATIONS
+from src.data.kaggle import cadence_path, load_cadence
+from src.synth.generator import SynthConfig, import_setigen, obs_start_times
 
 TIME_ROWS = 16  # a power of two: turbo_seti's CPU search pads the time axis to one
 MAX_DRIFT_HZ_S = 0.05  # the OFF veto spans +-max_drift x observation length, so keep it small
@@ -96,10 +97,8 @@ def write_cadence_h5(cadence: np.ndarray, folder: Path, rows: int = TIME_ROWS) -
     """The six observations as filterbank .h5 files, with the cadence's start times and source names."""
     from astropy import units as u
 
-    from src.synth.generator import SynthConfig, _stg, obs_start_times
-
-    stg = _stg()
-    block = TCHANS // rows
+    stg = import_setigen()
+    block = CADENCE_SHAPE[1] // rows
     starts = obs_start_times(SynthConfig())
     paths = []
     for i, observation in enumerate(cadence):

@@ -1,8 +1,4 @@
-"""Synthetic SETI cadences in the exact Kaggle layout, made with setigen.
-
-Launch:
-    python -m src.synth --out input/synth --n-train 2000 --n-test 500 --seed 0
-    python -m src.synth --preset benchmark --out input/bench --n-test 2000 --seed 1001
+"""Synthetic SETI cadences in the exact Kaggle layout, made with setigen (the command: `python -m src.synth`).
 
 Writes ``train/{id[0]}/{id}.npy``, ``test/{id[0]}/{id}.npy`` (float16, shape
 (6, 273, 256), cadence ABACAD: 0, 2, 4 ON target, 1, 3, 5 OFF),
@@ -14,30 +10,30 @@ config and seed give byte-identical files whatever the number of workers.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import dataclasses
 import functools
 import os
-import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from src.data.datasets import CADENCE_SHAPE, ON_OBSERVATIONS, SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS
+from src.core.cadence import (
+    ALL_OBSERVATIONS,
+    CADENCE_ORDER,
+    CADENCE_SHAPE,
+    DF_HZ,
+    DT_S,
+    FCH1_MHZ,
+    OFF_OBSERVATIONS,
+    ON_OBSERVATIONS,
+    T_SLEW_S,
+)
+from src.data.kaggle import SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS
 
-# Frame parameters of the Breakthrough Listen high-resolution product.
 N_OBS, TCHANS, FCHANS = CADENCE_SHAPE
-DF_HZ = 2.7939677238464355
-DT_S = 18.253611008
-T_SLEW_S = 20.0  # telescope slew between observations
-FCH1_MHZ = 6095.214842353016
-ORDER = "ABACAD"
-ON_IDX = ON_OBSERVATIONS
-OFF_IDX = tuple(i for i in range(N_OBS) if i not in ON_OBSERVATIONS)
-ALL_IDX = tuple(range(N_OBS))
 SHAPES = ("linear", "sine", "quadratic", "pulsed")
 INTERFERENCE = ("none", "rfi", "off")
 SNR_DISTRIBUTIONS = ("log-uniform", "uniform")
@@ -101,7 +97,7 @@ class SynthConfig:
 
 # ---------------------------------------------------------------- setigen ---
 
-def _stg():
+def import_setigen():
     """Import setigen lazily and quietly (blimpy warns about pkg_resources)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -124,7 +120,7 @@ def _obs_times(cfg: SynthConfig, frames) -> np.ndarray:
 def _template_frame():
     """Empty Frame with the real Kaggle/BL parameters, built once per process."""
     from astropy import units as u
-    return _stg().Frame(fchans=FCHANS, tchans=TCHANS, df=DF_HZ * u.Hz, dt=DT_S * u.s,
+    return import_setigen().Frame(fchans=FCHANS, tchans=TCHANS, df=DF_HZ * u.Hz, dt=DT_S * u.s,
                         fch1=FCH1_MHZ * u.MHz, t_start=0.0)
 
 
@@ -150,7 +146,7 @@ def _make_frames(cfg: SynthConfig, rng: np.random.Generator, noise: bool):
         if not noise:  # keep noise_std (for get_intensity) but drop the noise
             frame.data[:] = 0.0
         frames.append(frame)
-    return _stg().OrderedCadence(frames, order=ORDER, t_slew=cfg.t_slew, t_overwrite=True)
+    return import_setigen().OrderedCadence(frames, order=CADENCE_ORDER, t_slew=cfg.t_slew, t_overwrite=True)
 
 
 def add_signal_to_frames(cadence, frames, path, t_profile, f_profile, bp_profile=None,
@@ -219,7 +215,7 @@ def _sample_shape_params(rng, cfg: SynthConfig, shape: str, near_zero: bool) -> 
 
 def _path(p: dict, f_start_hz: float):
     """Frequency path (Hz) vs cadence time, built from setigen's path functions."""
-    stg = _stg()
+    stg = import_setigen()
     if p["shape"] == "sine":
         return stg.sine_path(f_start_hz, p["drift_rate"], p["period"], p["amplitude"])
     linear = stg.constant_path(f_start_hz, p["drift_rate"])
@@ -232,14 +228,14 @@ def _path(p: dict, f_start_hz: float):
 def _t_profile(p: dict, level: float):
     """Intensity vs time: constant, or an on/off square pulse train for 'pulsed'."""
     if p["shape"] != "pulsed":
-        return _stg().constant_t_profile(level=level)
+        return import_setigen().constant_t_profile(level=level)
     period, duty, phase = p["pulse_period"], p["duty"], p["phase"]
     return lambda t: level * (np.mod(np.asarray(t) - phase, period) < duty * period)
 
 
 def _f_profile(p: dict):
     """Spectral profile; width is the FWHM in Hz for both kinds."""
-    stg = _stg()
+    stg = import_setigen()
     if p["f_profile"] == "sinc2":
         return stg.sinc2_f_profile(p["width"], width_mode="fwhm")
     return stg.gaussian_f_profile(p["width"])
@@ -281,7 +277,7 @@ def _inject(cadence, p: dict, frames):
     add_signal_to_frames(
         cadence, frames, _path(p, first.get_frequency(p["f_start"])),
         _t_profile(p, first.get_intensity(snr=p["snr"])), _f_profile(p),
-        _stg().constant_bp_profile(level=1), pad_channels=3 * p["width"] / DF_HZ + 2)
+        import_setigen().constant_bp_profile(level=1), pad_channels=3 * p["width"] / DF_HZ + 2)
 
 
 def _draw_interference(rng, cfg: SynthConfig, target: int) -> str:
@@ -327,12 +323,12 @@ def make_cadence(cfg: SynthConfig, seed_or_rng, target: int, *, shape=None,
     meta.update(target=int(target), shape="", f_profile="", interference=interference,
                 rfi_shape="")
     if target:
-        p = sample_signal(rng, cfg, shape, ON_IDX)
-        _inject(cadence, p, ON_IDX)
+        p = sample_signal(rng, cfg, shape, ON_OBSERVATIONS)
+        _inject(cadence, p, ON_OBSERVATIONS)
         meta.update({k: p[k] for k in ("shape", "snr", "drift_rate", "f_start",
                                          "width", "f_profile")})
     if interference != "none":
-        frames = ALL_IDX if interference == "rfi" else OFF_IDX
+        frames = ALL_OBSERVATIONS if interference == "rfi" else OFF_OBSERVATIONS
         q = sample_signal(rng, cfg, str(rng.choice(cfg.shapes)), frames,
                           near_zero=interference == "rfi")
         _inject(cadence, q, frames)
@@ -386,7 +382,7 @@ def check_output_dir(out_dir) -> None:
 def _quiet_worker():
     """Pool initializer: silence astropy/blimpy/setigen warnings in workers."""
     warnings.simplefilter("ignore")
-    _stg()
+    import_setigen()
 
 
 def _job(task) -> dict:
@@ -452,75 +448,3 @@ def _write_csvs(out: Path, meta: pd.DataFrame) -> None:
     test.to_csv(out / TEST_LABELS, index=False)
     test.assign(target=0.5).to_csv(out / SAMPLE_SUBMISSION, index=False)
     meta.to_csv(out / METADATA, index=False)
-
-
-# -------------------------------------------------------------------- CLI ---
-
-# Named settings for datasets with a purpose; explicit flags override them.
-# benchmark: a held-out set for bench/detection.py, wider than the training
-# defaults (SNR log-uniform 4-60, a third of cadences with all-six
-# interference, some OFF-only signals, every path shape), test split only.
-PRESETS = {
-    "benchmark": {"n_train": 0, "pos_frac": 0.3, "snr_min": 4.0, "snr_max": 60.0,
-                  "snr_dist": "log-uniform", "shapes": SHAPES, "rfi_frac": 1 / 3,
-                  "off_frac": 0.15, "pos_rfi_frac": 1 / 3},
-}
-CONFIG_FLAGS = ("seed", "pos_frac", "snr_min", "snr_max", "snr_dist", "shapes",
-                "rfi_frac", "off_frac", "pos_rfi_frac")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """Command-line interface mirroring SynthConfig (flags left unset take the preset's or the default)."""
-    d = SynthConfig()
-    ap = argparse.ArgumentParser(prog="python -m src.synth", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", required=True, help="output folder (must hold no dataset yet)")
-    ap.add_argument("--preset", choices=sorted(PRESETS),
-                    help=f"named settings: benchmark = {PRESETS['benchmark']}")
-    ap.add_argument("--n-train", type=int, help="number of train cadences (required without a preset)")
-    ap.add_argument("--n-test", type=int, required=True, help="number of test cadences")
-    ap.add_argument("--seed", type=int, help=f"master seed (default {d.seed})")
-    ap.add_argument("--pos-frac", type=float,
-                    help=f"fraction of positives per split (default {d.pos_frac}, like Kaggle)")
-    ap.add_argument("--snr-min", type=float, help=f"lowest setigen SNR (default {d.snr_min})")
-    ap.add_argument("--snr-max", type=float, help=f"highest setigen SNR (default {d.snr_max})")
-    ap.add_argument("--snr-dist", choices=SNR_DISTRIBUTIONS,
-                    help=f"how SNR is drawn in [snr-min, snr-max] (default {d.snr_dist})")
-    ap.add_argument("--shapes", type=lambda v: tuple(s.strip() for s in v.split(",") if s.strip()),
-                    help=f"comma list of needle path shapes from {','.join(SHAPES)} (default all)")
-    ap.add_argument("--rfi-frac", type=float,
-                    help=f"fraction of negatives with interference in all six observations (default {d.rfi_frac})")
-    ap.add_argument("--off-frac", type=float,
-                    help=f"fraction of negatives with a signal only in the OFF observations (default {d.off_frac})")
-    ap.add_argument("--pos-rfi-frac", type=float,
-                    help=f"fraction of positives also holding all-six interference (default {d.pos_rfi_frac})")
-    ap.add_argument("--workers", type=int, default=os.cpu_count(),
-                    help="worker processes; output does not depend on it (default: CPU count)")
-    return ap
-
-
-def resolve(args: argparse.Namespace) -> tuple[SynthConfig, int]:
-    """Config and train size from defaults <- preset <- explicit flags."""
-    preset = dict(PRESETS[args.preset]) if args.preset else {}
-    n_train = args.n_train if args.n_train is not None else preset.pop("n_train", None)
-    preset.pop("n_train", None)
-    if n_train is None:
-        raise ValueError("--n-train is required without --preset")
-    given = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
-    return SynthConfig(**{**preset, **given}), n_train
-
-
-def main(argv=None) -> None:
-    """Parse flags, build the config and write the dataset."""
-    a = build_parser().parse_args(argv)
-    try:
-        cfg, n_train = resolve(a)
-        meta = write_dataset(a.out, cfg, n_train, a.n_test, workers=a.workers)
-    except (FileExistsError, ValueError) as e:
-        raise SystemExit(f"error: {e}")
-    print(f"wrote {len(meta)} cadences ({int(meta.target.sum())} positives) to {a.out}",
-          file=sys.stderr)
-
-
-if __name__ == "__main__":
-    main()

@@ -18,10 +18,9 @@ from typing import Optional, Sequence
 
 import torch
 
-from src.data.datasets import CADENCE_SHAPE, ON_OBSERVATIONS
+from src.core.cadence import CADENCE_SHAPE, ON_OBSERVATIONS
+from src.core.cadence import DF_HZ, DT_S
 from src.synth.generator import (
-    DF_HZ,
-    DT_S,
     EDGE_MARGIN,
     F_PROFILES,
     NEAR_ZERO_DRIFT,
