@@ -1,0 +1,5 @@
+"""Models: timm backbones as cadence classifiers that return a dict with one logit per cadence, with GeM
+pooling, stem stride and pretrained weights read only from a local file or folder (classifier.py).
+
+May import: core, transforms.
+"""

@@ -1,0 +1,7 @@
+"""Synthetic data: cadences in the Kaggle layout made with setigen, with their metadata (generator.py, the
+command `python -m src.synth` in __main__.py), and the same signals drawn afresh and added to training batches
+on the device (inject.py). The generator's signal parameters live in generator.py and injection reads them
+from there, so the two draw the same signals.
+
+May import: core, data.
+"""
