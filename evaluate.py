@@ -7,6 +7,7 @@
 
 Logits are averaged over the TTA views and the checkpoints, then passed through a sigmoid.
 """
+
 import argparse
 from pathlib import Path
 
@@ -24,10 +25,14 @@ def main() -> None:
     parser.add_argument("--data-dir", help="folder with sample_submission.csv and test/ (default: the run's data_dir)")
     parser.add_argument("--out", type=Path, help="submission path (default: <run-dir>/submission.csv)")
     parser.add_argument("--split", default="test", help="sub-folder holding the cadences (default: test)")
-    parser.add_argument("--tta", help=f"comma-separated subset of {','.join(TTA_VIEWS)} (default: each checkpoint's config)")
+    parser.add_argument(
+        "--tta", help=f"comma-separated subset of {','.join(TTA_VIEWS)} (default: each checkpoint's config)"
+    )
     parser.add_argument("--batch-size", type=int, help="default: each checkpoint's eval_batch_size")
     parser.add_argument("--num-workers", type=int, help="loader worker processes (default: from the CPUs available)")
-    parser.add_argument("--cache-dir", help="packed cache root (python -m src.pack); the file tree is read without a match")
+    parser.add_argument(
+        "--cache-dir", help="packed cache root (python -m src.pack); the file tree is read without a match"
+    )
     parser.add_argument("--mixed-precision", choices=PRECISIONS, default="no")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing submission file")
     args = parser.parse_args()
@@ -38,8 +43,19 @@ def main() -> None:
     tta = args.tta.split(",") if args.tta else None
     if tta and not set(tta) <= set(TTA_VIEWS):
         parser.error(f"--tta: choose from {','.join(TTA_VIEWS)}")
-    evaluate(checkpoints, data_dir, out, args.split, tta, args.batch_size, args.num_workers, args.mixed_precision, args.overwrite,
-             report=args.run_dir / "report.md" if args.run_dir else None, cache_dir=args.cache_dir)
+    evaluate(
+        checkpoints,
+        data_dir,
+        out,
+        args.split,
+        tta,
+        args.batch_size,
+        args.num_workers,
+        args.mixed_precision,
+        args.overwrite,
+        report=args.run_dir / "report.md" if args.run_dir else None,
+        cache_dir=args.cache_dir,
+    )
 
 
 if __name__ == "__main__":

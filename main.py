@@ -8,6 +8,7 @@
 
 Every field of src/config.py's Config is a flag (--epochs, --model-name, --image-size 256,256, ...).
 """
+
 import argparse
 import dataclasses
 from pathlib import Path
@@ -20,8 +21,12 @@ from src.engine.train import RESUME_OVERRIDES, resume_config, train
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     run = parser.add_mutually_exclusive_group()
-    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                     help=f"continue a run folder with its saved config (may change: {', '.join(RESUME_OVERRIDES)})")
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help=f"continue a run folder with its saved config (may change: {', '.join(RESUME_OVERRIDES)})",
+    )
     run.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
     add_config_arguments(parser)
     args = parser.parse_args()

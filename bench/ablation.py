@@ -9,6 +9,7 @@ held-out detection benchmark, and write a table.
 Writes <out>/ablation.md and ablation.json, <out>/benchmark/ (the full detection report of every run) and keeps
 the runs in <out>/runs/ (git-ignored); run it again to continue an interrupted ablation. See README.md.
 """
+
 import argparse
 import shlex
 import sys
@@ -26,10 +27,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, default=Path("configs/ablation_cpu.yaml"), help="base recipe")
     parser.add_argument("--data-dir", type=Path, required=True, help="training data (Kaggle layout)")
-    parser.add_argument("--bench-dir", type=Path, required=True, help="held-out benchmark set (src.synth --preset benchmark)")
+    parser.add_argument(
+        "--bench-dir", type=Path, required=True, help="held-out benchmark set (src.synth --preset benchmark)"
+    )
     parser.add_argument("--out", type=Path, required=True, help="ablation folder")
-    parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS),
-                        help="comma-separated subset (default: all): " + ", ".join(v.name for v in VARIANTS))
+    parser.add_argument(
+        "--variants",
+        default=",".join(v.name for v in VARIANTS),
+        help="comma-separated subset (default: all): " + ", ".join(v.name for v in VARIANTS),
+    )
     parser.add_argument("--main-flags", default="", help="extra main.py flags for every run, e.g. '--epochs 1'")
     args = parser.parse_args()
     names = tuple(args.variants.split(","))
@@ -37,13 +43,22 @@ def main() -> None:
     if unknown:
         parser.error(f"--variants: unknown {', '.join(unknown)}")
     extra = tuple(shlex.split(args.main_flags))
-    settings = AblationSettings(base=args.base, data_dir=args.data_dir, bench_dir=args.bench_dir, out_dir=args.out,
-                                variants=names, extra_flags=extra)
+    settings = AblationSettings(
+        base=args.base,
+        data_dir=args.data_dir,
+        bench_dir=args.bench_dir,
+        out_dir=args.out,
+        variants=names,
+        extra_flags=extra,
+    )
     cfg = load_config(args.base)
     n_train = len(read_train_labels(args.data_dir))
-    budget = (f"`{args.base}` ({cfg.model_name}, view {cfg.view}, {cfg.epochs} epochs, fold(s) {list(cfg.train_folds)} of "
-              f"{cfg.n_folds}: about {n_train * (cfg.n_folds - 1) // cfg.n_folds:,} training cadences of `{args.data_dir}`)"
-              + (f" with `{args.main_flags}`" if args.main_flags else "") + ", on the CPU of this machine.")
+    budget = (
+        f"`{args.base}` ({cfg.model_name}, view {cfg.view}, {cfg.epochs} epochs, fold(s) {list(cfg.train_folds)} of "
+        f"{cfg.n_folds}: about {n_train * (cfg.n_folds - 1) // cfg.n_folds:,} training cadences of `{args.data_dir}`)"
+        + (f" with `{args.main_flags}`" if args.main_flags else "")
+        + ", on the CPU of this machine."
+    )
     command = "python bench/ablation.py " + shlex.join(sys.argv[1:])
     run_ablation(settings, budget, command)
     print((args.out / "ablation.md").read_text())

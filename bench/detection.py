@@ -11,6 +11,7 @@ Writes report.md, report.json, scores.csv, roc.png and recall_vs_snr.png into --
 earlier report unless --overwrite is given. turbo_seti (`--turbo-seti auto`, the default) runs when it can be
 imported and is skipped with a note in the report otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,27 +29,60 @@ from bench.lib.detection import TURBO_SETI_MODES, BenchSettings, run_benchmark
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, nargs="*", default=[], help="run folders of main.py (none: references only)")
-    parser.add_argument("--data-dir", type=Path, required=True,
-                        help="held-out set with metadata.csv (python -m src.synth --preset benchmark)")
-    parser.add_argument("--out", type=Path, default=Path("bench/results/detection"), help="report folder (default: %(default)s)")
+    parser.add_argument(
+        "--runs", type=Path, nargs="*", default=[], help="run folders of main.py (none: references only)"
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        required=True,
+        help="held-out set with metadata.csv (python -m src.synth --preset benchmark)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("bench/results/detection"), help="report folder (default: %(default)s)"
+    )
     parser.add_argument("--split", default="test", help="sub-folder of the held-out cadences (default: test)")
-    parser.add_argument("--tta", help=f"comma-separated subset of {','.join(TTA_VIEWS)} (default: each checkpoint's config)")
+    parser.add_argument(
+        "--tta", help=f"comma-separated subset of {','.join(TTA_VIEWS)} (default: each checkpoint's config)"
+    )
     parser.add_argument("--batch-size", type=int, help="model batch size (default: each checkpoint's eval_batch_size)")
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers for the models (default: 2)")
-    parser.add_argument("--turbo-seti", choices=TURBO_SETI_MODES, default="auto",
-                        help="auto: run turbo_seti when it is installed; on: require it; off: skip it (default: auto)")
-    parser.add_argument("--turbo-seti-limit", type=int,
-                        help="score only this many (seeded random) cadences with turbo_seti, ~0.5 s each (default: all)")
-    parser.add_argument("--turbo-seti-max-drift", type=float, default=turboseti.MAX_DRIFT_HZ_S,
-                        help="FindDoppler max_drift, Hz/s (default: %(default)s)")
-    parser.add_argument("--turbo-seti-min-snr", type=float, default=turboseti.MIN_SNR,
-                        help="FindDoppler hit threshold (default: %(default)s)")
+    parser.add_argument(
+        "--turbo-seti",
+        choices=TURBO_SETI_MODES,
+        default="auto",
+        help="auto: run turbo_seti when it is installed; on: require it; off: skip it (default: auto)",
+    )
+    parser.add_argument(
+        "--turbo-seti-limit",
+        type=int,
+        help="score only this many (seeded random) cadences with turbo_seti, ~0.5 s each (default: all)",
+    )
+    parser.add_argument(
+        "--turbo-seti-max-drift",
+        type=float,
+        default=turboseti.MAX_DRIFT_HZ_S,
+        help="FindDoppler max_drift, Hz/s (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--turbo-seti-min-snr",
+        type=float,
+        default=turboseti.MIN_SNR,
+        help="FindDoppler hit threshold (default: %(default)s)",
+    )
     parser.add_argument("--dedoppler-batch", type=int, default=16, help="cadences per de-Doppler batch (default: 16)")
-    parser.add_argument("--max-drift", type=int, default=dedoppler.MAX_DRIFT,
-                        help="de-Doppler drift range, +- channels per observation (default: %(default)s = 0.027 Hz/s)")
-    parser.add_argument("--width", type=int, default=dedoppler.WIDTH, help="de-Doppler line width in channels (default: 1)")
-    parser.add_argument("--dedoppler-device", default="cpu", help="torch device of the de-Doppler search (default: cpu)")
+    parser.add_argument(
+        "--max-drift",
+        type=int,
+        default=dedoppler.MAX_DRIFT,
+        help="de-Doppler drift range, +- channels per observation (default: %(default)s = 0.027 Hz/s)",
+    )
+    parser.add_argument(
+        "--width", type=int, default=dedoppler.WIDTH, help="de-Doppler line width in channels (default: 1)"
+    )
+    parser.add_argument(
+        "--dedoppler-device", default="cpu", help="torch device of the de-Doppler search (default: cpu)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing report in --out")
     return parser
 
@@ -61,14 +95,27 @@ def main() -> None:
         parser.error(f"--tta: choose from {','.join(TTA_VIEWS)}")
     if args.turbo_seti == "on" and (reason := turboseti.unavailable_reason()):
         parser.error(f"--turbo-seti on: {reason}")
-    run_benchmark(BenchSettings(
-        data_dir=args.data_dir, out_dir=args.out, runs=tuple(args.runs), split=args.split, tta=tta,
-        batch_size=args.batch_size, num_workers=args.num_workers, turbo_seti=args.turbo_seti,
-        turbo_seti_limit=args.turbo_seti_limit, turbo_seti_max_drift=args.turbo_seti_max_drift,
-        turbo_seti_min_snr=args.turbo_seti_min_snr, dedoppler_batch=args.dedoppler_batch, max_drift=args.max_drift,
-        width=args.width, dedoppler_device=args.dedoppler_device, overwrite=args.overwrite,
-        command=" ".join(shlex.quote(a) for a in ["python", *sys.argv]),
-    ))
+    run_benchmark(
+        BenchSettings(
+            data_dir=args.data_dir,
+            out_dir=args.out,
+            runs=tuple(args.runs),
+            split=args.split,
+            tta=tta,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            turbo_seti=args.turbo_seti,
+            turbo_seti_limit=args.turbo_seti_limit,
+            turbo_seti_max_drift=args.turbo_seti_max_drift,
+            turbo_seti_min_snr=args.turbo_seti_min_snr,
+            dedoppler_batch=args.dedoppler_batch,
+            max_drift=args.max_drift,
+            width=args.width,
+            dedoppler_device=args.dedoppler_device,
+            overwrite=args.overwrite,
+            command=" ".join(shlex.quote(a) for a in ["python", *sys.argv]),
+        )
+    )
 
 
 if __name__ == "__main__":

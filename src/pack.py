@@ -4,6 +4,7 @@
     python -m src.pack --data-dir /kaggle/input/seti-breakthrough-listen --out /kaggle/working/packed \\
         --split test --view all --workers 4
 """
+
 import argparse
 from typing import Optional, Sequence
 
@@ -13,20 +14,28 @@ from src.data import packed
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m src.pack", description=f"{__doc__}\n{packed.__doc__}", formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m src.pack",
+        description=f"{__doc__}\n{packed.__doc__}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--data-dir", required=True, help="Kaggle-layout folder (train_labels.csv, train/, test/, ...)")
     parser.add_argument("--out", required=True, help="cache root; each split goes to <out>/<split>-<on|all>/")
     parser.add_argument("--split", choices=(*packed.SPLIT_TABLES, "both"), default="both")
-    parser.add_argument("--view", choices=("on", "all"), default="on",
-                        help="on: observations 0,2,4 (what view=on reads: half the bytes); all: all six (any view)")
+    parser.add_argument(
+        "--view",
+        choices=("on", "all"),
+        default="on",
+        help="on: observations 0,2,4 (what view=on reads: half the bytes); all: all six (any view)",
+    )
     parser.add_argument("--shard-size", type=int, default=1024, help="cadences per shard file (default: 1024)")
     parser.add_argument("--workers", type=int, help="worker processes (default: the CPUs this process may use)")
     parser.add_argument("--overwrite", action="store_true", help="replace a cache of other cadences or settings")
     args = parser.parse_args(argv)
     splits = tuple(packed.SPLIT_TABLES) if args.split == "both" else (args.split,)
     for split in splits:
-        folder = packed.pack_split(args.data_dir, split, args.out, args.view, args.shard_size, args.workers, args.overwrite)
+        folder = packed.pack_split(
+            args.data_dir, split, args.out, args.view, args.shard_size, args.workers, args.overwrite
+        )
         print(f"packed {split}: {folder}")
 
 

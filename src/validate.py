@@ -7,6 +7,7 @@
 Exit code 0: no problems; 1: problems listed (unreadable tables, missing or bad cadence files); 2: the data
 folder itself is missing.
 """
+
 import argparse
 import json
 import sys
@@ -20,7 +21,8 @@ from src.data import validation
 
 def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m src.validate", description=f"{__doc__}\n{validation.__doc__}",
+        prog="python -m src.validate",
+        description=f"{__doc__}\n{validation.__doc__}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     workers = validation.DEFAULT_WORKERS

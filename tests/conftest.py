@@ -2,6 +2,7 @@
 
 Everything here is CPU-only, offline and small: timm's `test_*` models, a handful of cadences.
 """
+
 from __future__ import annotations
 
 import warnings

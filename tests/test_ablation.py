@@ -1,5 +1,6 @@
 """bench/ablation.py end to end on tiny data: variants trained through main.py (a pseudo-labelled second
 stage included), scored by bench/detection.py, tabulated; a second call keeps the finished runs."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,10 @@ from pathlib import Path
 from bench.lib.ablation import VARIANTS, AblationSettings, markdown
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ("--model-name test_efficientnet --image-size 32,64 --epochs 1 --n-folds 2 --batch-size 4 --num-workers 0 "
-        "--tta identity")
+TINY = (
+    "--model-name test_efficientnet --image-size 32,64 --epochs 1 --n-folds 2 --batch-size 4 --num-workers 0 "
+    "--tta identity"
+)
 
 
 def test_variants_are_distinct_and_the_baseline_comes_first():
@@ -23,10 +26,17 @@ def test_variants_are_distinct_and_the_baseline_comes_first():
 
 def test_markdown_shows_differences_from_the_baseline(tmp_path):
     settings = AblationSettings(Path("base.yaml"), tmp_path, tmp_path, tmp_path)
-    row = {"overall AUC": 0.9, "clean AUC": 0.95, "vs all-six-interference negatives": None,
-           "positives with interference": 0.8, "clean linear SNR >= 10, recall at 1% FPR": 1.0}
-    rows = [{"variant": "baseline", "technique": "base", **row},
-            {"variant": "gem", "technique": "GeM", **row, "overall AUC": 0.925}]
+    row = {
+        "overall AUC": 0.9,
+        "clean AUC": 0.95,
+        "vs all-six-interference negatives": None,
+        "positives with interference": 0.8,
+        "clean linear SNR >= 10, recall at 1% FPR": 1.0,
+    }
+    rows = [
+        {"variant": "baseline", "technique": "base", **row},
+        {"variant": "gem", "technique": "GeM", **row, "overall AUC": 0.925},
+    ]
     text = markdown(settings, rows, "3 epochs", "python bench/ablation.py")
     assert "| gem | GeM | 0.9250 (+0.0250) | 0.9500 (+0.0000) | n/a |" in text
     assert "| baseline | base | 0.9000 | 0.9500 | n/a |" in text
@@ -36,9 +46,25 @@ def test_ablation_end_to_end(synth_dir, tiny_benchmark, tmp_path):
     bench_dir = tiny_benchmark
     train_dir, _ = synth_dir
     out = tmp_path / "ablation"
-    command = [sys.executable, "bench/ablation.py", "--data-dir", str(train_dir), "--bench-dir", str(bench_dir),
-               "--out", str(out), "--variants", "baseline,tta-identity,injection,pseudo", "--main-flags", TINY]
-    env = {**os.environ, "WANDB_MODE": "disabled", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [
+        sys.executable,
+        "bench/ablation.py",
+        "--data-dir",
+        str(train_dir),
+        "--bench-dir",
+        str(bench_dir),
+        "--out",
+        str(out),
+        "--variants",
+        "baseline,tta-identity,injection,pseudo",
+        "--main-flags",
+        TINY,
+    ]
+    env = {
+        **os.environ,
+        "WANDB_MODE": "disabled",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = json.loads((out / "ablation.json").read_text())

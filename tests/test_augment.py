@@ -1,4 +1,5 @@
 """Tests for src/augment.py: flips, TTA views, CutMix, mixup and their labels, reproducibility."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,6 +19,7 @@ def batch(b=6, c=1, h=5, w=7, seed=0) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- flips ---
+
 
 def test_hflip_p1_flips_every_sample_along_frequency():
     images = batch()
@@ -43,7 +45,9 @@ def test_p0_leaves_batch_unchanged():
     assert torch.equal(random_flips(images, 0.0, 0.0, gen(0)), images)
 
 
-@pytest.mark.parametrize("dim, kwargs", [(-1, {"hflip_p": 0.5, "vflip_p": 0.0}), (-2, {"hflip_p": 0.0, "vflip_p": 0.5})])
+@pytest.mark.parametrize(
+    "dim, kwargs", [(-1, {"hflip_p": 0.5, "vflip_p": 0.0}), (-2, {"hflip_p": 0.0, "vflip_p": 0.5})]
+)
 def test_p_half_flips_about_half_each_sample_whole(dim, kwargs):
     images = batch(b=400, c=2, h=3, w=4)
     out = random_flips(images, generator=gen(1), **kwargs)
@@ -64,6 +68,7 @@ def test_random_flips_reproducible_with_generator():
 
 # ---------------------------------------------------------------- TTA ---
 
+
 def test_tta_views():
     images = batch(c=2)
     assert torch.equal(tta_view(images, "identity"), images)
@@ -83,6 +88,7 @@ def test_tta_view_is_its_own_inverse(name):
 
 # ---------------------------------------------------------------- labels ---
 
+
 def test_combine_labels_hand_computed():
     y = torch.tensor([0.0, 1.0, 0.3, 1.0])
     partner = torch.tensor([1.0, 0.0, 0.8, 1.0])
@@ -93,6 +99,7 @@ def test_combine_labels_hand_computed():
 
 
 # ---------------------------------------------------------------- cutmix ---
+
 
 def constant_batch(b, c=1, h=20, w=24):
     """Sample i is the constant i+1 everywhere: every pixel says which sample it came from."""
@@ -146,6 +153,7 @@ def test_cutmix_multi_channel_box_spans_channels():
 
 
 # ---------------------------------------------------------------- mixup ---
+
 
 def one_hot_batch(b):
     """Sample i is 1 at pixel i and 0 elsewhere: a mixed sample shows its partner and both weights."""
@@ -233,6 +241,7 @@ def test_mixup_keeps_dtype():
 
 # ---------------------------------------------------------------- mix_batch ---
 
+
 @pytest.mark.parametrize("mode, prob", [("none", 1.0), ("mixup", 0.0), ("cutmix", 0.0), ("both", 0.0)])
 def test_mix_batch_off_returns_batch_unchanged(mode, prob):
     images, targets = batch(b=8), torch.tensor([0.0, 1.0] * 4)
@@ -271,8 +280,9 @@ def test_mix_batch_both_uses_mixup_and_cutmix():
 def test_mix_batch_probability_is_respected():
     images, targets = one_hot_batch(4), torch.zeros(4)
     g = gen(0)
-    mixed = sum(not torch.equal(mix_batch(images, targets, "mixup", 0.3, 1.0, 1.0, "mix", g)[0], images)
-                for _ in range(300))
+    mixed = sum(
+        not torch.equal(mix_batch(images, targets, "mixup", 0.3, 1.0, 1.0, "mix", g)[0], images) for _ in range(300)
+    )
     assert 60 < mixed < 120  # ~90 expected
 
 

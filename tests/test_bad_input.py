@@ -4,6 +4,7 @@ The matrix: data folder, labels table, cadence files, the sample submission, con
 each asserting the error type, the file and the problem. Then the same through the entry points a user
 types: exit code 2, one `error:` line, no traceback.
 """
+
 from __future__ import annotations
 
 import os
@@ -105,7 +106,9 @@ def submission_without_test_files(data: Data) -> Case:
     ids = read_sample_submission(data.dir)["id"].tolist()
     expected = cadence_path(data.dir, "test", data.test_ids[1])
     return Case(
-        lambda: require_cadence_files(data.dir, "test", ids, source), DataError, str(source),
+        lambda: require_cadence_files(data.dir, "test", ids, source),
+        DataError,
+        str(source),
         f"2 of 3 ids have no cadence file under {data.dir / 'test'}, e.g. {data.test_ids[1]}, {data.test_ids[2]} "
         f"(expected {expected})",
     )
@@ -140,7 +143,9 @@ CASES: dict[str, Callable[[Data], Case]] = {
     "labels-missing": lambda d: labels_with(d, None, "file not found"),
     "labels-empty-file": lambda d: labels_with(d, "", "not a readable CSV"),
     "labels-header-only": lambda d: labels_with(d, "id,target\n", "has no rows"),
-    "labels-missing-column": lambda d: labels_with(d, "id,label\na1,0\nb2,1\n", "missing column(s) target; expected id,target"),
+    "labels-missing-column": lambda d: labels_with(
+        d, "id,label\na1,0\nb2,1\n", "missing column(s) target; expected id,target"
+    ),
     "labels-duplicate-ids": lambda d: labels_with(d, "id,target\na1,0\nb2,1\na1,1\n", "1 duplicate id(s), e.g. a1"),
     "labels-target-not-0-1": lambda d: labels_with(d, "id,target\na1,0\nb2,2\n", "target must be 0 or 1, found 2"),
     "cadence-missing": missing_through_dataset,
@@ -155,10 +160,13 @@ CASES: dict[str, Callable[[Data], Case]] = {
         d, np.zeros(CADENCE_SHAPE, np.int16), "dtype int16, expected one of float16, float32, float64"
     ),
     "cadence-nan": lambda d: cadence_with(
-        d, non_finite({(2, 5, 7): np.nan, (5, 0, 0): np.nan}), "2 non-finite value(s) (NaN or inf), the first in observation 2"
+        d,
+        non_finite({(2, 5, 7): np.nan, (5, 0, 0): np.nan}),
+        "2 non-finite value(s) (NaN or inf), the first in observation 2",
     ),
     "cadence-inf": lambda d: cadence_with(
-        d, non_finite({(4, 1, 1): np.inf, (4, 2, 2): -np.inf, (3, 0, 9): np.inf}),
+        d,
+        non_finite({(4, 1, 1): np.inf, (4, 2, 2): -np.inf, (3, 0, 9): np.inf}),
         "3 non-finite value(s) (NaN or inf), the first in observation 3",
     ),
     "submission-ids-without-test-file": submission_without_test_files,
@@ -169,7 +177,9 @@ CASES: dict[str, Callable[[Data], Case]] = {
         d, trained=tiny("test_efficientnet"), embedded=tiny("test_resnet"), detail="backbone.bn1.weight"
     ),
     "checkpoint-other-image-size": lambda d: checkpoint_disagreeing(
-        d, trained=tiny("test_vit", image_size=(32, 32)), embedded=tiny("test_vit", image_size=(64, 64)),
+        d,
+        trained=tiny("test_vit", image_size=(32, 32)),
+        embedded=tiny("test_vit", image_size=(64, 64)),
         detail="backbone.pos_embed",
     ),
 }
@@ -209,8 +219,13 @@ def test_float_cadences_of_any_width_and_byte_order_load(tmp_path, dtype):
 
 def test_the_problem_kinds_say_what_is_wrong(data):
     kinds = {}
-    for name, expected in [("cadence-missing", "missing"), ("cadence-truncated", "unreadable"),
-                           ("cadence-wrong-shape", "shape"), ("cadence-wrong-dtype", "dtype"), ("cadence-nan", "non-finite")]:
+    for name, expected in [
+        ("cadence-missing", "missing"),
+        ("cadence-truncated", "unreadable"),
+        ("cadence-wrong-shape", "shape"),
+        ("cadence-wrong-dtype", "dtype"),
+        ("cadence-nan", "non-finite"),
+    ]:
         with pytest.raises(CadenceError) as caught:
             CASES[name](data).run()
         kinds[name] = (caught.value.kind, expected)
@@ -274,8 +289,22 @@ def test_checkpoint_with_agreeing_config_loads(data):
 # ---------------------------------------------------------------- through the entry points ---
 
 TINY_TRAINING = [
-    "--model-name", "test_efficientnet", "--view", "channels", "--image-size", "32,64", "--epochs", "1",
-    "--n-folds", "2", "--batch-size", "4", "--num-workers", "0", "--tracker", "none",
+    "--model-name",
+    "test_efficientnet",
+    "--view",
+    "channels",
+    "--image-size",
+    "32,64",
+    "--epochs",
+    "1",
+    "--n-folds",
+    "2",
+    "--batch-size",
+    "4",
+    "--num-workers",
+    "0",
+    "--tracker",
+    "none",
 ]
 TEST_IDS = ["a0000000000000", "b0000000000001", "c0000000000002"]
 
@@ -323,14 +352,30 @@ def commands(tmp_path_factory) -> dict[str, Command]:
             root / "out" / "run" / "fold0.safetensors",
         ),
         "evaluate-missing-checkpoint": Command(
-            start("evaluate.py", "--checkpoints", str(root / "fold7.safetensors"), "--data-dir", str(data_dir),
-                  "--out", str(root / "sub_a.csv")),
+            start(
+                "evaluate.py",
+                "--checkpoints",
+                str(root / "fold7.safetensors"),
+                "--data-dir",
+                str(data_dir),
+                "--out",
+                str(root / "sub_a.csv"),
+            ),
             (str(root / "fold7.safetensors"), "checkpoint not found"),
             root / "sub_a.csv",
         ),
         "evaluate-submission-ids-without-test-file": Command(
-            start("evaluate.py", "--checkpoints", str(checkpoint), "--data-dir", str(data_dir),
-                  "--out", str(root / "sub_b.csv"), "--num-workers", "2"),
+            start(
+                "evaluate.py",
+                "--checkpoints",
+                str(checkpoint),
+                "--data-dir",
+                str(data_dir),
+                "--out",
+                str(root / "sub_b.csv"),
+                "--num-workers",
+                "2",
+            ),
             (str(data_dir / SAMPLE_SUBMISSION), "1 of 3 ids have no cadence file", TEST_IDS[2], str(missing_test_file)),
             root / "sub_b.csv",
         ),
@@ -346,9 +391,15 @@ def commands(tmp_path_factory) -> dict[str, Command]:
             command.process.communicate()
 
 
-@pytest.mark.parametrize("name", [
-    "main-bad-labels", "evaluate-missing-checkpoint", "evaluate-submission-ids-without-test-file", "validate-missing-data-dir",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "main-bad-labels",
+        "evaluate-missing-checkpoint",
+        "evaluate-submission-ids-without-test-file",
+        "validate-missing-data-dir",
+    ],
+)
 def test_entry_point_ends_with_one_error_line(commands, name):
     """Exit code 2 and one `error:` line naming the file and the problem, without a traceback, nothing written."""
     command = commands[name]

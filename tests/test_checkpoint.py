@@ -1,4 +1,5 @@
 """Tests for src/checkpoint.py: self-describing safetensors checkpoints, refusal of foreign or unsafe files."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,16 @@ def built(cfg: Config, seed: int):
 @pytest.fixture
 def saved(tmp_path, make_cfg):
     """A gem/strided test_efficientnet checkpoint with a non-default config, plus the model that wrote it."""
-    cfg = make_cfg(view="channels", pool="gem", first_conv_stride=(1, 2), image_size=IMG, normalize="observation",
-                   tta=("identity", "vflip"), run_name="unit", folds=(2,))
+    cfg = make_cfg(
+        view="channels",
+        pool="gem",
+        first_conv_stride=(1, 2),
+        image_size=IMG,
+        normalize="observation",
+        tta=("identity", "vflip"),
+        run_name="unit",
+        folds=(2,),
+    )
     model = built(cfg, seed=0)
     with torch.no_grad():  # make the BN buffers non-default so they are checked too
         model.backbone.bn1.running_mean.uniform_(-1, 1)
@@ -112,13 +121,22 @@ def test_safetensors_without_our_metadata(tmp_path):
         read_checkpoint_info(path)
 
 
-@pytest.mark.parametrize("metadata", [
-    {"format": CHECKPOINT_FORMAT},  # no config
-    {"format": CHECKPOINT_FORMAT, "config": "{not json", "fold": "0", "epoch": "1", "metrics": "{}"},
-    {"format": CHECKPOINT_FORMAT, "config": json.dumps({"epochz": 1}), "fold": "0", "epoch": "1", "metrics": "{}"},
-    {"format": CHECKPOINT_FORMAT, "config": json.dumps({"view": "bad"}), "fold": "0", "epoch": "1", "metrics": "{}"},
-    {"format": CHECKPOINT_FORMAT, "config": "{}", "fold": "zero", "epoch": "1", "metrics": "{}"},
-])
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"format": CHECKPOINT_FORMAT},  # no config
+        {"format": CHECKPOINT_FORMAT, "config": "{not json", "fold": "0", "epoch": "1", "metrics": "{}"},
+        {"format": CHECKPOINT_FORMAT, "config": json.dumps({"epochz": 1}), "fold": "0", "epoch": "1", "metrics": "{}"},
+        {
+            "format": CHECKPOINT_FORMAT,
+            "config": json.dumps({"view": "bad"}),
+            "fold": "0",
+            "epoch": "1",
+            "metrics": "{}",
+        },
+        {"format": CHECKPOINT_FORMAT, "config": "{}", "fold": "zero", "epoch": "1", "metrics": "{}"},
+    ],
+)
 def test_damaged_metadata(tmp_path, metadata):
     path = tmp_path / "fold0.safetensors"
     save_file({"w": torch.zeros(2)}, str(path), metadata=metadata)
@@ -171,10 +189,13 @@ def test_weights_of_another_architecture_with_clashing_shapes(saved, make_cfg):
         load_weights(other, path)
 
 
-@pytest.mark.parametrize("written, loaded", [
-    ({"pool": "avg"}, {"model_name": "test_nfnet", "pool": "avg"}),  # another architecture, no key in common
-    ({"pool": "gem"}, {"pool": "avg"}),  # same backbone, other head: only key names differ
-])
+@pytest.mark.parametrize(
+    "written, loaded",
+    [
+        ({"pool": "avg"}, {"model_name": "test_nfnet", "pool": "avg"}),  # another architecture, no key in common
+        ({"pool": "gem"}, {"pool": "avg"}),  # same backbone, other head: only key names differ
+    ],
+)
 def test_weights_with_other_keys(tmp_path, make_cfg, written, loaded):
     cfg = make_cfg(**written)
     path = tmp_path / "fold0.safetensors"
@@ -196,8 +217,12 @@ def test_find_checkpoints_numeric_order(tmp_path):
     (tmp_path / "run" / "config.yaml").write_text("x: 1\n")
     (tmp_path / "run" / "fold3.safetensors.tmp").write_bytes(b"half")
     found = find_checkpoints(tmp_path / "run")
-    assert [p.name for p in found] == ["fold0.safetensors", "fold1.safetensors", "fold2.safetensors",
-                                       "fold10.safetensors"]
+    assert [p.name for p in found] == [
+        "fold0.safetensors",
+        "fold1.safetensors",
+        "fold2.safetensors",
+        "fold10.safetensors",
+    ]
     assert all(p.parent == tmp_path / "run" for p in found)
 
 

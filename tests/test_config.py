@@ -1,4 +1,5 @@
 """Tests for src/config.py: YAML recipes, overrides, validation, saving and the command-line flags."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,6 +32,7 @@ def write_yaml(path: Path, text: str) -> Path:
 
 # ------------------------------------------------------------- loading ---
 
+
 def test_yaml_values_reach_the_config(tmp_path):
     recipe = write_yaml(
         tmp_path / "r.yaml",
@@ -55,8 +57,15 @@ def test_cli_style_string_overrides_are_coerced(tmp_path):
     recipe = write_yaml(tmp_path / "r.yaml", "epochs: 10\nimage_size: [128, 128]\n")
     cfg = load_config(
         recipe,
-        {"epochs": "3", "image_size": "64,64", "pretrained": "none", "tta": "identity,vflip", "lr": "2e-4",
-         "tracker": "none", "folds": "1,3"},
+        {
+            "epochs": "3",
+            "image_size": "64,64",
+            "pretrained": "none",
+            "tta": "identity,vflip",
+            "lr": "2e-4",
+            "tracker": "none",
+            "folds": "1,3",
+        },
     )
     assert cfg.epochs == 3 and isinstance(cfg.epochs, int)
     assert cfg.image_size == (64, 64)
@@ -169,8 +178,18 @@ def test_unquoted_yaml_on_is_a_clear_error_not_a_crash(tmp_path):
 
 
 def test_good_values_are_accepted():
-    cfg = make_config({"n_folds": 3, "folds": [0, 2], "image_size": [8, 8], "first_conv_stride": [1, 2],
-                       "hflip_p": 0, "vflip_p": 1, "lr": 1, "mixed_precision": "bf16"})
+    cfg = make_config(
+        {
+            "n_folds": 3,
+            "folds": [0, 2],
+            "image_size": [8, 8],
+            "first_conv_stride": [1, 2],
+            "hflip_p": 0,
+            "vflip_p": 1,
+            "lr": 1,
+            "mixed_precision": "bf16",
+        }
+    )
     assert cfg.folds == (0, 2) and cfg.image_size == (8, 8) and cfg.first_conv_stride == (1, 2)
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float)
 
@@ -189,10 +208,13 @@ def test_config_constructor_validates_too():
         dataclasses.replace(Config(), mixed_precision="fp8")
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[1, 2, 3]\n", "mapping"),
-    ("epochs: [unclosed\n", "YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[1, 2, 3]\n", "mapping"),
+        ("epochs: [unclosed\n", "YAML"),
+    ],
+)
 def test_read_yaml_rejects_non_mappings_and_bad_yaml(tmp_path, text, message):
     path = write_yaml(tmp_path / "bad.yaml", text)
     with pytest.raises(ConfigError) as err:
@@ -207,6 +229,7 @@ def test_missing_recipe_file(tmp_path):
 
 # ------------------------------------------------------------- saving ---
 
+
 def test_to_dict_is_plain_yaml():
     cfg = Config(image_size=(64, 32), folds=(0, 1))
     values = cfg.to_dict()
@@ -216,12 +239,28 @@ def test_to_dict_is_plain_yaml():
     assert yaml.safe_load(yaml.safe_dump(values)) == values
 
 
-@pytest.mark.parametrize("cfg", [
-    Config(),  # view "on" and mixed_precision "no" must survive as strings, not YAML booleans
-    Config(view="channels", image_size=(64, 32), folds=(1,), first_conv_stride=(1, 2), pool="gem",
-           tta=("identity", "vflip"), tracker=(), run_name="abc", pretrained="/w/x.safetensors", lr=3e-4,
-           mixed_precision="bf16", warmup_epochs=0.5, mix="both", mix_label="or"),
-])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        Config(),  # view "on" and mixed_precision "no" must survive as strings, not YAML booleans
+        Config(
+            view="channels",
+            image_size=(64, 32),
+            folds=(1,),
+            first_conv_stride=(1, 2),
+            pool="gem",
+            tta=("identity", "vflip"),
+            tracker=(),
+            run_name="abc",
+            pretrained="/w/x.safetensors",
+            lr=3e-4,
+            mixed_precision="bf16",
+            warmup_epochs=0.5,
+            mix="both",
+            mix_label="or",
+        ),
+    ],
+)
 def test_save_config_round_trip(tmp_path, cfg):
     path = tmp_path / "config.yaml"
     save_config(cfg, path)
@@ -232,6 +271,7 @@ def test_save_config_round_trip(tmp_path, cfg):
 
 # ------------------------------------------------------------ command line ---
 
+
 def parse(argv):
     parser = argparse.ArgumentParser()
     add_config_arguments(parser)
@@ -239,8 +279,24 @@ def parse(argv):
 
 
 def test_cli_flags_override_defaults():
-    cfg = config_from_args(parse(["--data-dir", "x", "--image-size", "64,64", "--tracker", "none",
-                                  "--epochs", "3", "--tta", "identity,vflip", "--model-name", "test_vit"]))
+    cfg = config_from_args(
+        parse(
+            [
+                "--data-dir",
+                "x",
+                "--image-size",
+                "64,64",
+                "--tracker",
+                "none",
+                "--epochs",
+                "3",
+                "--tta",
+                "identity,vflip",
+                "--model-name",
+                "test_vit",
+            ]
+        )
+    )
     assert cfg.data_dir == "x"
     assert cfg.image_size == (64, 64)
     assert cfg.tracker == ()
@@ -271,6 +327,7 @@ def test_cli_bad_value_is_a_config_error():
 
 
 # ------------------------------------------------------------ recipes ---
+
 
 def test_there_are_recipes():
     assert RECIPES, "configs/*.yaml not found"

@@ -1,4 +1,5 @@
 """Tests for src/data.py: the Kaggle layout, input checks, views, normalisation, resizing, folds."""
+
 from __future__ import annotations
 
 import zipfile
@@ -42,6 +43,7 @@ T = CADENCE_SHAPE[1]  # 273 time rows per observation
 
 
 # ---------------------------------------------------------------- id tables ---
+
 
 def write_csv(path, text):
     path.write_text(text)
@@ -132,6 +134,7 @@ def test_synthetic_dataset_reads_back(synth_dir):
 
 # ---------------------------------------------------------------- cadences ---
 
+
 def test_cadence_path_layout(tmp_path):
     assert cadence_path(tmp_path, "train", "abc123") == tmp_path / "train" / "a" / "abc123.npy"
     assert cadence_path(str(tmp_path), "test", "0ff") == tmp_path / "test" / "0" / "0ff.npy"
@@ -193,12 +196,18 @@ def test_load_cadence_zip_bytes_is_a_data_error(tmp_path, cadence):
 
 # ---------------------------------------------------------------- views ---
 
+
 def test_view_observations_and_channels():
     assert view_observations("on") == (0, 2, 4)
     assert view_observations("all") == (0, 1, 2, 3, 4, 5)
     assert view_observations("channels") == (0, 1, 2, 3, 4, 5)
     assert view_observations("dedoppler") == (0, 1, 2, 3, 4, 5)
-    assert (view_channels("on"), view_channels("all"), view_channels("channels"), view_channels("dedoppler")) == (1, 1, 6, 12)
+    assert (view_channels("on"), view_channels("all"), view_channels("channels"), view_channels("dedoppler")) == (
+        1,
+        1,
+        6,
+        12,
+    )
 
 
 def test_on_view_stacks_on_observations_in_time(cadence):
@@ -206,7 +215,7 @@ def test_on_view_stacks_on_observations_in_time(cadence):
     assert image.shape == (1, 3 * T, 256) and image.dtype == torch.float32
     expected = cadence.astype(np.float32)
     for position, obs in enumerate((0, 2, 4)):
-        np.testing.assert_array_equal(image[0, position * T:(position + 1) * T].numpy(), expected[obs])
+        np.testing.assert_array_equal(image[0, position * T : (position + 1) * T].numpy(), expected[obs])
 
 
 def test_all_view_stacks_all_observations_in_time(cadence):
@@ -237,10 +246,16 @@ def test_arrange_does_not_transpose():
     assert torch.equal(arrange(obs, "all")[0, 0], torch.cat([obs[0, 0], obs[0, 1]], dim=0))
 
 
-@pytest.mark.parametrize("view, normalization, size", [
-    ("on", "sample", (64, 32)), ("all", "observation", None), ("channels", "observation", (64, 128)),
-    ("on", "none", None), ("dedoppler", "observation", (32, 256)),
-])
+@pytest.mark.parametrize(
+    "view, normalization, size",
+    [
+        ("on", "sample", (64, 32)),
+        ("all", "observation", None),
+        ("channels", "observation", (64, 128)),
+        ("on", "none", None),
+        ("dedoppler", "observation", (32, 256)),
+    ],
+)
 def test_batch_transform_equals_each_sample_alone(view, normalization, size):
     """The device-side batch transform treats every sample as if it were alone in the batch."""
     cadences = [distinct_cadence(seed) * np.float16(seed + 1) for seed in range(3)]
@@ -248,18 +263,23 @@ def test_batch_transform_equals_each_sample_alone(view, normalization, size):
     batch = observations_to_images(observations, view, normalization, size)
     assert batch.shape == (3, *image_shape(view, size)) and batch.dtype == torch.float32
     for row, cadence in enumerate(cadences):
-        torch.testing.assert_close(batch[row], cadence_to_image(cadence, view, normalization, size), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            batch[row], cadence_to_image(cadence, view, normalization, size), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_batch_transform_channels_last_is_the_same_values(cadence):
     observations = torch.from_numpy(cadence[None])
     plain = observations_to_images(observations, "channels", "observation", (32, 64))
     nhwc = observations_to_images(observations, "channels", "observation", (32, 64), channels_last=True)
-    assert nhwc.is_contiguous(memory_format=torch.channels_last) and not plain.is_contiguous(memory_format=torch.channels_last)
+    assert nhwc.is_contiguous(memory_format=torch.channels_last) and not plain.is_contiguous(
+        memory_format=torch.channels_last
+    )
     assert torch.equal(plain, nhwc)
 
 
 # ---------------------------------------------------------------- normalisation ---
+
 
 def test_normalize_sample(cadence):
     obs = torch.from_numpy(cadence.astype(np.float32))
@@ -309,6 +329,7 @@ def test_view_normalisation_uses_only_the_view_observations(cadence):
 
 # ---------------------------------------------------------------- resizing ---
 
+
 @pytest.mark.parametrize("view, channels", [("on", 1), ("all", 1), ("channels", 6)])
 def test_resize_to_configured_size(cadence, view, channels):
     image = cadence_to_image(cadence, view, "sample", (64, 32))
@@ -349,11 +370,12 @@ def test_antialiased_downsampling_keeps_a_one_channel_needle():
     column_means = out[0].mean(dim=0)
     peak = int(column_means.argmax())
     assert abs(peak - 100 / 4) <= 1
-    background = torch.cat([column_means[: peak - 2], column_means[peak + 3:]])
+    background = torch.cat([column_means[: peak - 2], column_means[peak + 3 :]])
     assert float(column_means[peak] - background.mean()) > 10 * float(background.std())
 
 
 # ---------------------------------------------------------------- dataset ---
+
 
 def test_dataset_items_are_the_view_observations_as_float16(small_dataset):
     data_dir, train_ids, _ = small_dataset
@@ -418,6 +440,7 @@ def test_loader_workers_follow_the_cpus(monkeypatch):
 
 # ---------------------------------------------------------------- folds ---
 
+
 def make_labels(n=103, n_pos=17):
     ids = [f"{i:015x}" for i in range(n)]
     targets = np.zeros(n, int)
@@ -475,6 +498,7 @@ def test_make_folds_on_a_subset_of_labels():
 
 
 # ---------------------------------------------------------------- background cleaning, pseudo-labels ---
+
 
 def test_off_spectrum_removes_a_steady_line_and_keeps_an_on_only_needle():
     from src.transforms.images import subtract_off_spectrum

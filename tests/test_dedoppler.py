@@ -1,4 +1,5 @@
 """Brute-force de-Doppler (src/dedoppler.py): exact line sums, SNR scale, ON-minus-OFF score, batching."""
+
 from __future__ import annotations
 
 import warnings
@@ -71,7 +72,9 @@ def test_batched_equals_one_by_one():
     for i in range(3):
         single = dd.search(cadences[i : i + 1], width=2)
         torch.testing.assert_close(single.snr, batched.snr[i : i + 1], atol=1e-4, rtol=1e-5)
-        assert torch.equal(single.drift, batched.drift[i : i + 1]) and torch.equal(single.channel, batched.channel[i : i + 1])
+        assert torch.equal(single.drift, batched.drift[i : i + 1]) and torch.equal(
+            single.channel, batched.channel[i : i + 1]
+        )
 
 
 def test_valid_lines_stay_in_band():
@@ -126,8 +129,13 @@ def generated_signal(target: int, interference: str, seed: int) -> torch.Tensor:
     """The project generator's noiseless signal (noise-sigma units) for one cadence: linear paths only."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        x, _ = make_cadence(SynthConfig(snr_min=40, snr_max=40, shapes=("linear",)), seed, target,
-                            interference=interference, noise=False)
+        x, _ = make_cadence(
+            SynthConfig(snr_min=40, snr_max=40, shapes=("linear",)),
+            seed,
+            target,
+            interference=interference,
+            noise=False,
+        )
     return torch.from_numpy(x.astype(np.float32))[None]
 
 

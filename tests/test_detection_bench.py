@@ -1,6 +1,7 @@
 """Detection benchmark (src/detection_bench.py, bench/detection.py): metrics on hand-made scores, subgroup
 definitions, input checks, the turbo_seti skip, and one end-to-end run: benchmark preset -> tiny trained run ->
 bench/detection.py -> report files."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -25,17 +26,20 @@ TURBO_SETI = importlib.util.find_spec("turbo_seti") is not None
 
 def toy_meta() -> pd.DataFrame:
     """Eight hand-made rows covering every subgroup kind."""
-    return pd.DataFrame({
-        "id": [f"{i:015x}" for i in range(8)],
-        "split": "test",
-        "target": [1, 1, 1, 1, 0, 0, 0, 0],
-        "shape": ["linear", "sine", "linear", "pulsed", "", "", "", ""],
-        "snr": [5.0, 8.0, 12.0, 40.0, np.nan, np.nan, np.nan, np.nan],
-        "interference": ["none", "none", "rfi", "none", "none", "rfi", "off", "none"],
-    })
+    return pd.DataFrame(
+        {
+            "id": [f"{i:015x}" for i in range(8)],
+            "split": "test",
+            "target": [1, 1, 1, 1, 0, 0, 0, 0],
+            "shape": ["linear", "sine", "linear", "pulsed", "", "", "", ""],
+            "snr": [5.0, 8.0, 12.0, 40.0, np.nan, np.nan, np.nan, np.nan],
+            "interference": ["none", "none", "rfi", "none", "none", "rfi", "off", "none"],
+        }
+    )
 
 
 # ----------------------------------------------------------------- metrics ---
+
 
 def test_a_perfect_scorer_gets_auc_1_and_recall_1():
     y = np.array([0] * 500 + [1] * 50)
@@ -101,6 +105,7 @@ def test_method_metrics_skip_unscored_cadences():
 
 # ------------------------------------------------------------------ inputs ---
 
+
 def test_load_benchmark_names_the_file(tmp_path):
     with pytest.raises(DataError, match="data directory not found"):
         db.load_benchmark(tmp_path / "nowhere")
@@ -134,6 +139,7 @@ def test_refuses_to_overwrite_a_report(tmp_path):
 
 # -------------------------------------------------------------- turbo_seti ---
 
+
 def test_turbo_seti_time_average_and_availability():
     x = np.arange(273 * 4, dtype=np.float32).reshape(273, 4)
     avg = turboseti.time_average(x)
@@ -160,8 +166,13 @@ def test_turbo_seti_finds_a_strong_needle_and_not_interference():
 
 # -------------------------------------------------------------- end to end ---
 
+
 def run(command: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "disabled", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "WANDB_MODE": "disabled",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     result = subprocess.run(command, check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     if check:
         assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
@@ -173,12 +184,51 @@ def test_benchmark_end_to_end(synth_dir, tiny_benchmark, tmp_path):
     bench_dir = tiny_benchmark
     train_dir, _ = synth_dir
     outputs = tmp_path / "outputs"
-    run([sys.executable, "main.py", "--data-dir", str(train_dir), "--out-dir", str(outputs), "--run-name", "tiny",
-         "--model-name", "test_efficientnet", "--view", "channels", "--image-size", "32,64", "--epochs", "1",
-         "--n-folds", "2", "--batch-size", "8", "--num-workers", "0", "--tracker", "none"])
+    run(
+        [
+            sys.executable,
+            "main.py",
+            "--data-dir",
+            str(train_dir),
+            "--out-dir",
+            str(outputs),
+            "--run-name",
+            "tiny",
+            "--model-name",
+            "test_efficientnet",
+            "--view",
+            "channels",
+            "--image-size",
+            "32,64",
+            "--epochs",
+            "1",
+            "--n-folds",
+            "2",
+            "--batch-size",
+            "8",
+            "--num-workers",
+            "0",
+            "--tracker",
+            "none",
+        ]
+    )
     out = tmp_path / "report"
-    bench = [sys.executable, "bench/detection.py", "--runs", str(outputs / "tiny"), "--data-dir", str(bench_dir),
-             "--out", str(out), "--tta", "identity", "--num-workers", "0", "--turbo-seti-limit", "3"]
+    bench = [
+        sys.executable,
+        "bench/detection.py",
+        "--runs",
+        str(outputs / "tiny"),
+        "--data-dir",
+        str(bench_dir),
+        "--out",
+        str(out),
+        "--tta",
+        "identity",
+        "--num-workers",
+        "0",
+        "--turbo-seti-limit",
+        "3",
+    ]
     run(bench)
 
     for name in db.REPORT_FILES:
@@ -209,8 +259,19 @@ def test_benchmark_end_to_end(synth_dir, tiny_benchmark, tmp_path):
     # an existing report is never replaced silently; the references alone run without --runs
     failed = run(bench, check=False)
     assert failed.returncode == 2 and "already exists" in failed.stderr
-    run([sys.executable, "bench/detection.py", "--data-dir", str(bench_dir), "--out", str(out), "--overwrite",
-         "--turbo-seti", "off"])
+    run(
+        [
+            sys.executable,
+            "bench/detection.py",
+            "--data-dir",
+            str(bench_dir),
+            "--out",
+            str(out),
+            "--overwrite",
+            "--turbo-seti",
+            "off",
+        ]
+    )
     report = json.loads((out / "report.json").read_text())
     assert set(report["methods"]) == {"de-Doppler"} and report["skipped"] == {"turbo_seti": "--turbo-seti off"}
 

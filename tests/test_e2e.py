@@ -3,6 +3,7 @@
 Also the same training as two processes (`accelerate launch --cpu --num_processes 2`, MPI-launched), which
 must still give exactly one out-of-fold prediction per training cadence and a complete submission.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,26 @@ from src.synth.generator import SynthConfig, write_dataset
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TINY_TRAINING = [
-    "--model-name", "test_efficientnet",
-    "--view", "channels",
-    "--image-size", "32,64",
-    "--epochs", "1",
-    "--n-folds", "2",
-    "--batch-size", "8",
-    "--eval-batch-size", "7",  # does not divide the fold sizes: exercises padding removal
-    "--num-workers", "0",
-    "--tracker", "none",
-    "--lr", "1e-3",
+    "--model-name",
+    "test_efficientnet",
+    "--view",
+    "channels",
+    "--image-size",
+    "32,64",
+    "--epochs",
+    "1",
+    "--n-folds",
+    "2",
+    "--batch-size",
+    "8",
+    "--eval-batch-size",
+    "7",  # does not divide the fold sizes: exercises padding removal
+    "--num-workers",
+    "0",
+    "--tracker",
+    "none",
+    "--lr",
+    "1e-3",
 ]
 
 
@@ -77,7 +88,19 @@ def check_submission(path: Path, data_dir: Path) -> None:
 
 def test_single_process_train_and_evaluate(data_dir: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "outputs"
-    run([sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "tiny", *TINY_TRAINING])
+    run(
+        [
+            sys.executable,
+            "main.py",
+            "--data-dir",
+            str(data_dir),
+            "--out-dir",
+            str(out_dir),
+            "--run-name",
+            "tiny",
+            *TINY_TRAINING,
+        ]
+    )
     run_dir = out_dir / "tiny"
     check_run(run_dir, data_dir)
 
@@ -88,12 +111,26 @@ def test_single_process_train_and_evaluate(data_dir: Path, tmp_path: Path) -> No
     assert summary["n_predictions"] == 11 and len(summary["checkpoints"]) == 2
 
     # an existing submission is never replaced silently
-    failed = subprocess.run([sys.executable, "evaluate.py", "--run-dir", str(run_dir)], cwd=REPO, capture_output=True, text=True)
+    failed = subprocess.run(
+        [sys.executable, "evaluate.py", "--run-dir", str(run_dir)], cwd=REPO, capture_output=True, text=True
+    )
     assert failed.returncode != 0 and "already exists" in failed.stderr
     # nor is an existing run folder
     failed = subprocess.run(
-        [sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "tiny", *TINY_TRAINING],
-        cwd=REPO, capture_output=True, text=True,
+        [
+            sys.executable,
+            "main.py",
+            "--data-dir",
+            str(data_dir),
+            "--out-dir",
+            str(out_dir),
+            "--run-name",
+            "tiny",
+            *TINY_TRAINING,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert failed.returncode != 0 and "already exists" in failed.stderr
 
@@ -101,11 +138,33 @@ def test_single_process_train_and_evaluate(data_dir: Path, tmp_path: Path) -> No
 def test_two_process_cpu_launch(data_dir: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "outputs"
     launch = [
-        str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-        "--mpirun_hostfile", "configs/localhost.hostfile", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(BIN / "accelerate"),
+        "launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mpirun_hostfile",
+        "configs/localhost.hostfile",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
     ]
-    result = run([*launch, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "ddp",
-                  *TINY_TRAINING])
+    result = run(
+        [
+            *launch,
+            "main.py",
+            "--data-dir",
+            str(data_dir),
+            "--out-dir",
+            str(out_dir),
+            "--run-name",
+            "ddp",
+            *TINY_TRAINING,
+        ]
+    )
     assert "2 process(es)" in result.stdout  # really distributed, not two independent single-process runs
     check_run(out_dir / "ddp", data_dir)
 
@@ -126,13 +185,51 @@ def test_training_options_end_to_end(data_dir: Path, tmp_path: Path) -> None:
     the stacked ON view."""
     out_dir = tmp_path / "outputs"
     options = [
-        "--view", "on", "--image-size", "64,32", "--mixed-precision", "bf16", "--grad-accum-steps", "2",
-        "--mix", "both", "--mix-prob", "1", "--mix-label", "or", "--sampler-strength", "1",
-        "--pool", "gem", "--first-conv-stride", "1,2", "--tracker", "tensorboard",
-        "--background", "off_spectrum", "--inject-prob", "0.5", "--inject-rfi-prob", "0.5", "--inject-snr", "10,40",
+        "--view",
+        "on",
+        "--image-size",
+        "64,32",
+        "--mixed-precision",
+        "bf16",
+        "--grad-accum-steps",
+        "2",
+        "--mix",
+        "both",
+        "--mix-prob",
+        "1",
+        "--mix-label",
+        "or",
+        "--sampler-strength",
+        "1",
+        "--pool",
+        "gem",
+        "--first-conv-stride",
+        "1,2",
+        "--tracker",
+        "tensorboard",
+        "--background",
+        "off_spectrum",
+        "--inject-prob",
+        "0.5",
+        "--inject-rfi-prob",
+        "0.5",
+        "--inject-snr",
+        "10,40",
     ]
-    run([sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "options",
-         *TINY_TRAINING, *options])
+    run(
+        [
+            sys.executable,
+            "main.py",
+            "--data-dir",
+            str(data_dir),
+            "--out-dir",
+            str(out_dir),
+            "--run-name",
+            "options",
+            *TINY_TRAINING,
+            *options,
+        ]
+    )
     run_dir = out_dir / "options"
     check_run(run_dir, data_dir)
     assert list(run_dir.rglob("events.out.tfevents.*")), "no TensorBoard event file written"
@@ -145,8 +242,23 @@ def test_dedoppler_view_trains_and_evaluates_through_the_entry_points(data_dir: 
     """The 12-channel view (observations plus aligned de-Doppler planes) with interference injection, through
     main.py and evaluate.py with flip TTA."""
     out_dir = tmp_path / "outputs"
-    run([sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "dd",
-         *TINY_TRAINING, "--view", "dedoppler", "--inject-rfi-prob", "0.5"])
+    run(
+        [
+            sys.executable,
+            "main.py",
+            "--data-dir",
+            str(data_dir),
+            "--out-dir",
+            str(out_dir),
+            "--run-name",
+            "dd",
+            *TINY_TRAINING,
+            "--view",
+            "dedoppler",
+            "--inject-rfi-prob",
+            "0.5",
+        ]
+    )
     check_run(out_dir / "dd", data_dir)
     assert "view: dedoppler" in (out_dir / "dd" / "config.yaml").read_text()
     run([sys.executable, "evaluate.py", "--run-dir", str(out_dir / "dd"), "--tta", "identity,hflip"])
@@ -159,8 +271,23 @@ def test_pseudo_labelled_second_stage(data_dir: Path, tmp_path: Path) -> None:
     pseudo = sample.assign(target=np.linspace(0.05, 0.95, len(sample)))
     pseudo.to_csv(tmp_path / "stage1.csv", index=False)
     out_dir = tmp_path / "outputs"
-    result = run([sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "stage2",
-                  *TINY_TRAINING, "--pseudo-labels", str(tmp_path / "stage1.csv"), "--sampler-strength", "1"])
+    result = run(
+        [
+            sys.executable,
+            "main.py",
+            "--data-dir",
+            str(data_dir),
+            "--out-dir",
+            str(out_dir),
+            "--run-name",
+            "stage2",
+            *TINY_TRAINING,
+            "--pseudo-labels",
+            str(tmp_path / "stage1.csv"),
+            "--sampler-strength",
+            "1",
+        ]
+    )
     assert f"{len(sample)} pseudo-labelled cadences join the training set" in result.stdout
     check_run(out_dir / "stage2", data_dir)  # validation and out-of-fold predictions are the labelled cadences only
 
@@ -170,8 +297,23 @@ def test_compiled_training_writes_plain_checkpoints(data_dir: Path, tmp_path: Pa
     from safetensors import safe_open
 
     out_dir = tmp_path / "outputs"
-    run([sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "compiled",
-         *TINY_TRAINING, "--compile", "--channels-last", "--ema-decay", "0.9"])
+    run(
+        [
+            sys.executable,
+            "main.py",
+            "--data-dir",
+            str(data_dir),
+            "--out-dir",
+            str(out_dir),
+            "--run-name",
+            "compiled",
+            *TINY_TRAINING,
+            "--compile",
+            "--channels-last",
+            "--ema-decay",
+            "0.9",
+        ]
+    )
     run_dir = out_dir / "compiled"
     check_run(run_dir, data_dir)
     with safe_open(str(run_dir / "fold0.safetensors"), framework="pt") as handle:

@@ -1,4 +1,5 @@
 """EMA weights (ema_decay > 0): they are what is validated and saved, and they leave training itself unchanged."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -14,8 +15,19 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def run(make_cfg, data_dir, out_dir, name, ema_decay):
-    cfg = make_cfg(data_dir=str(data_dir), out_dir=str(out_dir), run_name=name, view="channels", image_size=(32, 64),
-                   epochs=2, n_folds=2, folds=(0,), batch_size=2, lr=1e-2, ema_decay=ema_decay)
+    cfg = make_cfg(
+        data_dir=str(data_dir),
+        out_dir=str(out_dir),
+        run_name=name,
+        view="channels",
+        image_size=(32, 64),
+        epochs=2,
+        n_folds=2,
+        folds=(0,),
+        batch_size=2,
+        lr=1e-2,
+        ema_decay=ema_decay,
+    )
     train(cfg)
     return out_dir / name
 

@@ -1,5 +1,6 @@
 """Result files are written whole or not at all (a crash mid-write keeps the previous file and leaves no debris),
 and a layout linked together from other folders never replaces an entry already there."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -30,7 +31,9 @@ def test_crash_mid_write_of_a_new_file_leaves_nothing(tmp_path):
 
 def test_temporary_name_is_hidden_from_checkpoint_globs(tmp_path):
     seen = []
-    write_atomically(tmp_path / "fold0.safetensors", lambda temporary: seen.append(temporary.name) or temporary.write_text("x"))
+    write_atomically(
+        tmp_path / "fold0.safetensors", lambda temporary: seen.append(temporary.name) or temporary.write_text("x")
+    )
     assert seen == [".fold0.safetensors.tmp"] and not list(tmp_path.glob("fold*.tmp"))
 
 
@@ -55,8 +58,11 @@ def test_link_layout_links_parts_of_other_folders_and_keeps_what_is_there(tmp_pa
     folder = tmp_path / "layout"
     folder.mkdir()
     (folder / "sample_submission.csv").write_text("mine\n")
-    links = {"train": source / "train", "train_labels.csv": source / "train_labels.csv",
-             "sample_submission.csv": source / "train_labels.csv"}
+    links = {
+        "train": source / "train",
+        "train_labels.csv": source / "train_labels.csv",
+        "sample_submission.csv": source / "train_labels.csv",
+    }
     assert link_layout(folder, links) == folder
     assert (folder / "train").is_symlink() and (folder / "train" / "a.npy").read_bytes() == b"x"
     assert (folder / "train_labels.csv").read_text() == "id,target\n"

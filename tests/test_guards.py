@@ -1,5 +1,6 @@
 """Guards under load and against bad files: a non-finite loss, running out of memory in evaluation, exactly one
 prediction per id from two processes, and checkpoints or weights that carry pickled code."""
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,17 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def tiny_cfg(make_cfg, data_dir: Path, out_dir: Path, **overrides):
     values = dict(
-        data_dir=str(data_dir), out_dir=str(out_dir), run_name="guard", view="channels", image_size=(32, 64),
-        epochs=2, n_folds=2, batch_size=2, eval_batch_size=4, lr=1e-3, save_every_minutes=0.0,
+        data_dir=str(data_dir),
+        out_dir=str(out_dir),
+        run_name="guard",
+        view="channels",
+        image_size=(32, 64),
+        epochs=2,
+        n_folds=2,
+        batch_size=2,
+        eval_batch_size=4,
+        lr=1e-3,
+        save_every_minutes=0.0,
     )
     return make_cfg(**{**values, **overrides})
 
@@ -61,6 +71,7 @@ def all_finite(tensors: dict[str, torch.Tensor]) -> bool:
 
 # ---------------------------------------------------------------- non-finite loss ---
 
+
 def test_nan_loss_stops_before_anything_bad_is_saved(make_cfg, small_dataset, tmp_path, monkeypatch):
     data_dir, _, _ = small_dataset
     poison_training_batches(monkeypatch, {3})  # the first batch of the second epoch of fold 0
@@ -88,10 +99,13 @@ def test_nan_loss_skip_leaves_the_batch_out(make_cfg, small_dataset, tmp_path, m
 
 # ------------------------------------------------------------------- out of memory ---
 
+
 @pytest.fixture
 def checkpoint(make_cfg, small_dataset, tmp_path):
     data_dir, _, test_ids = small_dataset
-    cfg = make_cfg(data_dir=str(data_dir), view="channels", image_size=(32, 64), eval_batch_size=16, tta=("identity", "hflip"))
+    cfg = make_cfg(
+        data_dir=str(data_dir), view="channels", image_size=(32, 64), eval_batch_size=16, tta=("identity", "hflip")
+    )
     torch.manual_seed(0)
     path = tmp_path / checkpoint_name(0)
     save_checkpoint(path, build_model(cfg, load_pretrained=False), cfg, fold=0, epoch=1, metrics={"valid_auc": 0.5})
@@ -149,14 +163,32 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory(checkpoint, tmp_pa
 
 # ------------------------------------------------------- two processes, one prediction each ---
 
+
 def test_two_processes_return_exactly_one_prediction_per_sample(tmp_path):
     out = tmp_path / "predictions.json"
     command = [
-        str(BIN / "accelerate"), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
-        "--mpirun_hostfile", "configs/localhost.hostfile", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "tests/scripts/distributed_predict.py", str(out),
+        str(BIN / "accelerate"),
+        "launch",
+        "--cpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mpirun_hostfile",
+        "configs/localhost.hostfile",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "tests/scripts/distributed_predict.py",
+        str(out),
     ]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "PYTHONPATH": str(REPO),
+        "OMP_NUM_THREADS": "1",
+    }
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
     report = json.loads(out.read_text())
@@ -168,6 +200,7 @@ def test_two_processes_return_exactly_one_prediction_per_sample(tmp_path):
 
 
 # ------------------------------------------------------------- files carrying code ---
+
 
 class RunsCode:
     def __init__(self, marker: Path) -> None:
@@ -194,9 +227,20 @@ def test_checkpoint_with_pickled_code_is_refused_by_evaluate(pickled_code, small
         with pytest.raises(CheckpointError, match=f"{name}: not a safetensors checkpoint"):
             read_checkpoint_info(disguised)
     result = subprocess.run(
-        [sys.executable, "evaluate.py", "--checkpoints", str(tmp_path / "fold0.pth"), "--data-dir", str(data_dir),
-         "--out", str(tmp_path / "submission.csv")],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "evaluate.py",
+            "--checkpoints",
+            str(tmp_path / "fold0.pth"),
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(tmp_path / "submission.csv"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2 and "error:" in result.stderr and "fold0.pth" in result.stderr
     assert "Traceback" not in result.stderr

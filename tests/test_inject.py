@@ -1,4 +1,5 @@
 """On-the-fly injection (src/inject.py): where needles and interference go, how strong they are, their labels."""
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,9 @@ def test_needles_go_into_on_observations_only_and_make_positives():
     observations, targets = noise_batch(6, 6), torch.zeros(6)
     injected, labels = inject_needles(observations, targets, ids, 1.0, (30, 30), torch.Generator().manual_seed(1))
     added = injected - observations.float()
-    assert injected.dtype == torch.float32 and torch.equal(labels, torch.ones(6)) and torch.equal(targets, torch.zeros(6))
+    assert (
+        injected.dtype == torch.float32 and torch.equal(labels, torch.ones(6)) and torch.equal(targets, torch.zeros(6))
+    )
     for position, observation in enumerate(ids):
         power = added[:, position].abs().sum(dim=(-2, -1))
         assert bool((power > 0).all()) == (observation in ON_OBSERVATIONS)
@@ -67,8 +70,10 @@ def test_probability_zero_changes_nothing_and_probability_picks_a_share():
     unchanged, same_targets = inject_needles(observations, targets, ON_OBSERVATIONS, 0.0, (5, 60))
     assert torch.equal(unchanged, observations.float()) and torch.equal(same_targets, targets)
     generator = torch.Generator().manual_seed(3)
-    counts = [int(inject_needles(noise_batch(8, 3), torch.zeros(8), ON_OBSERVATIONS, 0.5, (5, 60), generator)[1].sum())
-              for _ in range(20)]
+    counts = [
+        int(inject_needles(noise_batch(8, 3), torch.zeros(8), ON_OBSERVATIONS, 0.5, (5, 60), generator)[1].sum())
+        for _ in range(20)
+    ]
     assert 40 < sum(counts) < 120  # about half of 160
 
 
@@ -90,8 +95,10 @@ def test_paths_are_smooth_and_inside_the_band_at_the_on_observations():
     assert paths.shape == (500, 6, N_TIME)
     steps = (paths[:, :, 1:] - paths[:, :, :-1]).abs()
     # the steepest the generator's paths get: its fastest, widest sine plus a sine's largest drift
-    steepest = (2 * math.pi * SINE_AMPLITUDE_CHANNELS[1] / (SINE_PERIOD_OBSERVATIONS[0] * N_TIME)
-                + SINE_DRIFT_SCALE * MAX_DRIFT_CHANNELS_PER_ROW)
+    steepest = (
+        2 * math.pi * SINE_AMPLITUDE_CHANNELS[1] / (SINE_PERIOD_OBSERVATIONS[0] * N_TIME)
+        + SINE_DRIFT_SCALE * MAX_DRIFT_CHANNELS_PER_ROW
+    )
     assert float(steps.max()) <= steepest + 1e-3  # a smooth path, not scattered points
     at_on = paths[:, list(ON_OBSERVATIONS)]
     assert float(at_on.min()) >= 4 - 1e-4 and float(at_on.max()) <= N_FREQ - 1 - 4 + 1e-4
@@ -116,11 +123,25 @@ def test_interference_goes_into_all_six_observations_and_keeps_labels():
 
 def test_interference_probability_picks_a_share_and_is_reproducible():
     observations = noise_batch(8, 6)
-    touched = [int(((inject_interference(observations, range(6), 0.5, (5, 60), torch.Generator().manual_seed(s))
-                     - observations.float()).abs().sum(dim=(1, 2, 3)) > 0).sum()) for s in range(10)]
+    touched = [
+        int(
+            (
+                (
+                    inject_interference(observations, range(6), 0.5, (5, 60), torch.Generator().manual_seed(s))
+                    - observations.float()
+                )
+                .abs()
+                .sum(dim=(1, 2, 3))
+                > 0
+            ).sum()
+        )
+        for s in range(10)
+    ]
     assert 20 < sum(touched) < 60  # about half of 80
     first = inject_interference(observations, range(6), 0.5, (5, 60), torch.Generator().manual_seed(1))
-    assert torch.equal(first, inject_interference(observations, range(6), 0.5, (5, 60), torch.Generator().manual_seed(1)))
+    assert torch.equal(
+        first, inject_interference(observations, range(6), 0.5, (5, 60), torch.Generator().manual_seed(1))
+    )
 
 
 def test_needles_and_interference_together_make_one_copy_in_the_order_training_draws_them():
@@ -139,7 +160,9 @@ def test_needles_and_interference_together_make_one_copy_in_the_order_training_d
 def test_near_zero_drift_keeps_half_of_the_interference_nearly_still():
     rows = observation_rows(range(6), torch.device("cpu"))
     linear = torch.zeros(2000, dtype=torch.long)
-    still = needle_paths(2000, rows, torch.ones(6, dtype=torch.bool), torch.Generator().manual_seed(6), linear, near_zero=True)
+    still = needle_paths(
+        2000, rows, torch.ones(6, dtype=torch.bool), torch.Generator().manual_seed(6), linear, near_zero=True
+    )
     moving = needle_paths(2000, rows, torch.ones(6, dtype=torch.bool), torch.Generator().manual_seed(6), linear)
     drift = lambda paths: (paths[:, -1, -1] - paths[:, 0, 0]).abs()  # noqa: E731
     limit = NEAR_ZERO_DRIFT * MAX_DRIFT_CHANNELS_PER_ROW * float(rows[-1, -1] - rows[0, 0]) + 1e-3
@@ -186,7 +209,10 @@ def test_spectral_profiles_match_setigens(kind):
     offset = torch.linspace(-8, 8, 161).expand(3, -1)
     ours = spectral_profiles(offset, fwhm, torch.full((3,), kind == "sinc2"))
     for width, row in zip(fwhm.tolist(), ours):
-        profile = (stg.sinc2_f_profile(width * DF_HZ, width_mode="fwhm") if kind == "sinc2"
-                   else stg.gaussian_f_profile(width * DF_HZ))
+        profile = (
+            stg.sinc2_f_profile(width * DF_HZ, width_mode="fwhm")
+            if kind == "sinc2"
+            else stg.gaussian_f_profile(width * DF_HZ)
+        )
         theirs = profile(offset[0].double().numpy() * DF_HZ, 0.0)
         assert row.double().numpy() == pytest.approx(theirs, abs=1e-5)

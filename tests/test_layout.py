@@ -3,6 +3,7 @@
 Imports are read from the source (every `import` and `from ... import`, at any depth, relative ones resolved),
 so a deferred import inside a function counts as much as one at the top of a module.
 """
+
 from __future__ import annotations
 
 import ast
@@ -138,9 +139,7 @@ def test_the_checks_catch_an_upward_import_and_the_cycle_it_makes():
     """The ground floor importing the engine breaks both rules; the product importing the benchmarks breaks one."""
     upward = {**GRAPH, "src.core.errors": GRAPH["src.core.errors"] | {"src.engine.train"}}
     assert cycle(upward) is not None
-    assert wrong_imports(upward) == [
-        "src.core.errors imports src.engine.train: src/core/errors.py may import ['core']"
-    ]
+    assert wrong_imports(upward) == ["src.core.errors imports src.engine.train: src/core/errors.py may import ['core']"]
     into_bench = {**GRAPH, "src.engine.train": GRAPH["src.engine.train"] | {"bench.lib.detection"}}
     assert len(wrong_imports(into_bench)) == 1
 

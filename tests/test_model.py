@@ -1,4 +1,5 @@
 """Tests for src/model.py with timm's tiny test models: views, GeM, stem stride, local pretrained weights."""
+
 from __future__ import annotations
 
 import pytest
@@ -36,6 +37,7 @@ def first_conv(model: nn.Module) -> nn.Conv2d:
 
 # ---------------------------------------------------------------- shapes ---
 
+
 @pytest.mark.parametrize("view, in_chans", [("on", 1), ("all", 1), ("channels", 6)])
 @pytest.mark.parametrize("pool", ["avg", "gem"])
 def test_build_model_per_view(make_cfg, view, in_chans, pool):
@@ -62,6 +64,7 @@ def test_nfnet_builds(make_cfg):
 
 
 # ---------------------------------------------------------------- GeM ---
+
 
 def test_gem_p_is_trainable(make_cfg):
     torch.manual_seed(0)
@@ -103,6 +106,7 @@ def test_gem_on_a_token_backbone_is_a_clear_error(make_cfg):
 
 # ---------------------------------------------------------------- stem stride ---
 
+
 @pytest.mark.parametrize("name", ["test_efficientnet", "test_nfnet"])
 def test_first_conv_stride(make_cfg, name):
     default = build_model(make_cfg(model_name=name))
@@ -123,6 +127,7 @@ def test_set_first_conv_stride_without_conv():
 
 # ---------------------------------------------------------------- model names ---
 
+
 def test_fixed_input_size_model_needs_image_size(make_cfg):
     with pytest.raises(ValueError, match="image_size"):
         build_model(make_cfg(model_name="test_vit"))
@@ -137,6 +142,7 @@ def test_unknown_model_name(make_cfg):
 
 
 # ---------------------------------------------------------------- pretrained ---
+
 
 def assert_backbone_loaded(model, state):
     """Every saved tensor outside the stem and the classifier arrived unchanged."""
@@ -201,6 +207,7 @@ def test_pretrained_of_another_architecture_disjoint_keys(make_cfg, imagenet_lik
 
 
 # ---------------------------------------------------------------- speed options ---
+
 
 def test_grad_checkpointing_gives_the_same_gradients(make_cfg):
     images = torch.randn(2, 6, *IMG)

@@ -1,5 +1,6 @@
 """The packed cache (src.data.packed): what it holds, how it resumes, how it fails, and that training and evaluation
 read exactly the same values from it as from the file tree."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -168,7 +169,11 @@ def test_pack_rejects_values_beyond_float16(small_dataset, tmp_path):
 
 
 def run(command: list[str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "WANDB_MODE": "disabled"}
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "WANDB_MODE": "disabled",
+    }
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result
@@ -178,11 +183,48 @@ def test_training_and_evaluation_from_the_cache_equal_the_file_tree(synth_dir, t
     """Through the entry points: pack, then the same run with and without --cache-dir gives the same bytes."""
     data_dir, _ = synth_dir
     cache = tmp_path / "cache"
-    run([sys.executable, "-m", "src.pack", "--data-dir", str(data_dir), "--out", str(cache), "--view", "all", "--workers", "2"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "src.pack",
+            "--data-dir",
+            str(data_dir),
+            "--out",
+            str(cache),
+            "--view",
+            "all",
+            "--workers",
+            "2",
+        ]
+    )
     training = [
-        "--model-name", "test_efficientnet", "--view", "channels", "--image-size", "32,64", "--epochs", "1",
-        "--n-folds", "2", "--batch-size", "4", "--num-workers", "1", "--tracker", "none", "--mix", "mixup",
-        "--mix-prob", "1", "--sampler-strength", "1", "--out-dir", str(tmp_path / "runs"), "--data-dir", str(data_dir),
+        "--model-name",
+        "test_efficientnet",
+        "--view",
+        "channels",
+        "--image-size",
+        "32,64",
+        "--epochs",
+        "1",
+        "--n-folds",
+        "2",
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "1",
+        "--tracker",
+        "none",
+        "--mix",
+        "mixup",
+        "--mix-prob",
+        "1",
+        "--sampler-strength",
+        "1",
+        "--out-dir",
+        str(tmp_path / "runs"),
+        "--data-dir",
+        str(data_dir),
     ]
     run([sys.executable, "main.py", *training, "--run-name", "files"])
     packed = run([sys.executable, "main.py", *training, "--run-name", "packed", "--cache-dir", str(cache)])
@@ -194,5 +236,7 @@ def test_training_and_evaluation_from_the_cache_equal_the_file_tree(synth_dir, t
         packed_weights = load_file(packed_run / f"fold{fold}.safetensors")
         assert all(torch.equal(weights[k], packed_weights[k]) for k in weights)
     for name, extra in (("files", []), ("packed", ["--cache-dir", str(cache)])):
-        run([sys.executable, "evaluate.py", "--run-dir", str(files_run), "--out", str(tmp_path / f"{name}.csv"), *extra])
+        run(
+            [sys.executable, "evaluate.py", "--run-dir", str(files_run), "--out", str(tmp_path / f"{name}.csv"), *extra]
+        )
     assert (tmp_path / "files.csv").read_bytes() == (tmp_path / "packed.csv").read_bytes()

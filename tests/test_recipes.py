@@ -1,4 +1,5 @@
 """Every shipped recipe builds its model and runs a cadence through it at the recipe's input size."""
+
 from pathlib import Path
 
 import numpy as np

@@ -6,6 +6,7 @@ epochs and AUCs, out-of-fold logits, checkpoint weights and the metrics log. On 
 count the comparison is exact: every batch's randomness is derived from its position in the run, and the saved
 state restores weights, optimizer moments, scheduler and the accumulation counter bit for bit.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,20 +44,53 @@ from src.engine.train import prepare_run_dir, resume_config
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = [
-    "--model-name", "test_efficientnet", "--view", "channels", "--image-size", "32,64",
-    "--epochs", "3", "--n-folds", "2", "--batch-size", "2", "--eval-batch-size", "5",
-    "--grad-accum-steps", "2", "--num-workers", "0", "--tracker", "none", "--lr", "1e-3",
+    "--model-name",
+    "test_efficientnet",
+    "--view",
+    "channels",
+    "--image-size",
+    "32,64",
+    "--epochs",
+    "3",
+    "--n-folds",
+    "2",
+    "--batch-size",
+    "2",
+    "--eval-batch-size",
+    "5",
+    "--grad-accum-steps",
+    "2",
+    "--num-workers",
+    "0",
+    "--tracker",
+    "none",
+    "--lr",
+    "1e-3",
     # every source of randomness a resumed run has to replay: sampler, flips, mixing, dropout; and EMA weights
-    "--sampler-strength", "0.5", "--mix", "both", "--mix-prob", "0.5", "--drop-rate", "0.2", "--ema-decay", "0.9",
-    "--save-every-minutes", "0",
+    "--sampler-strength",
+    "0.5",
+    "--mix",
+    "both",
+    "--mix-prob",
+    "0.5",
+    "--drop-rate",
+    "0.2",
+    "--ema-decay",
+    "0.9",
+    "--save-every-minutes",
+    "0",
 ]
 ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
 
 def main_py(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "main.py", *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "main.py", *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600
+    )
     if check:
-        assert result.returncode == 0, f"main.py {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        assert result.returncode == 0, (
+            f"main.py {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
     return result
 
 
@@ -69,8 +103,14 @@ def progress_now(run_dir: Path) -> dict | None:
 
 def kill_when(run_dir: Path, args: list[str], reached) -> dict:
     """Start main.py, SIGKILL it as soon as its saved progress satisfies `reached`; returns that progress."""
-    process = subprocess.Popen([sys.executable, "main.py", *args], cwd=REPO, env=ENV,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "main.py", *args],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline:
@@ -80,7 +120,9 @@ def kill_when(run_dir: Path, args: list[str], reached) -> dict:
                 process.wait()
                 return progress
             if process.poll() is not None:
-                pytest.fail(f"main.py ended (code {process.returncode}) before the kill point:\n{process.stderr.read()[-4000:]}")
+                pytest.fail(
+                    f"main.py ended (code {process.returncode}) before the kill point:\n{process.stderr.read()[-4000:]}"
+                )
             time.sleep(0.005)
         pytest.fail("kill point not reached in time")
     finally:
@@ -102,10 +144,14 @@ def test_killed_run_resumes_to_the_uninterrupted_result(data_dir, tmp_path):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
 
     first = kill_when(
-        killed, [*common, "--run-name", "killed"], lambda p: p["fold"] == 0 and p["epoch"] == 1 and p["batches_done"] > 0
+        killed,
+        [*common, "--run-name", "killed"],
+        lambda p: p["fold"] == 0 and p["epoch"] == 1 and p["batches_done"] > 0,
     )
     assert not (killed / "oof.csv").exists() and (killed / STATE_DIR).is_dir()
-    second = kill_when(killed, ["--resume", str(killed)], lambda p: p["fold"] == 1 and p["epoch"] == 1 and p["batches_done"] > 0)
+    second = kill_when(
+        killed, ["--resume", str(killed)], lambda p: p["fold"] == 1 and p["epoch"] == 1 and p["batches_done"] > 0
+    )
     assert (killed / "oof_fold0.csv").is_file() and not (killed / "oof.csv").exists()
     resumed = main_py("--resume", str(killed))
     assert "resuming fold 1 at epoch" in resumed.stdout
@@ -148,6 +194,7 @@ def test_run_folder_is_never_silently_replaced(data_dir, tmp_path):
 
 # ------------------------------------------------------------------------------ units ---
 
+
 def test_resume_config_keeps_the_recipe_and_follows_a_moved_folder(make_cfg, tmp_path):
     run_dir = tmp_path / "moved" / "run7"
     run_dir.mkdir(parents=True)
@@ -183,7 +230,9 @@ def tiny_prepared(seed: int = 0):
 
 def test_state_round_trip_and_swap(tmp_path):
     accelerator, model, optimizer = tiny_prepared()
-    progress = Progress(fold=1, epoch=2, batches_done=3, step=40, best={"auc": 0.9}, skipped_batches=1, train_seconds=5.0)
+    progress = Progress(
+        fold=1, epoch=2, batches_done=3, step=40, best={"auc": 0.9}, skipped_batches=1, train_seconds=5.0
+    )
     save_training_state(accelerator, tmp_path, progress, np.arange(3.0))
     save_training_state(accelerator, tmp_path, progress, np.arange(3.0))  # the second save swaps the first out
     assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_DIR]

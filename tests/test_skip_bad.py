@@ -1,4 +1,5 @@
 """Training stops on a bad training file, naming it, unless told to skip bad files, which it then lists."""
+
 from __future__ import annotations
 
 import os
@@ -15,14 +16,30 @@ from src.synth.generator import SynthConfig, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = [
-    "--model-name", "test_efficientnet", "--view", "channels", "--image-size", "32,64", "--epochs", "1",
-    "--n-folds", "2", "--batch-size", "4", "--tracker", "none", "--save-every-minutes", "0",
+    "--model-name",
+    "test_efficientnet",
+    "--view",
+    "channels",
+    "--image-size",
+    "32,64",
+    "--epochs",
+    "1",
+    "--n-folds",
+    "2",
+    "--batch-size",
+    "4",
+    "--tracker",
+    "none",
+    "--save-every-minutes",
+    "0",
 ]
 ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
 
 def main_py(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "main.py", *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "main.py", *args], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +58,9 @@ def damaged(tmp_path_factory):
 
 def test_a_bad_training_file_stops_the_run_naming_it(damaged, tmp_path):
     data_dir, bad = damaged
-    result = main_py(*TRAINING, "--num-workers", "1", "--data-dir", str(data_dir), "--out-dir", str(tmp_path), "--run-name", "r")
+    result = main_py(
+        *TRAINING, "--num-workers", "1", "--data-dir", str(data_dir), "--out-dir", str(tmp_path), "--run-name", "r"
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and any(str(path) in error[0] for path in bad.values()), result.stderr[-2000:]
@@ -49,8 +68,18 @@ def test_a_bad_training_file_stops_the_run_naming_it(damaged, tmp_path):
 
 def test_skip_bad_trains_without_them_and_lists_them(damaged, tmp_path):
     data_dir, bad = damaged
-    result = main_py(*TRAINING, "--num-workers", "0", "--skip-bad", "--data-dir", str(data_dir), "--out-dir", str(tmp_path),
-                     "--run-name", "r")
+    result = main_py(
+        *TRAINING,
+        "--num-workers",
+        "0",
+        "--skip-bad",
+        "--data-dir",
+        str(data_dir),
+        "--out-dir",
+        str(tmp_path),
+        "--run-name",
+        "r",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "r"
     listed = pd.read_csv(run_dir / "bad_files.csv", dtype={"id": str})

@@ -1,4 +1,5 @@
 """Tests for src/synth.py: layout, labels, reproducibility, signal placement."""
+
 import dataclasses
 import re
 import warnings
@@ -14,8 +15,7 @@ from src.synth.__main__ import main as synth_main
 from src.synth.generator import SynthConfig, make_cadence, write_dataset
 
 N_TRAIN, N_TEST = 40, 12
-CFG = SynthConfig(seed=3, pos_frac=0.5, snr_min=15.0, snr_max=30.0,
-                  rfi_frac=0.3, off_frac=0.3, pos_rfi_frac=0.3)
+CFG = SynthConfig(seed=3, pos_frac=0.5, snr_min=15.0, snr_max=30.0, rfi_frac=0.3, off_frac=0.3, pos_rfi_frac=0.3)
 T_OBS = synth.TCHANS * DT_S
 
 
@@ -51,6 +51,7 @@ def _energy(x):
 
 
 # ------------------------------------------------------------------ layout ---
+
 
 def test_layout_dtype_shape_ids(dataset):
     out, meta = dataset
@@ -115,6 +116,7 @@ def test_metadata_values(dataset):
 
 # --------------------------------------------------------- reproducibility ---
 
+
 def test_same_seed_identical_bytes_any_workers(dataset, tmp_path):
     out, _ = dataset
     again = tmp_path / "again"
@@ -135,7 +137,8 @@ def test_make_cadence_reproducible_and_seed_dependent():
 def _nan_equal(a, b):
     """Dict equality where NaN == NaN."""
     return a.keys() == b.keys() and all(
-        a[k] == b[k] or (isinstance(a[k], float) and np.isnan(a[k]) and np.isnan(b[k])) for k in a)
+        a[k] == b[k] or (isinstance(a[k], float) and np.isnan(a[k]) and np.isnan(b[k])) for k in a
+    )
 
 
 def test_different_seed_different_data(dataset, tmp_path):
@@ -150,6 +153,7 @@ def test_different_seed_different_data(dataset, tmp_path):
 
 
 # ------------------------------------------------------------ no overwrite ---
+
 
 @pytest.mark.parametrize("name", list(synth.OUTPUT_FILES) + ["train/0/abc.npy", "test/x.npy"])
 def test_refuses_to_overwrite(tmp_path, name):
@@ -169,16 +173,48 @@ def test_cli_refuses_with_message_and_accepts_empty_dir(tmp_path):
     assert (tmp_path / "metadata.csv").read_text() == "keep"
     empty = tmp_path / "empty"
     (empty / "train").mkdir(parents=True)  # empty folders are fine
-    _quiet(synth_main, ["--out", str(empty), "--n-train", "3", "--n-test", "2", "--workers", "1",
-                        "--seed", "5", "--shapes", "linear,sine", "--pos-frac", "0.5"])
+    _quiet(
+        synth_main,
+        [
+            "--out",
+            str(empty),
+            "--n-train",
+            "3",
+            "--n-test",
+            "2",
+            "--workers",
+            "1",
+            "--seed",
+            "5",
+            "--shapes",
+            "linear,sine",
+            "--pos-frac",
+            "0.5",
+        ],
+    )
     meta = pd.read_csv(empty / "metadata.csv")
     assert len(meta) == 5 and set(meta["shape"].dropna()) <= {"linear", "sine"}
 
 
 def test_benchmark_preset_writes_a_test_only_set_and_flags_override_it(tmp_path):
     out = tmp_path / "bench"
-    _quiet(synth_main, ["--preset", "benchmark", "--out", str(out), "--n-test", "10", "--workers", "1",
-                        "--seed", "9", "--snr-max", "5"])
+    _quiet(
+        synth_main,
+        [
+            "--preset",
+            "benchmark",
+            "--out",
+            str(out),
+            "--n-test",
+            "10",
+            "--workers",
+            "1",
+            "--seed",
+            "9",
+            "--snr-max",
+            "5",
+        ],
+    )
     assert pd.read_csv(out / "train_labels.csv").empty and not list((out / "train").iterdir())
     meta = pd.read_csv(out / "metadata.csv")
     assert len(meta) == 10 and (meta.split == "test").all() and meta.target.sum() == 3  # preset pos_frac 0.3
@@ -188,8 +224,13 @@ def test_benchmark_preset_writes_a_test_only_set_and_flags_override_it(tmp_path)
 
 
 def test_snr_distribution_option():
-    rng_draws = {d: [synth._sample_snr(np.random.default_rng(i), SynthConfig(snr_min=4, snr_max=60, snr_dist=d))
-                     for i in range(400)] for d in synth.SNR_DISTRIBUTIONS}
+    rng_draws = {
+        d: [
+            synth._sample_snr(np.random.default_rng(i), SynthConfig(snr_min=4, snr_max=60, snr_dist=d))
+            for i in range(400)
+        ]
+        for d in synth.SNR_DISTRIBUTIONS
+    }
     for draws in rng_draws.values():
         assert 4 <= min(draws) and max(draws) <= 60
     # log-uniform puts about half the draws below the geometric mean (15.5); uniform about a tenth
@@ -209,6 +250,7 @@ def test_config_validation():
 
 
 # -------------------------------------------------------- signal placement ---
+
 
 @pytest.mark.parametrize("shape", synth.SHAPES)
 def test_needle_only_in_on_observations(shape):
@@ -272,8 +314,7 @@ def test_off_signal_continues_cadence_time():
 
 def _line_residual(x):
     """Max distance (channels) of the ON-row peaks from their best straight line."""
-    t = np.concatenate([synth.obs_start_times(CFG)[i] + np.arange(synth.TCHANS) * DT_S
-                        for i in ON_OBSERVATIONS])
+    t = np.concatenate([synth.obs_start_times(CFG)[i] + np.arange(synth.TCHANS) * DT_S for i in ON_OBSERVATIONS])
     ch = np.concatenate([_peak_channels(x[i]) for i in ON_OBSERVATIONS])
     return np.abs(ch - np.polyval(np.polyfit(t, ch, 1), t)).max()
 
@@ -294,6 +335,7 @@ def test_shapes_have_their_geometry(seed):
 
 # ------------------------------------------------------- setigen plumbing ---
 
+
 def _cadence(seed):
     return _quiet(synth._make_frames, CFG, np.random.default_rng(seed), True)
 
@@ -301,8 +343,12 @@ def _cadence(seed):
 def _linear_args(cadence):
     stg = synth.import_setigen()
     f0 = cadence[0].get_frequency(60)
-    return (stg.constant_path(f0, 0.02), stg.constant_t_profile(level=5.0),
-            stg.gaussian_f_profile(2 * synth.DF_HZ), stg.constant_bp_profile(level=1))
+    return (
+        stg.constant_path(f0, 0.02),
+        stg.constant_t_profile(level=5.0),
+        stg.gaussian_f_profile(2 * synth.DF_HZ),
+        stg.constant_bp_profile(level=1),
+    )
 
 
 def test_subset_helper_matches_setigen_cadence_add_signal():
@@ -326,9 +372,18 @@ def test_subset_helper_matches_setigen_cadence_add_signal():
 
 def test_new_frame_equals_setigen_frame():
     from astropy import units as u
+
     stg = synth.import_setigen()
-    ref = _quiet(stg.Frame, fchans=256, tchans=273, df=2.7939677238464355 * u.Hz,
-                 dt=18.253611008 * u.s, fch1=6095.214842353016 * u.MHz, seed=9, t_start=0.0)
+    ref = _quiet(
+        stg.Frame,
+        fchans=256,
+        tchans=273,
+        df=2.7939677238464355 * u.Hz,
+        dt=18.253611008 * u.s,
+        fch1=6095.214842353016 * u.MHz,
+        seed=9,
+        t_start=0.0,
+    )
     ref.add_noise(x_mean=10, noise_type="chi2")
     new = _quiet(synth.new_frame, 9)
     new.add_noise(x_mean=10, noise_type="chi2")

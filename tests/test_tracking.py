@@ -1,4 +1,5 @@
 """Tests for src/tracking.py: the always-on CSV log and the wandb mode choice."""
+
 from __future__ import annotations
 
 import csv
@@ -51,15 +52,18 @@ def test_csv_tracker_step_none(tmp_path):
     assert header == ["step", "oof_auc"] and rows == [["", "0.9"]]
 
 
-@pytest.mark.parametrize("mode, key, expected", [
-    ("disabled", None, "disabled"),
-    ("offline", "secret", "offline"),  # an explicit mode wins over credentials
-    ("online", None, "online"),
-    (None, "secret", "online"),
-    (None, None, "offline"),
-    ("", None, "offline"),  # empty means unset
-    ("", "secret", "online"),
-])
+@pytest.mark.parametrize(
+    "mode, key, expected",
+    [
+        ("disabled", None, "disabled"),
+        ("offline", "secret", "offline"),  # an explicit mode wins over credentials
+        ("online", None, "online"),
+        (None, "secret", "online"),
+        (None, None, "offline"),
+        ("", None, "offline"),  # empty means unset
+        ("", "secret", "online"),
+    ],
+)
 def test_wandb_mode(monkeypatch, mode, key, expected):
     for name, value in (("WANDB_MODE", mode), ("WANDB_API_KEY", key)):
         if value is None:

@@ -1,5 +1,6 @@
 """Tests for the pure helpers of src/train.py and src/inference.py: sampler weights, LR schedule,
 re-ordering gathered predictions."""
+
 from __future__ import annotations
 
 import math
@@ -49,6 +50,7 @@ def test_weights_follow_sample_order():
 
 # ---------------------------------------------------------------- schedule ---
 
+
 def test_warmup_cosine_shape():
     total, warmup, floor = 110, 10, 0.01
     f = warmup_cosine(total, warmup, floor)
@@ -94,6 +96,7 @@ def test_warmup_cosine_drives_lambda_lr():
 
 # ---------------------------------------------------------------- re-ordering ---
 
+
 def test_ordered_by_index_restores_order():
     values = np.array([10.0, 20.0, 30.0, 40.0], dtype=np.float32)
     index = np.array([2, 0, 3, 1])
@@ -102,11 +105,14 @@ def test_ordered_by_index_restores_order():
     assert out.dtype == np.float32
 
 
-@pytest.mark.parametrize("index, size", [
-    (np.array([0, 1, 1]), 3),  # duplicate
-    (np.array([0, 2]), 3),  # missing
-    (np.array([0, 1, 2, 2]), 3),  # padding duplicate (what gather without gather_for_metrics returns)
-])
+@pytest.mark.parametrize(
+    "index, size",
+    [
+        (np.array([0, 1, 1]), 3),  # duplicate
+        (np.array([0, 2]), 3),  # missing
+        (np.array([0, 1, 2, 2]), 3),  # padding duplicate (what gather without gather_for_metrics returns)
+    ],
+)
 def test_ordered_by_index_refuses_duplicates_and_gaps(index, size):
     with pytest.raises(RuntimeError, match="fold 3 validation"):
         ordered_by_index(np.zeros(len(index)), index, size, "fold 3 validation")

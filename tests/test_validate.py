@@ -1,4 +1,5 @@
 """Tests for src/validate.py: the parallel scan, the data-folder summary, the command and the bad-files list."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,13 @@ def plant(data_dir: Path, split: str, sample_id: str, how: str) -> None:
 def planted(small_dataset):
     """small_dataset with one train file of each bad kind (not in id order), a missing test file and a stray file."""
     data_dir, train_ids, test_ids = small_dataset
-    kinds = {train_ids[6]: "missing", train_ids[1]: "non-finite", train_ids[4]: "unreadable", train_ids[3]: "dtype",
-             train_ids[7]: "shape"}
+    kinds = {
+        train_ids[6]: "missing",
+        train_ids[1]: "non-finite",
+        train_ids[4]: "unreadable",
+        train_ids[3]: "dtype",
+        train_ids[7]: "shape",
+    }
     for sample_id, how in kinds.items():
         plant(data_dir, "train", sample_id, how)
     plant(data_dir, "test", test_ids[0], "missing")
@@ -108,7 +114,9 @@ def test_table_errors_are_reported_and_the_other_split_still_checked(planted):
     data_dir, _, _, expected, _ = planted
     (data_dir / SAMPLE_SUBMISSION).write_text("id,prediction\nx,0.5\n")
     summary = validate_data_dir(data_dir, workers=2, progress=False)
-    assert summary.splits[1].table_error == f"{data_dir / SAMPLE_SUBMISSION}: missing column(s) target; expected id,target"
+    assert (
+        summary.splits[1].table_error == f"{data_dir / SAMPLE_SUBMISSION}: missing column(s) target; expected id,target"
+    )
     assert summary.problems[0] == summary.splits[1].table_error
     assert [(b.id, b.kind) for b in summary.splits[0].bad] == expected  # train scanned all the same
     assert "sample_submission.csv unreadable, files not checked" in summary.format()
@@ -135,7 +143,13 @@ def test_command_exit_codes_and_json(planted, tmp_path, capsys):
     assert "result: 6 problem(s)" in capsys.readouterr().out
     written = json.loads(report.read_text())
     assert written["ok"] is False and len(written["problems"]) == 6
-    assert written["splits"]["train"]["bad_by_kind"] == {"missing": 1, "non-finite": 1, "unreadable": 1, "dtype": 1, "shape": 1}
+    assert written["splits"]["train"]["bad_by_kind"] == {
+        "missing": 1,
+        "non-finite": 1,
+        "unreadable": 1,
+        "dtype": 1,
+        "shape": 1,
+    }
     assert [b["id"] for b in written["splits"]["train"]["bad"]] == [i for i, _ in expected]
     assert written["splits"]["test"]["bad_by_kind"] == {"missing": 1}
 

@@ -4,6 +4,7 @@ alone, every run scored on the held-out detection benchmark next to the baseline
 Runs go through the same entry points a user types (main.py, evaluate.py, bench/detection.py); a run folder that
 is already complete is kept, so an interrupted ablation continues where it stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,22 +43,34 @@ VARIANTS = (
     Variant(BASELINE, "base recipe"),
     Variant("view-on", "ON-only vertical stack (3 x 273 rows -> 192x128)", ("--view", "on", "--image-size", "192,128")),
     Variant("view-all", "all six stacked (6 x 273 rows -> 192x128)", ("--view", "all", "--image-size", "192,128")),
-    Variant("view-dedoppler", "six channels plus their de-Doppler planes aligned across the cadence (12 channels)",
-            ("--view", "dedoppler")),
+    Variant(
+        "view-dedoppler",
+        "six channels plus their de-Doppler planes aligned across the cadence (12 channels)",
+        ("--view", "dedoppler"),
+    ),
     Variant("stem-stride-1x2", "first-conv stride (1, 2)", ("--first-conv-stride", "1,2")),
     Variant("gem", "GeM pooling", ("--pool", "gem")),
-    Variant("mixup-max", "mixup Beta(5,5), max label", ("--mix", "mixup", "--mix-prob", "1", "--mixup-alpha", "5",
-                                                         "--mix-label", "max")),
-    Variant("mixup-or", "mixup Beta(5,5), OR label", ("--mix", "mixup", "--mix-prob", "1", "--mixup-alpha", "5",
-                                                       "--mix-label", "or")),
+    Variant(
+        "mixup-max",
+        "mixup Beta(5,5), max label",
+        ("--mix", "mixup", "--mix-prob", "1", "--mixup-alpha", "5", "--mix-label", "max"),
+    ),
+    Variant(
+        "mixup-or",
+        "mixup Beta(5,5), OR label",
+        ("--mix", "mixup", "--mix-prob", "1", "--mixup-alpha", "5", "--mix-label", "or"),
+    ),
     Variant("cutmix", "CutMix (p 0.5)", ("--mix", "cutmix", "--mix-prob", "0.5")),
     Variant("no-flips", "flips off", ("--hflip-p", "0", "--vflip-p", "0")),
     Variant("tta-identity", "flip TTA off (the baseline scored on the identity view only)", kind="tta"),
     Variant("ema", "EMA weights (decay 0.99)", ("--ema-decay", "0.99")),
     Variant("off-background", "background cleaning with the OFF observations", ("--background", "off_spectrum")),
     Variant("injection", "on-the-fly needle injection (30% of samples)", ("--inject-prob", "0.3")),
-    Variant("interference-injection", "on-the-fly all-six interference injection (30% of samples)",
-            ("--inject-rfi-prob", "0.3")),
+    Variant(
+        "interference-injection",
+        "on-the-fly all-six interference injection (30% of samples)",
+        ("--inject-rfi-prob", "0.3"),
+    ),
     Variant("pseudo", "soft pseudo-labels on the benchmark's cadences (second stage from the baseline)", kind="pseudo"),
     Variant("folds-3", "3-fold ensemble instead of fold 0 alone", ("--folds", "0,1,2")),
 )
@@ -90,10 +103,15 @@ def complete(run_dir: Path) -> bool:
 
 def pseudo_data_dir(settings: AblationSettings) -> Path:
     """The training data with the benchmark's cadences as its test split (links only, nothing copied)."""
-    return link_layout(settings.out_dir / "pseudo-data", {
-        "train": settings.data_dir / "train", TRAIN_LABELS: settings.data_dir / TRAIN_LABELS,
-        "test": settings.bench_dir / "test", SAMPLE_SUBMISSION: settings.bench_dir / SAMPLE_SUBMISSION,
-    })
+    return link_layout(
+        settings.out_dir / "pseudo-data",
+        {
+            "train": settings.data_dir / "train",
+            TRAIN_LABELS: settings.data_dir / TRAIN_LABELS,
+            "test": settings.bench_dir / "test",
+            SAMPLE_SUBMISSION: settings.bench_dir / SAMPLE_SUBMISSION,
+        },
+    )
 
 
 def train_variants(settings: AblationSettings, progress: Callable[[str], None] = print) -> None:
@@ -109,12 +127,39 @@ def train_variants(settings: AblationSettings, progress: Callable[[str], None] =
             stage1 = settings.out_dir / "pseudo-stage1.csv"
             if not stage1.is_file():
                 progress("pseudo: stage-1 predictions of the baseline")
-                run([sys.executable, "evaluate.py", "--run-dir", str(runs / BASELINE), "--data-dir", str(data_dir),
-                     "--out", str(stage1)], log)
+                run(
+                    [
+                        sys.executable,
+                        "evaluate.py",
+                        "--run-dir",
+                        str(runs / BASELINE),
+                        "--data-dir",
+                        str(data_dir),
+                        "--out",
+                        str(stage1),
+                    ],
+                    log,
+                )
             flags += ["--pseudo-labels", str(stage1)]
         progress(f"{variant.name}: training")
-        run([sys.executable, "main.py", "--config", str(settings.base), "--data-dir", str(data_dir), "--out-dir", str(runs),
-             "--run-name", variant.name, "--overwrite", *settings.extra_flags, *flags], log)
+        run(
+            [
+                sys.executable,
+                "main.py",
+                "--config",
+                str(settings.base),
+                "--data-dir",
+                str(data_dir),
+                "--out-dir",
+                str(runs),
+                "--run-name",
+                variant.name,
+                "--overwrite",
+                *settings.extra_flags,
+                *flags,
+            ],
+            log,
+        )
 
 
 def score_variants(settings: AblationSettings, progress: Callable[[str], None] = print) -> tuple[dict, dict | None]:
@@ -122,14 +167,43 @@ def score_variants(settings: AblationSettings, progress: Callable[[str], None] =
     runs, log = settings.out_dir / "runs", settings.out_dir / "ablation.log"
     trained = [runs / v.name for v in VARIANTS if v.name in settings.variants and v.kind != "tta"]
     progress("scoring every run on the benchmark")
-    run([sys.executable, "bench/detection.py", "--runs", *map(str, trained), "--data-dir", str(settings.bench_dir),
-         "--out", str(settings.out_dir / "benchmark"), "--turbo-seti", "off", "--overwrite"], log)
+    run(
+        [
+            sys.executable,
+            "bench/detection.py",
+            "--runs",
+            *map(str, trained),
+            "--data-dir",
+            str(settings.bench_dir),
+            "--out",
+            str(settings.out_dir / "benchmark"),
+            "--turbo-seti",
+            "off",
+            "--overwrite",
+        ],
+        log,
+    )
     report = json.loads((settings.out_dir / "benchmark" / "report.json").read_text())
     identity = None
     if "tta-identity" in settings.variants:
-        run([sys.executable, "bench/detection.py", "--runs", str(runs / BASELINE), "--data-dir", str(settings.bench_dir),
-             "--out", str(settings.out_dir / "benchmark-identity"), "--tta", "identity", "--turbo-seti", "off",
-             "--overwrite"], log)
+        run(
+            [
+                sys.executable,
+                "bench/detection.py",
+                "--runs",
+                str(runs / BASELINE),
+                "--data-dir",
+                str(settings.bench_dir),
+                "--out",
+                str(settings.out_dir / "benchmark-identity"),
+                "--tta",
+                "identity",
+                "--turbo-seti",
+                "off",
+                "--overwrite",
+            ],
+            log,
+        )
         identity = json.loads((settings.out_dir / "benchmark-identity" / "report.json").read_text())
     return report, identity
 
@@ -149,12 +223,22 @@ def ablation_rows(settings: AblationSettings, report: dict, identity: dict | Non
             method = methods.get(f"model: {variant.name}")
         if method is None:
             continue
-        rows.append({"variant": variant.name, "technique": variant.technique,
-                     **{title: metric(method, group, name) for title, group, name in COLUMNS}})
+        rows.append(
+            {
+                "variant": variant.name,
+                "technique": variant.technique,
+                **{title: metric(method, group, name) for title, group, name in COLUMNS},
+            }
+        )
     dedoppler = next((m for name, m in methods.items() if m["kind"] == "dedoppler"), None)
     if dedoppler is not None:
-        rows.append({"variant": "de-Doppler", "technique": "classical reference (no training)",
-                     **{title: metric(dedoppler, group, name) for title, group, name in COLUMNS}})
+        rows.append(
+            {
+                "variant": "de-Doppler",
+                "technique": "classical reference (no training)",
+                **{title: metric(dedoppler, group, name) for title, group, name in COLUMNS},
+            }
+        )
     return rows
 
 
@@ -200,7 +284,9 @@ def run_ablation(
         row["train_seconds"] = json.loads(metrics.read_text())["train_seconds"] if metrics.is_file() else None
     minutes = sorted(r["train_seconds"] / 60 for r in rows if r["train_seconds"] and r["variant"] != "folds-3")
     if minutes:
-        budget += f" Training took {minutes[len(minutes) // 2]:.1f} min per run (median; {minutes[0]:.1f}-{minutes[-1]:.1f})."
+        budget += (
+            f" Training took {minutes[len(minutes) // 2]:.1f} min per run (median; {minutes[0]:.1f}-{minutes[-1]:.1f})."
+        )
     write_text_atomically(settings.out_dir / "ablation.json", json.dumps(rows, indent=2))
     write_text_atomically(settings.out_dir / "ablation.md", markdown(settings, rows, budget, command))
     return rows

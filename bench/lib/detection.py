@@ -10,6 +10,7 @@ multi-process accelerate launch).
 Every metric is a binary problem "these positives against these negatives" (see `subgroups`): ROC AUC, and
 recall at a false-positive rate whose threshold comes from that problem's negatives.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -60,6 +61,7 @@ class MethodScores:
 
 # ------------------------------------------------------------------ data ---
 
+
 def load_benchmark(data_dir: str | Path, split: str = "test") -> pd.DataFrame:
     """The labelled cadences of `split` with their metadata, checked against test_labels.csv when present."""
     data_dir = Path(data_dir)
@@ -67,8 +69,10 @@ def load_benchmark(data_dir: str | Path, split: str = "test") -> pd.DataFrame:
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data directory not found")
     if not path.is_file():
-        raise DataError(f"{path}: file not found; the benchmark needs the generator's metadata "
-                        "(python -m src.synth --preset benchmark ...)")
+        raise DataError(
+            f"{path}: file not found; the benchmark needs the generator's metadata "
+            "(python -m src.synth --preset benchmark ...)"
+        )
     meta = pd.read_csv(path, dtype={"id": str, "shape": str, "interference": str})
     missing = [c for c in NEEDED_COLUMNS if c not in meta.columns]
     if missing:
@@ -89,6 +93,7 @@ def load_benchmark(data_dir: str | Path, split: str = "test") -> pd.DataFrame:
 
 # ---------------------------------------------------------------- metrics ---
 
+
 def roc_auc(y: np.ndarray, s: np.ndarray) -> float | None:
     """ROC AUC, or None when one class is missing."""
     if len(np.unique(y)) < 2:
@@ -107,12 +112,17 @@ def recall_at_fpr(y: np.ndarray, s: np.ndarray, fpr: float) -> dict | None:
         return None
     allowed = math.floor(fpr * len(neg) + 1e-9)
     threshold = neg[allowed] if allowed < len(neg) else -np.inf
-    return {"recall": float(np.mean(pos > threshold)), "threshold": float(threshold),
-            "fpr": float(np.mean(neg > threshold)), "n_neg": len(neg)}
+    return {
+        "recall": float(np.mean(pos > threshold)),
+        "threshold": float(threshold),
+        "fpr": float(np.mean(neg > threshold)),
+        "n_neg": len(neg),
+    }
 
 
-def snr_at_recall(snr: np.ndarray, detected: np.ndarray, level: float = RECALL_LEVEL,
-                  min_support: int = MIN_SUPPORT) -> float | None:
+def snr_at_recall(
+    snr: np.ndarray, detected: np.ndarray, level: float = RECALL_LEVEL, min_support: int = MIN_SUPPORT
+) -> float | None:
     """Lowest SNR from which a monotone (isotonic, in log SNR) fit of detected-vs-SNR reaches `level`.
 
     Isotonic regression needs no bin choice and cannot dip back below the level once it is reached. None
@@ -149,20 +159,29 @@ def subgroups(meta: pd.DataFrame) -> dict[str, tuple[np.ndarray, str]]:
     clean = kind == "none"
     groups = {"all": (np.ones(len(meta), bool), "every cadence")}
     for lo, hi, name in SNR_BINS:
-        groups[name] = (neg | (pos & (snr >= lo) & (snr < hi)),
-                        f"positives with {name} (a bin holds its lower edge) against all negatives")
+        groups[name] = (
+            neg | (pos & (snr >= lo) & (snr < hi)),
+            f"positives with {name} (a bin holds its lower edge) against all negatives",
+        )
     for s in SHAPES:
         groups[f"shape {s}"] = (neg | (pos & (shape == s)), f"positives with a {s} path against all negatives")
     groups["clean"] = (clean, "cadences without interference (interference = none), positives and negatives")
     groups["vs all-six-interference negatives"] = (
-        pos | (neg & (kind == "rfi")), "all positives against the negatives with interference in all six observations (rfi)")
-    groups["vs OFF-only negatives"] = (pos | (neg & (kind == "off")),
-                                       "all positives against the negatives with a signal only in OFF observations")
+        pos | (neg & (kind == "rfi")),
+        "all positives against the negatives with interference in all six observations (rfi)",
+    )
+    groups["vs OFF-only negatives"] = (
+        pos | (neg & (kind == "off")),
+        "all positives against the negatives with a signal only in OFF observations",
+    )
     groups["positives with interference"] = (
-        neg | (pos & (kind == "rfi")), "positives whose cadence also holds all-six interference (rfi) against all negatives")
+        neg | (pos & (kind == "rfi")),
+        "positives whose cadence also holds all-six interference (rfi) against all negatives",
+    )
     groups["clean linear SNR >= 10"] = (
         clean & (neg | ((shape == "linear") & (snr >= 10))),
-        "clean positives with a linear path and SNR >= 10 against clean negatives")
+        "clean positives with a linear path and SNR >= 10 against clean negatives",
+    )
     return groups
 
 
@@ -190,8 +209,10 @@ def method_metrics(meta: pd.DataFrame, scores: np.ndarray, edges: np.ndarray) ->
     out.update({k: out["subgroups"]["all"][k] for k in ("auc", *map(fpr_key, FPRS))})
     snr = meta["snr"].to_numpy(dtype=float)
     clean_linear = (meta["interference"].to_numpy() == "none") & ((y == 0) | (meta["shape"].to_numpy() == "linear"))
-    out["snr_at_90pct_recall_1pct_fpr"] = {"all": snr90(y, s, snr),
-                                           "clean linear": snr90(y[clean_linear], s[clean_linear], snr[clean_linear])}
+    out["snr_at_90pct_recall_1pct_fpr"] = {
+        "all": snr90(y, s, snr),
+        "clean linear": snr90(y[clean_linear], s[clean_linear], snr[clean_linear]),
+    }
     r = recall_at_fpr(y, s, 0.01)
     pos = y == 1
     detected = s[pos] > r["threshold"] if r else np.zeros(int(pos.sum()), bool)
@@ -215,50 +236,81 @@ def curve_edges(meta: pd.DataFrame, n_bins: int = CURVE_BINS) -> np.ndarray:
 
 # ----------------------------------------------------------------- scorers ---
 
+
 def run_logits(
-    run_dir: Path, data_dir: Path, split: str, ids: Sequence[str], tta: Sequence[str] | None,
-    batch_size: int | None, num_workers: int, accelerator,
+    run_dir: Path,
+    data_dir: Path,
+    split: str,
+    ids: Sequence[str],
+    tta: Sequence[str] | None,
+    batch_size: int | None,
+    num_workers: int,
+    accelerator,
 ) -> MethodScores:
     """A run's fold ensemble: each checkpoint's TTA-averaged logits, averaged over the checkpoints."""
     started = time.time()
     infos = [read_checkpoint_info(p) for p in find_checkpoints(run_dir)]
     logits = ensemble_logits(infos, data_dir, split, ids, tta, batch_size, num_workers, accelerator)
     cfg = infos[0].config
-    details = {"run": str(run_dir), "checkpoints": [p.path.name for p in infos], "model_name": cfg.model_name,
-               "view": cfg.view, "image_size": cfg.image_size, "tta": ", ".join(tta) if tta else "each checkpoint's config",
-               "device": str(accelerator.device)}
+    details = {
+        "run": str(run_dir),
+        "checkpoints": [p.path.name for p in infos],
+        "model_name": cfg.model_name,
+        "view": cfg.view,
+        "image_size": cfg.image_size,
+        "tta": ", ".join(tta) if tta else "each checkpoint's config",
+        "device": str(accelerator.device),
+    }
     return MethodScores(f"model: {run_dir.name}", "model", logits, time.time() - started, details)
 
 
 def dedoppler_scores(
-    data_dir: Path, split: str, ids: Sequence[str], batch_size: int = 16, max_drift: int = dedoppler.MAX_DRIFT,
-    width: int = dedoppler.WIDTH, device: str = "cpu",
+    data_dir: Path,
+    split: str,
+    ids: Sequence[str],
+    batch_size: int = 16,
+    max_drift: int = dedoppler.MAX_DRIFT,
+    width: int = dedoppler.WIDTH,
+    device: str = "cpu",
 ) -> MethodScores:
     """Brute-force de-Doppler over every cadence: the ON-minus-OFF score plus each observation's best line."""
     started, compute = time.time(), 0.0
     parts = []
     for first in range(0, len(ids), batch_size):
-        batch = np.stack([load_cadence(cadence_path(data_dir, split, i)) for i in ids[first:first + batch_size]])
+        batch = np.stack([load_cadence(cadence_path(data_dir, split, i)) for i in ids[first : first + batch_size]])
         tick = time.time()
         found = dedoppler.search(torch.from_numpy(batch.astype(np.float32)).to(device), max_drift, width)
         parts.append([found.snr.cpu(), found.drift.cpu(), found.channel.cpu()])  # .cpu() waits for a GPU
         compute += time.time() - tick
     snr, drift, channel = (torch.cat(values).numpy() for values in zip(*parts))
-    columns = pd.DataFrame({
-        **{f"dedoppler_snr{o}": snr[:, o] for o in range(snr.shape[1])},
-        **{f"dedoppler_drift{o}": drift[:, o] for o in range(snr.shape[1])},
-        **{f"dedoppler_channel{o}": channel[:, o] for o in range(snr.shape[1])},
-    })
-    details = {"max_drift_channels": max_drift, "max_drift_hz_per_s": round(dedoppler.drift_hz_per_s(max_drift), 5),
-               "drift_step_hz_per_s": round(dedoppler.drift_hz_per_s(1), 6), "width_channels": width,
-               "score": "min over ON observations of the best line SNR - max over OFF observations",
-               "device": device, "torch_threads": torch.get_num_threads(), "compute_seconds": round(compute, 2)}
+    columns = pd.DataFrame(
+        {
+            **{f"dedoppler_snr{o}": snr[:, o] for o in range(snr.shape[1])},
+            **{f"dedoppler_drift{o}": drift[:, o] for o in range(snr.shape[1])},
+            **{f"dedoppler_channel{o}": channel[:, o] for o in range(snr.shape[1])},
+        }
+    )
+    details = {
+        "max_drift_channels": max_drift,
+        "max_drift_hz_per_s": round(dedoppler.drift_hz_per_s(max_drift), 5),
+        "drift_step_hz_per_s": round(dedoppler.drift_hz_per_s(1), 6),
+        "width_channels": width,
+        "score": "min over ON observations of the best line SNR - max over OFF observations",
+        "device": device,
+        "torch_threads": torch.get_num_threads(),
+        "compute_seconds": round(compute, 2),
+    }
     score = dedoppler.cadence_score(torch.from_numpy(snr)).numpy().astype(float)
     return MethodScores("de-Doppler", "dedoppler", score, time.time() - started, details, columns)
 
 
 def turbo_seti_scores(
-    data_dir: Path, split: str, ids: Sequence[str], limit: int | None, max_drift: float, min_snr: float,
+    data_dir: Path,
+    split: str,
+    ids: Sequence[str],
+    limit: int | None,
+    max_drift: float,
+    min_snr: float,
 ) -> MethodScores:
     """turbo_seti over all cadences, or a seeded random `limit` of them (the rest stay NaN)."""
     chosen = np.arange(len(ids))
@@ -267,13 +319,19 @@ def turbo_seti_scores(
     scores = np.full(len(ids), np.nan)
     values, seconds = turboseti.score_cadences(data_dir, split, [ids[i] for i in chosen], max_drift, min_snr)
     scores[chosen] = values
-    details = {"time_rows": turboseti.TIME_ROWS, "max_drift_hz_per_s": max_drift, "min_snr": min_snr,
-               "filter_level": turboseti.FILTER_LEVEL, "score": "best event SNR (0 without an event)",
-               "cadences": len(chosen)}
+    details = {
+        "time_rows": turboseti.TIME_ROWS,
+        "max_drift_hz_per_s": max_drift,
+        "min_snr": min_snr,
+        "filter_level": turboseti.FILTER_LEVEL,
+        "score": "best event SNR (0 without an event)",
+        "cadences": len(chosen),
+    }
     return MethodScores("turbo_seti", "turbo_seti", scores, seconds, details)
 
 
 # ------------------------------------------------------------------ report ---
+
 
 def check_out_dir(out_dir: Path, overwrite: bool) -> None:
     """Refuse to replace an earlier report unless asked to."""
@@ -281,13 +339,20 @@ def check_out_dir(out_dir: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out_dir}: exists and is not a directory")
     existing = [name for name in REPORT_FILES if (out_dir / name).exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"{out_dir / existing[0]}: already exists; pass --overwrite to replace the report or choose --out")
+        raise FileExistsError(
+            f"{out_dir / existing[0]}: already exists; pass --overwrite to replace the report or choose --out"
+        )
 
 
 def machine() -> dict:
     """Where the timings were taken."""
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -299,19 +364,26 @@ def build_report(meta: pd.DataFrame, methods: Sequence[MethodScores], skipped: d
     groups = subgroups(meta)
     y = meta["target"].to_numpy()
     report = {
-        "data": {"n": len(meta), "n_pos": int(y.sum()), "n_neg": int((1 - y).sum()),
-                 "by_interference": {f"{k} ({'positive' if t else 'negative'})": int(n)
-                                     for (t, k), n in meta.groupby(["target", "interference"]).size().items()},
-                 "subgroups": {name: {"n_pos": int(y[m].sum()), "n_neg": int((1 - y[m]).sum())}
-                               for name, (m, _) in groups.items()}},
+        "data": {
+            "n": len(meta),
+            "n_pos": int(y.sum()),
+            "n_neg": int((1 - y).sum()),
+            "by_interference": {
+                f"{k} ({'positive' if t else 'negative'})": int(n)
+                for (t, k), n in meta.groupby(["target", "interference"]).size().items()
+            },
+            "subgroups": {
+                name: {"n_pos": int(y[m].sum()), "n_neg": int((1 - y[m]).sum())} for name, (m, _) in groups.items()
+            },
+        },
         "definitions": {name: text for name, (_, text) in groups.items()},
         "notes": {
             "recall_at_fpr": "threshold = the (floor(fpr x n_neg) + 1)-th highest score among the problem's negatives; "
-                             "a cadence is detected when its score is strictly above it",
+            "a cadence is detected when its score is strictly above it",
             "snr_at_90pct_recall_1pct_fpr": "lowest SNR from which an isotonic (monotone) fit of detected-vs-log(SNR) "
-                                            "of the positives reaches 0.9 with >= 10 positives at or above it, "
-                                            "threshold at 1% FPR; "
-                                            "null = not reached",
+            "of the positives reaches 0.9 with >= 10 positives at or above it, "
+            "threshold at 1% FPR; "
+            "null = not reached",
         },
         "settings": settings,
         "machine": machine(),
@@ -321,9 +393,13 @@ def build_report(meta: pd.DataFrame, methods: Sequence[MethodScores], skipped: d
     for m in methods:
         metrics = method_metrics(meta, m.scores, edges)
         n = metrics["n_scored"]
-        report["methods"][m.name] = {"kind": m.kind, "seconds": round(m.seconds, 2),
-                                     "cadences_per_s": round(n / m.seconds, 2) if m.seconds > 0 else None,
-                                     "details": m.details, **metrics}
+        report["methods"][m.name] = {
+            "kind": m.kind,
+            "seconds": round(m.seconds, 2),
+            "cadences_per_s": round(n / m.seconds, 2) if m.seconds > 0 else None,
+            "details": m.details,
+            **metrics,
+        }
     return report
 
 
@@ -336,33 +412,83 @@ def markdown(report: dict) -> str:
     methods, d, settings = report["methods"], report["data"], report["settings"]
     names = list(methods)
     kinds = ", ".join(f"{k}: {v}" for k, v in d["by_interference"].items())
-    lines = ["# Detection benchmark", "", f"Command: `{settings['command']}`", "",
-             (f"Data: `{settings['data_dir']}` split `{settings['split']}`: {d['n']} cadences, {d['n_pos']} positives, "
-             f"{d['n_neg']} negatives ({kinds})."), "", "## Headline", ""]
-    lines += _table(["method", "cadences", "ROC AUC", "recall @ 1% FPR", "recall @ 0.1% FPR",
-                     "SNR for 90% recall @ 1% FPR (all / clean linear)", "seconds", "cadences/s"],
-                    [[name, m["n_scored"], _fmt(m["auc"]), _fmt(m["recall_at_1pct_fpr"], 3), _fmt(m["recall_at_0.1pct_fpr"], 3),
-                      " / ".join(_fmt(v, 1) for v in m["snr_at_90pct_recall_1pct_fpr"].values()),
-                      f"{m['seconds']:.1f}", _fmt(m["cadences_per_s"], 1)] for name, m in methods.items()])
-    for key, title in (("auc", "ROC AUC by subgroup"), ("recall_at_1pct_fpr", "Recall at 1% FPR by subgroup"),
-                       ("recall_at_0.1pct_fpr", "Recall at 0.1% FPR by subgroup")):
-        rows = [[group, c["n_pos"], c["n_neg"],
-                 *(_fmt(methods[n]["subgroups"][group][key], 4 if key == "auc" else 3) for n in names)]
-                for group, c in d["subgroups"].items()]
+    lines = [
+        "# Detection benchmark",
+        "",
+        f"Command: `{settings['command']}`",
+        "",
+        (
+            f"Data: `{settings['data_dir']}` split `{settings['split']}`: {d['n']} cadences, {d['n_pos']} positives, "
+            f"{d['n_neg']} negatives ({kinds})."
+        ),
+        "",
+        "## Headline",
+        "",
+    ]
+    lines += _table(
+        [
+            "method",
+            "cadences",
+            "ROC AUC",
+            "recall @ 1% FPR",
+            "recall @ 0.1% FPR",
+            "SNR for 90% recall @ 1% FPR (all / clean linear)",
+            "seconds",
+            "cadences/s",
+        ],
+        [
+            [
+                name,
+                m["n_scored"],
+                _fmt(m["auc"]),
+                _fmt(m["recall_at_1pct_fpr"], 3),
+                _fmt(m["recall_at_0.1pct_fpr"], 3),
+                " / ".join(_fmt(v, 1) for v in m["snr_at_90pct_recall_1pct_fpr"].values()),
+                f"{m['seconds']:.1f}",
+                _fmt(m["cadences_per_s"], 1),
+            ]
+            for name, m in methods.items()
+        ],
+    )
+    for key, title in (
+        ("auc", "ROC AUC by subgroup"),
+        ("recall_at_1pct_fpr", "Recall at 1% FPR by subgroup"),
+        ("recall_at_0.1pct_fpr", "Recall at 0.1% FPR by subgroup"),
+    ):
+        rows = [
+            [
+                group,
+                c["n_pos"],
+                c["n_neg"],
+                *(_fmt(methods[n]["subgroups"][group][key], 4 if key == "auc" else 3) for n in names),
+            ]
+            for group, c in d["subgroups"].items()
+        ]
         lines += ["", f"## {title}", "", *_table(["subgroup", "positives", "negatives", *names], rows)]
     if any(methods[n]["n_scored"] < d["n"] for n in names):
-        lines += ["", ("Counts are those of the whole set; a method that scored fewer cadences (see the headline) "
-                      "is measured on its own cadences only.")]
+        lines += [
+            "",
+            (
+                "Counts are those of the whole set; a method that scored fewer cadences (see the headline) "
+                "is measured on its own cadences only."
+            ),
+        ]
     lines += ["", "## Definitions", "", *(f"- **{group}**: {text}." for group, text in report["definitions"].items())]
-    lines.append(f"- **recall at FPR**: {report['notes']['recall_at_fpr']}. Each subgroup is its own problem, so its "
-                 "threshold comes from its own negatives: all negatives, except for `clean`, `clean linear SNR >= 10` "
-                 "and the two `vs` rows.")
-    lines.append(f"- **SNR for 90% recall**: {report['notes']['snr_at_90pct_recall_1pct_fpr']}; all: all positives against all "
-                 "negatives; clean linear: clean linear positives against clean negatives.")
+    lines.append(
+        f"- **recall at FPR**: {report['notes']['recall_at_fpr']}. Each subgroup is its own problem, so its "
+        "threshold comes from its own negatives: all negatives, except for `clean`, `clean linear SNR >= 10` "
+        "and the two `vs` rows."
+    )
+    lines.append(
+        f"- **SNR for 90% recall**: {report['notes']['snr_at_90pct_recall_1pct_fpr']}; all: all positives against all "
+        "negatives; clean linear: clean linear positives against clean negatives."
+    )
     lines.append("- **SNR** is setigen's: that of the time-summed spectrum of one observation.")
     if d["n_neg"] < 1000:
-        lines.append(f"- With {d['n_neg']} negatives, recall at 0.1% FPR is recall above the highest negatives "
-                     "(at most floor(0.001 x negatives) false positives).")
+        lines.append(
+            f"- With {d['n_neg']} negatives, recall at 0.1% FPR is recall above the highest negatives "
+            "(at most floor(0.001 x negatives) false positives)."
+        )
     lines += ["", "## Methods", ""]
     for name, m in methods.items():
         lines.append(f"- **{name}** ({m['kind']}): " + ", ".join(f"{k}: {v}" for k, v in m["details"].items()) + ".")
@@ -370,20 +496,33 @@ def markdown(report: dict) -> str:
     mach = report["machine"]
     gpu = f", GPU {mach['gpu']}" if "gpu" in mach else ""
     threads = mach["torch_threads"]
-    lines += ["", f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs, torch {mach['torch']} ({threads} threads){gpu}.",
-              "", "## Plots", "", "![ROC curves](roc.png)", "", "![Recall vs SNR](recall_vs_snr.png)", ""]
+    lines += [
+        "",
+        f"Machine: {mach['platform']}, {mach['cpu_count']} CPUs, torch {mach['torch']} ({threads} threads){gpu}.",
+        "",
+        "## Plots",
+        "",
+        "![ROC curves](roc.png)",
+        "",
+        "![Recall vs SNR](recall_vs_snr.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
     """A Markdown table as lines."""
-    return ["| " + " | ".join(map(str, header)) + " |", "|" + "---|" * len(header),
-            *("| " + " | ".join(map(str, row)) + " |" for row in rows)]
+    return [
+        "| " + " | ".join(map(str, header)) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(map(str, row)) + " |" for row in rows),
+    ]
 
 
 def plot_roc(meta: pd.DataFrame, methods: Sequence[MethodScores], path: Path) -> None:
     """Every method's ROC curve on one figure: linear axes and log false-positive rate."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -414,6 +553,7 @@ def plot_roc(meta: pd.DataFrame, methods: Sequence[MethodScores], path: Path) ->
 def plot_recall_vs_snr(report: dict, path: Path) -> None:
     """Every method's recall at 1% FPR against SNR (log-spaced bins) on one figure."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
@@ -426,11 +566,17 @@ def plot_recall_vs_snr(report: dict, path: Path) -> None:
         ax.plot(x, r, marker="o", label=name)
     ax.axhline(RECALL_LEVEL, color="grey", lw=0.6, ls="--")
     ax.set_xscale("log")
-    ax.set_xticks([t for t in (2, 3, 4, 6, 10, 15, 20, 30, 40, 60, 100) if curve["snr_edges"][0] <= t <= curve["snr_edges"][-1]])
+    ax.set_xticks(
+        [t for t in (2, 3, 4, 6, 10, 15, 20, 30, 40, 60, 100) if curve["snr_edges"][0] <= t <= curve["snr_edges"][-1]]
+    )
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set(xlabel="SNR (setigen, time-summed spectrum of one observation)", ylabel="recall at 1% FPR", ylim=(-0.02, 1.02),
-           title="Recall at 1% FPR vs SNR (all positives, log-spaced bins)")
+    ax.set(
+        xlabel="SNR (setigen, time-summed spectrum of one observation)",
+        ylabel="recall at 1% FPR",
+        ylim=(-0.02, 1.02),
+        title="Recall at 1% FPR vs SNR (all positives, log-spaced bins)",
+    )
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -463,6 +609,7 @@ def write_report(out_dir: Path, meta: pd.DataFrame, methods: Sequence[MethodScor
 
 
 # ------------------------------------------------------------------- entry ---
+
 
 @dataclasses.dataclass(frozen=True)
 class BenchSettings:
@@ -522,15 +669,20 @@ def run_benchmark(s: BenchSettings) -> dict:
                 scored.name = f"model: {run}"
             methods.append(scored)
             log(f"{scored.name}: {scored.seconds:.1f} s")
-    methods.append(dedoppler_scores(s.data_dir, s.split, ids, s.dedoppler_batch, s.max_drift, s.width, s.dedoppler_device))
+    methods.append(
+        dedoppler_scores(s.data_dir, s.split, ids, s.dedoppler_batch, s.max_drift, s.width, s.dedoppler_device)
+    )
     log(f"de-Doppler: {methods[-1].seconds:.1f} s ({methods[-1].details['compute_seconds']} s searching)")
     skipped = {}
     if skip_turbo_seti:
         skipped["turbo_seti"] = skip_turbo_seti
         log(f"turbo_seti skipped: {skip_turbo_seti}")
     else:
-        methods.append(turbo_seti_scores(s.data_dir, s.split, ids, s.turbo_seti_limit, s.turbo_seti_max_drift,
-                                         s.turbo_seti_min_snr))
+        methods.append(
+            turbo_seti_scores(
+                s.data_dir, s.split, ids, s.turbo_seti_limit, s.turbo_seti_max_drift, s.turbo_seti_min_snr
+            )
+        )
         log(f"turbo_seti: {methods[-1].seconds:.1f} s")
     settings = {k: json_value(v) for k, v in dataclasses.asdict(s).items()}
     report = build_report(meta, methods, skipped, settings)

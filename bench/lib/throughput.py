@@ -7,6 +7,7 @@ Loaders, all over the same cadences in the same random order, page cache warm (e
   4. this project's loader from the packed cache, plus the same batch work, on this machine's CPU;
   5. a raw in-memory copy of the same packed bytes: the limit for the loader's own delivery.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,6 +59,7 @@ class BenchSettings:
 
 # ------------------------------------------------------------------ loaders ---
 
+
 class PublicPipelineDataset(Dataset):
     """What public notebooks do per sample inside the Dataset: load, stack, float32, normalise, resize (and, for
     the dedoppler view, which no public notebook has, its de-Doppler planes, also per sample)."""
@@ -78,10 +80,16 @@ class PublicPipelineDataset(Dataset):
         if self.cfg.normalize == "sample":
             image = (image - image.mean()) / (image.std() + 1e-6)
         elif self.cfg.normalize == "observation":
-            image = (image - image.mean(axis=(-2, -1), keepdims=True)) / (image.std(axis=(-2, -1), keepdims=True) + 1e-6)
+            image = (image - image.mean(axis=(-2, -1), keepdims=True)) / (
+                image.std(axis=(-2, -1), keepdims=True) + 1e-6
+            )
         tensor = torch.from_numpy(np.ascontiguousarray(image))
         size = tuple(self.cfg.image_size or tensor.shape[-2:])
-        resized = F.interpolate(tensor[None], size=size, mode="bilinear", antialias=True)[0] if self.cfg.image_size else tensor
+        resized = (
+            F.interpolate(tensor[None], size=size, mode="bilinear", antialias=True)[0]
+            if self.cfg.image_size
+            else tensor
+        )
         if self.cfg.view == "dedoppler":
             planes = cadence_planes(tensor[None], n_drifts=size[0])
             resized = torch.cat([resized, F.interpolate(planes, size=size, mode="bilinear", antialias=True)[0]])
@@ -99,9 +107,12 @@ def second_pass_rate(one_pass: Callable[[], int]) -> float:
 
 def timed_passes(loader: DataLoader, to_images: Optional[Callable] = None) -> float:
     """Samples/s a loader delivers, with `to_images` (the batch work) applied to each batch when given."""
+
     def one_pass() -> int:
-        return sum((to_images(batch) if to_images else batch.get("image", batch.get("observations"))).shape[0]
-                   for batch in loader)
+        return sum(
+            (to_images(batch) if to_images else batch.get("image", batch.get("observations"))).shape[0]
+            for batch in loader
+        )
 
     return second_pass_rate(one_pass)
 
@@ -121,9 +132,10 @@ def plain_np_load(paths: Sequence[Path], order: np.ndarray) -> float:
 
 def raw_copy(packed_rows: np.ndarray, order: np.ndarray, batch_size: int) -> float:
     """Batches gathered from the packed bytes already in memory: the delivery limit of any loader."""
+
     def one_pass() -> int:
         for first in range(0, len(order), batch_size):
-            torch.from_numpy(packed_rows[np.sort(order[first:first + batch_size])])
+            torch.from_numpy(packed_rows[np.sort(order[first : first + batch_size])])
         return len(order)
 
     return second_pass_rate(one_pass)
@@ -131,6 +143,7 @@ def raw_copy(packed_rows: np.ndarray, order: np.ndarray, batch_size: int) -> flo
 
 def bytes_read_per_sample(dataset: CadenceDataset, n: int) -> float:
     """Bytes this process read through system calls (/proc/self/io rchar) per sample delivered."""
+
     def rchar() -> int:
         with open("/proc/self/io") as handle:
             return int(next(line for line in handle if line.startswith("rchar")).split()[1])
@@ -159,8 +172,15 @@ def loader_results(
     paths = [cadence_path(settings.data_dir, "train", i) for i in ids]
     pack_view = "on" if observations == view_observations("on") else "all"
     started = time.perf_counter()
-    folder = pack_split(subset_folder(settings.data_dir, ids, cache_root, "train"), "train", cache_root / "cache",
-                        pack_view, shard_size=512, workers=workers + 1, progress=False)
+    folder = pack_split(
+        subset_folder(settings.data_dir, ids, cache_root, "train"),
+        "train",
+        cache_root / "cache",
+        pack_view,
+        shard_size=512,
+        workers=workers + 1,
+        progress=False,
+    )
     pack_seconds = time.perf_counter() - started
     packed = open_packed(folder)
     files = CadenceDataset(settings.data_dir, "train", ids, None, observations)
@@ -204,6 +224,7 @@ def loader_results(
 
 
 # ------------------------------------------------------------------ models ---
+
 
 def model_results(cfg: Config, recipe: str, batch_size: int, steps: int, device: torch.device) -> dict:
     """Training-step and inference samples/s on in-memory tensors of the recipe's input shape."""
@@ -267,7 +288,12 @@ def synchronize(device: torch.device) -> None:
 
 
 def fed_vs_in_memory(
-    cfg: Config, recipe: str, dataset: PackedCadenceDataset, batch_size: int, steps: int, workers: int,
+    cfg: Config,
+    recipe: str,
+    dataset: PackedCadenceDataset,
+    batch_size: int,
+    steps: int,
+    workers: int,
     device: torch.device,
 ) -> dict:
     """Training steps fed by the packed loader (copy to the device, batch work there) against the same steps on
@@ -321,14 +347,18 @@ def kaggle_inference_estimate(models: Sequence[dict], n_folds: dict[str, int]) -
     for m in models:
         passes = KAGGLE_TEST_CADENCES * n_folds[m["recipe"]] * KAGGLE_TTA_VIEWS
         minutes = round(passes / m["inference_samples_per_second"] / 60, 1)
-        estimates.append({"recipe": m["recipe"], "folds": n_folds[m["recipe"]], "forward_passes": passes, "minutes": minutes})
+        estimates.append(
+            {"recipe": m["recipe"], "folds": n_folds[m["recipe"]], "forward_passes": passes, "minutes": minutes}
+        )
     return estimates
 
 
 # ------------------------------------------------------------------ memory ---
 
+
 def tree_rss(pid: int) -> tuple[int, int]:
     """(RSS of the process, RSS summed over it and its children) in bytes, from /proc."""
+
     def rss(p: int) -> int:
         try:
             with open(f"/proc/{p}/status") as handle:
@@ -355,12 +385,29 @@ def evaluate_peak_rss(data_dir: Path, ids: Sequence[str], work: Path, checkpoint
     """Run evaluate.py on `ids` and sample the memory of its process tree every 20 ms."""
     folder = subset_folder(data_dir, ids, work, "test")
     out = work / f"submission-{len(ids)}.csv"
-    command = [sys.executable, "evaluate.py", "--checkpoints", str(checkpoint), "--data-dir", str(folder),
-               "--out", str(out), "--tta", "identity", "--overwrite"]
+    command = [
+        sys.executable,
+        "evaluate.py",
+        "--checkpoints",
+        str(checkpoint),
+        "--data-dir",
+        str(folder),
+        "--out",
+        str(out),
+        "--tta",
+        "identity",
+        "--overwrite",
+    ]
     env = {**os.environ, "WANDB_MODE": "disabled"}
     started = time.perf_counter()
-    process = subprocess.Popen(command, cwd=Path(__file__).resolve().parents[2], env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command,
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     peak_main = peak_tree = 0
     while process.poll() is None:
         main_rss, total = tree_rss(process.pid)
@@ -387,6 +434,7 @@ def rss_results(settings: BenchSettings, ids: list[str], work: Path) -> list[dic
 
 
 # ------------------------------------------------------------------ report ---
+
 
 def machine() -> dict:
     return {
@@ -451,15 +499,21 @@ def report_markdown(result: dict) -> str:
             "",
             "| recipe | device | batch | steps | in memory (s/step) | loader-fed (s/step) | fed / in memory |",
             "|---|---|---:|---:|---:|---:|---:|",
-            *[f"| {r['recipe']} | {r['device']} | {r['batch_size']} | {r['steps']} | {r['in_memory_step_seconds']} | "
-              f"{r['loader_fed_step_seconds']} | {r['fed_over_in_memory']:.3f}x |" for r in result["fed"]],
+            *[
+                f"| {r['recipe']} | {r['device']} | {r['batch_size']} | {r['steps']} | {r['in_memory_step_seconds']} | "
+                f"{r['loader_fed_step_seconds']} | {r['fed_over_in_memory']:.3f}x |"
+                for r in result["fed"]
+            ],
         ]
     lines += ["", "## Full Kaggle test inference (39,995 cadences x folds x 4 TTA views), one GPU", ""]
     if "kaggle_estimate" in result:
         lines += [
             "| recipe | folds | forward passes | estimated minutes |",
             "|---|---:|---:|---:|",
-            *[f"| {r['recipe']} | {r['folds']} | {r['forward_passes']:,} | {r['minutes']} |" for r in result["kaggle_estimate"]],
+            *[
+                f"| {r['recipe']} | {r['folds']} | {r['forward_passes']:,} | {r['minutes']} |"
+                for r in result["kaggle_estimate"]
+            ],
             "",
             "From the inference samples/s above; loading is not the limit when the loader outpaces the model.",
         ]
@@ -471,7 +525,10 @@ def report_markdown(result: dict) -> str:
         "",
         "| cadences | peak RSS, main process (MiB) | peak RSS, with loader workers (MiB) | seconds |",
         "|---:|---:|---:|---:|",
-        *[f"| {r['n_cadences']} | {r['peak_rss_main_mib']} | {r['peak_rss_tree_mib']} | {r['seconds']} |" for r in result["rss"]],
+        *[
+            f"| {r['n_cadences']} | {r['peak_rss_main_mib']} | {r['peak_rss_tree_mib']} | {r['seconds']} |"
+            for r in result["rss"]
+        ],
     ]
     if len(result["rss"]) >= 2:
         small, large = result["rss"][0], result["rss"][-1]
@@ -493,12 +550,21 @@ def run_benchmark(
     labels = read_train_labels(settings.data_dir)
     needed = max(settings.n_loader, *settings.rss_sizes)
     if len(labels) < needed:
-        raise DataError(f"{settings.data_dir / TRAIN_LABELS}: {len(labels)} cadences, the benchmark needs {needed} "
-                        "(lower --n-loader / --rss-sizes or make more with python -m src.synth)")
+        raise DataError(
+            f"{settings.data_dir / TRAIN_LABELS}: {len(labels)} cadences, the benchmark needs {needed} "
+            "(lower --n-loader / --rss-sizes or make more with python -m src.synth)"
+        )
     ids = labels["id"].tolist()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    result = {"command": command, "machine": machine(), "loaders": [], "models": [], "fed": [], "rss": [],
-              "rss_recipe": settings.rss_recipe.stem}
+    result = {
+        "command": command,
+        "machine": machine(),
+        "loaders": [],
+        "models": [],
+        "fed": [],
+        "rss": [],
+        "rss_recipe": settings.rss_recipe.stem,
+    }
     n_folds = {}
     with tempfile.TemporaryDirectory(prefix="throughput-") as scratch:
         scratch = Path(scratch)
@@ -506,7 +572,9 @@ def run_benchmark(
             cfg = load_config(recipe, {"data_dir": str(settings.data_dir), "tracker": (), "pretrained": None})
             n_folds[recipe.stem] = cfg.n_folds
             progress(f"{recipe.stem}: loaders")
-            cached, loaders = loader_results(settings, cfg, recipe.stem, ids[:settings.n_loader], scratch / recipe.stem)
+            cached, loaders = loader_results(
+                settings, cfg, recipe.stem, ids[: settings.n_loader], scratch / recipe.stem
+            )
             result["loaders"].append(loaders)
             progress(f"{recipe.stem}: model on {device}")
             on_gpu = device.type == "cuda"
@@ -527,5 +595,3 @@ def run_benchmark(
     write_text_atomically(settings.out_dir / "report.json", json.dumps(result, indent=2))
     write_text_atomically(report, report_markdown(result))
     return result
-
-

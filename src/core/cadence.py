@@ -5,6 +5,7 @@ high-resolution product (2.79 Hz x 18.25 s), observed ABACAD: the target star (A
 three other stars ("OFF") in between, with a slew of about one time row from each observation to the next.
 Every stage reads these facts from here.
 """
+
 from __future__ import annotations
 
 CADENCE_SHAPE = (6, 273, 256)  # observations, time rows, frequency channels

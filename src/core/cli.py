@@ -4,6 +4,7 @@ are reused rather than mapped afresh for every batch.
 Errors of the user's input (data, config, checkpoints, files that would be overwritten) carry a message that
 names the file and the problem; anything else is a bug and keeps its traceback.
 """
+
 from __future__ import annotations
 
 import ctypes

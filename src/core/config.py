@@ -6,6 +6,7 @@ Every field is also a command-line flag (`epochs` -> `--epochs`, `data_dir` -> `
 never has to be edited to change one value. The resolved config is saved into the run folder and into
 every checkpoint, which is what makes a run folder self-describing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,7 +49,9 @@ class Config:
     n_folds: int = 5
     folds: Optional[tuple[int, ...]] = None  # which folds to train; None trains all of them
     seed: int = 42
-    cache_dir: Optional[str] = None  # packed cache root (python -m src.pack); the file tree is read when it has no match
+    cache_dir: Optional[str] = (
+        None  # packed cache root (python -m src.pack); the file tree is read when it has no match
+    )
     num_workers: Optional[int] = None  # loader worker processes; None: from the CPUs available (see README)
     prefetch_factor: int = 2  # batches each loader worker reads ahead
     # --- model ---
@@ -58,7 +61,9 @@ class Config:
     first_conv_stride: Optional[tuple[int, int]] = None  # e.g. (1, 2) keeps time resolution in the stem
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
-    ema_decay: float = 0.0  # >0: validate and save an exponential moving average of the weights (timm ModelEmaV3, warm-up)
+    ema_decay: float = (
+        0.0  # >0: validate and save an exponential moving average of the weights (timm ModelEmaV3, warm-up)
+    )
     channels_last: bool = False  # NHWC weights and inputs: faster convolutions under AMP on tensor-core GPUs
     compile: bool = False  # torch.compile the model (inductor, through Accelerate): slower start, faster steps
     grad_checkpointing: bool = False  # timm's activation checkpointing: recompute in backward, far less GPU memory
@@ -83,9 +88,13 @@ class Config:
     cutmix_alpha: float = 1.0
     mix_label: str = "mix"  # mixup's label: mix (weighted), max, or (y1 + y2 - y1*y2); CutMix's is always area-weighted
     inject_prob: float = 0.0  # share of training samples given a fresh needle in their ON observations (label 1)
-    inject_rfi_prob: float = 0.0  # share given fresh interference in all six observations (label kept); needs all six loaded
+    inject_rfi_prob: float = (
+        0.0  # share given fresh interference in all six observations (label kept); needs all six loaded
+    )
     inject_snr: tuple[float, float] = (5.0, 60.0)  # setigen SNR range of injected needles and interference, log-uniform
-    pseudo_labels: Optional[str] = None  # a submission CSV of data_dir's test split: its cadences join training, soft labels
+    pseudo_labels: Optional[str] = (
+        None  # a submission CSV of data_dir's test split: its cadences join training, soft labels
+    )
     # --- evaluation and logging ---
     tta: tuple[str, ...] = TTA_VIEWS
     tracker: tuple[str, ...] = ("wandb",)
@@ -123,8 +132,10 @@ class Config:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
         if self.inject_rfi_prob > 0 and len(loaded_observations(self.view, self.background)) < CADENCE_SHAPE[0]:
-            raise ConfigError("inject_rfi_prob: interference goes into all six observations, but view 'on' loads only the "
-                              "ON ones; use view all, channels or dedoppler (or background off_spectrum, which loads all six)")
+            raise ConfigError(
+                "inject_rfi_prob: interference goes into all six observations, but view 'on' loads only the "
+                "ON ones; use view all, channels or dedoppler (or background off_spectrum, which loads all six)"
+            )
         for name in ("lr", "mixup_alpha", "cutmix_alpha"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
@@ -135,9 +146,7 @@ class Config:
             raise ConfigError(f"ema_decay: must be in [0, 1) (0 disables EMA), got {self.ema_decay}")
         if self.image_size is not None and (len(self.image_size) != 2 or min(self.image_size) < 8):
             raise ConfigError(f"image_size: must be [height, width] of at least 8 each, got {self.image_size}")
-        if self.first_conv_stride is not None and (
-            len(self.first_conv_stride) != 2 or min(self.first_conv_stride) < 1
-        ):
+        if self.first_conv_stride is not None and (len(self.first_conv_stride) != 2 or min(self.first_conv_stride) < 1):
             raise ConfigError(f"first_conv_stride: must be [stride_h, stride_w] >= 1, got {self.first_conv_stride}")
 
     @property

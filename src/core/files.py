@@ -3,6 +3,7 @@
 Every result file is written next to its destination under a temporary name and renamed into place
 (`os.replace` is atomic on POSIX), so a crash or a kill never leaves a half-written file that looks complete.
 """
+
 from __future__ import annotations
 
 import os

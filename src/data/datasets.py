@@ -3,6 +3,7 @@
 The loaders deliver raw observations only; the batch transform (src/transforms/images.py) runs on the
 accelerator. Every source delivers the same float16 values, so a run's results do not depend on it.
 """
+
 from __future__ import annotations
 
 import os
@@ -146,7 +147,7 @@ class PackedCadenceDataset(CadenceDataset):
         if self.access == "map":
             done = 0
             for first, count in self.runs:
-                out[done:done + count] = self._maps[shard][row, first:first + count]
+                out[done : done + count] = self._maps[shard][row, first : first + count]
                 done += count
             return
         base = self.packed.offsets[shard] + row * self.packed.row_bytes
@@ -154,9 +155,11 @@ class PackedCadenceDataset(CadenceDataset):
         done = 0
         for first, count in self.runs:
             size = count * self.observation_bytes
-            read = os.preadv(self._files[shard], [out_bytes[done:done + size]], base + first * self.observation_bytes)
+            read = os.preadv(self._files[shard], [out_bytes[done : done + size]], base + first * self.observation_bytes)
             if read != size:
-                raise CadenceError(f"{self.packed.shard_path(shard)}: short read at row {row}; the cache is damaged, repack")
+                raise CadenceError(
+                    f"{self.packed.shard_path(shard)}: short read at row {row}; the cache is damaged, repack"
+                )
             done += size
 
     def read_batch_into(self, array: np.ndarray, indices: Sequence[int]) -> None:

@@ -8,6 +8,7 @@ Layout (the competition's, also written by `python -m src.synth`):
 Every reader here names the file and the problem in its error (DataError, CadenceError), which the entry
 points print as one `error:` line.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -168,12 +169,16 @@ def read_pseudo_labels(path: str | Path, data_dir: str | Path, train_ids: Sequen
     table = read_id_table(path, need_binary_target=False)
     targets = pd.to_numeric(table["target"], errors="coerce")
     if targets.isna().any() or not targets.between(0, 1).all():
-        bad = table["target"][targets.isna() | ~targets.between(0, 1)].tolist()[0]  # a Python value: 1.7, not np.float64
+        bad = table["target"][targets.isna() | ~targets.between(0, 1)].tolist()[
+            0
+        ]  # a Python value: 1.7, not np.float64
         raise DataError(f"{path}: target must be a probability in [0, 1], found {bad!r}")
     overlap = set(table["id"]) & set(train_ids)
     if overlap:
-        raise DataError(f"{path}: {len(overlap)} id(s) are training cadences too (e.g. {sorted(overlap)[0]}); "
-                        "pseudo-labels are for the test split")
+        raise DataError(
+            f"{path}: {len(overlap)} id(s) are training cadences too (e.g. {sorted(overlap)[0]}); "
+            "pseudo-labels are for the test split"
+        )
     require_cadence_files(data_dir, "test", table["id"].tolist(), path)
     return table.assign(target=targets.astype(np.float32))
 
@@ -182,7 +187,9 @@ def make_folds(labels: pd.DataFrame, n_folds: int, seed: int) -> pd.DataFrame:
     """Stratified K folds: `labels` with a `fold` column. Deterministic for a given seed and label order."""
     n_pos = int(labels["target"].sum())
     if min(n_pos, len(labels) - n_pos) < n_folds:
-        raise DataError(f"{TRAIN_LABELS}: {n_pos} positives / {len(labels) - n_pos} negatives: too few for {n_folds} folds")
+        raise DataError(
+            f"{TRAIN_LABELS}: {n_pos} positives / {len(labels) - n_pos} negatives: too few for {n_folds} folds"
+        )
     folds = labels.reset_index(drop=True)
     folds["fold"] = -1
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)

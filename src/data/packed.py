@@ -11,6 +11,7 @@ Every cadence is read and checked (shape, dtype, finite values, and within float
 Shards are filled in parallel worker processes, each under a hidden temporary name renamed into place when
 complete, so an interrupted pack continues where it stopped when the same command is run again.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -26,7 +27,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from src.core.cadence import CADENCE_SHAPE, view_observations
-from src.data.kaggle import SPLIT_TABLES, cadence_path, load_cadence, read_split_table, require_cadence_files, to_float16
+from src.data.kaggle import (
+    SPLIT_TABLES,
+    cadence_path,
+    load_cadence,
+    read_split_table,
+    require_cadence_files,
+    to_float16,
+)
 from src.core.errors import DataError
 from src.core.files import write_csv_atomically, write_text_atomically
 
@@ -89,15 +97,22 @@ class PackedSplit:
         del shard_array
         expected = (self.rows_in_shard(shard), *self.sample_shape)
         if shape != expected or dtype != PACKED_DTYPE:
-            raise DataError(f"{self.shard_path(shard)}: holds {shape} {dtype}, expected {expected} {PACKED_DTYPE}; repack")
+            raise DataError(
+                f"{self.shard_path(shard)}: holds {shape} {dtype}, expected {expected} {PACKED_DTYPE}; repack"
+            )
         return offset
 
     def shard_map(self, shard: int) -> np.memmap:
         """A read-only memory map of a shard's rows, laid out as `open_packed` checked it (no header parsed again)."""
         if not self.offsets:
             raise ValueError(f"{self.path}: open the cache with open_packed before mapping its shards")
-        return np.memmap(self.shard_path(shard), dtype=PACKED_DTYPE, mode="r", offset=self.offsets[shard],
-                         shape=(self.rows_in_shard(shard), *self.sample_shape))
+        return np.memmap(
+            self.shard_path(shard),
+            dtype=PACKED_DTYPE,
+            mode="r",
+            offset=self.offsets[shard],
+            shape=(self.rows_in_shard(shard), *self.sample_shape),
+        )
 
 
 def read_meta(folder: Path) -> dict:
@@ -116,9 +131,13 @@ def open_packed(folder: str | Path) -> PackedSplit:
     folder = Path(folder)
     meta = read_meta(folder)
     if not meta.get("complete"):
-        raise DataError(f"{folder}: packing was interrupted; run the same `python -m src.pack` command again to finish it")
+        raise DataError(
+            f"{folder}: packing was interrupted; run the same `python -m src.pack` command again to finish it"
+        )
     index = pd.read_csv(folder / CACHE_INDEX, dtype={"id": str})
-    packed = PackedSplit(folder, meta["split"], tuple(meta["observations"]), int(meta["shard_size"]), tuple(index["id"]))
+    packed = PackedSplit(
+        folder, meta["split"], tuple(meta["observations"]), int(meta["shard_size"]), tuple(index["id"])
+    )
     if len(packed.ids) != meta["n_cadences"]:
         raise DataError(f"{folder / CACHE_INDEX}: {len(packed.ids)} ids, {CACHE_META} says {meta['n_cadences']}")
     offsets = []
@@ -208,14 +227,16 @@ def pack_split(
     todo = [s for s in range(packed.n_shards) if not packed.shard_path(s).is_file()]
     for shard in todo:  # a partial shard of an interrupted pack is simply filled again
         np.lib.format.open_memmap(
-            folder / partial_shard_name(shard), mode="w+", dtype=PACKED_DTYPE,
+            folder / partial_shard_name(shard),
+            mode="w+",
+            dtype=PACKED_DTYPE,
             shape=(packed.rows_in_shard(shard), *packed.sample_shape),
         ).flush()
     tasks = []  # (shard, first row in it, the cadence files for rows first...)
     for shard in todo:
         rows = packed.rows_in_shard(shard)
         for first in range(0, rows, CHUNK_ROWS):
-            chunk = ids[shard * shard_size + first:shard * shard_size + min(first + CHUNK_ROWS, rows)]
+            chunk = ids[shard * shard_size + first : shard * shard_size + min(first + CHUNK_ROWS, rows)]
             tasks.append((shard, first, [str(cadence_path(data_dir, split, i)) for i in chunk]))
     remaining = {shard: packed.rows_in_shard(shard) for shard in todo}
     done = len(ids) - sum(remaining.values())

@@ -5,6 +5,7 @@ file that passes here loads there. `.npy` files that no table names are warnings
 `python -m src.validate` (src/validate.py); training reuses `scan_cadences` and `write_bad_list` for
 `--skip-bad`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,8 +69,12 @@ def scan_cadences(
     paths = [cadence_path(data_dir, split, i) for i in ids]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = tqdm(
-            pool.map(check_cadence, ids, paths), total=len(paths), desc=f"checking {split}", unit="file",
-            disable=not progress, leave=False,
+            pool.map(check_cadence, ids, paths),
+            total=len(paths),
+            desc=f"checking {split}",
+            unit="file",
+            disable=not progress,
+            leave=False,
         )
         return [bad for bad in results if bad is not None]
 
@@ -126,7 +131,8 @@ class ValidationSummary:
     def warnings(self) -> list[str]:
         unlisted = [
             f"{len(s.unlisted)} .npy file(s) under {Path(self.data_dir) / s.split} not in {s.table}, e.g. {s.unlisted[0]}"
-            for s in self.splits if s.unlisted
+            for s in self.splits
+            if s.unlisted
         ]
         return unlisted + self.notes
 
@@ -218,14 +224,19 @@ def check_test_labels(data_dir: Path, test_ids: list[str] | None) -> tuple[dict[
     info = {"rows": len(truth), "positives": int(truth["target"].sum())}
     uncovered = len(set(test_ids or []) - set(truth["id"]))
     if uncovered:
-        note = (f"{data_dir / TEST_LABELS}: {uncovered} of {len(test_ids)} {SAMPLE_SUBMISSION} ids have no truth row; "
-                "evaluate.py will not report a test ROC AUC")
+        note = (
+            f"{data_dir / TEST_LABELS}: {uncovered} of {len(test_ids)} {SAMPLE_SUBMISSION} ids have no truth row; "
+            "evaluate.py will not report a test ROC AUC"
+        )
         return info, [note]
     return info, []
 
 
 def validate_data_dir(
-    data_dir: str | Path, workers: int = DEFAULT_WORKERS, splits: Sequence[str] = ("train", "test"), progress: bool = True
+    data_dir: str | Path,
+    workers: int = DEFAULT_WORKERS,
+    splits: Sequence[str] = ("train", "test"),
+    progress: bool = True,
 ) -> ValidationSummary:
     """Check the tables and every cadence of `splits`; table problems are reported, not raised, so one run
     shows everything. Only a missing data folder raises (DataError)."""

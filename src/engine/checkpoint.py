@@ -3,6 +3,7 @@
 A checkpoint is all `evaluate.py` needs: the config inside says which backbone, view, normalisation and
 image size made it. safetensors holds only tensors, so loading one can never run code.
 """
+
 from __future__ import annotations
 
 import json

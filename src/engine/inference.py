@@ -3,6 +3,7 @@
 Each checkpoint carries its own config, so a run's folds (or checkpoints of different runs) are read
 with the view, normalisation and image size they were trained with.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,7 +32,11 @@ from src.models.classifier import build_model
 
 @torch.no_grad()
 def predict_logits(
-    model: torch.nn.Module, loader: DataLoader, accelerator: Accelerator, cfg: Config, tta: Sequence[str] = ("identity",)
+    model: torch.nn.Module,
+    loader: DataLoader,
+    accelerator: Accelerator,
+    cfg: Config,
+    tta: Sequence[str] = ("identity",),
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits averaged over the TTA views, with dataset indices, over a (sharded) loader, gathered from all
     processes without the padding duplicates of uneven shards. Only the logits are kept: memory stays flat
@@ -65,7 +70,11 @@ def halved_batch_size(batch_size: int, accelerator: Accelerator) -> int:
 
 
 def fitting_batch_size(
-    model: torch.nn.Module, input_shape: Sequence[int], batch_size: int, accelerator: Accelerator, tta: Sequence[str],
+    model: torch.nn.Module,
+    input_shape: Sequence[int],
+    batch_size: int,
+    accelerator: Accelerator,
+    tta: Sequence[str],
     channels_last: bool = False,
 ) -> int:
     """The batch size, halved until a full batch of the TTA views fits on every process.
@@ -154,7 +163,14 @@ def ensemble_logits(
         views = tuple(tta or info.config.tta)
         accelerator.print(f"{info.path}: fold {info.fold}, {info.config.model_name}, TTA {', '.join(views)}")
         total += checkpoint_logits(
-            info, data_dir, split, ids, views, batch_size or info.config.eval_batch_size, num_workers, accelerator,
+            info,
+            data_dir,
+            split,
+            ids,
+            views,
+            batch_size or info.config.eval_batch_size,
+            num_workers,
+            accelerator,
             cache_dir,
         )
     return total / len(infos)

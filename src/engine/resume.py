@@ -6,6 +6,7 @@ module's `progress.json` (where in the run the state was taken) and the current 
 A new state is written to `state.tmp/` and swapped in by renames, `progress.json` last, so a kill at any moment
 leaves either the previous complete state or the new one.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,5 @@
 """Experiment trackers, all driven through Accelerate: a local CSV log always, plus wandb / TensorBoard."""
+
 from __future__ import annotations
 
 import csv

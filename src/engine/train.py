@@ -7,6 +7,7 @@ bad_files.csv (with skip_bad) and, while the run is unfinished, state/ (what `ma
 Every batch's randomness (sampler order, flips, mixing, dropout) is a function of (seed, fold, epoch, batch,
 process), so a resumed run replays exactly what the uninterrupted run would have done.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +24,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
-from accelerate.utils import DataLoaderConfiguration, TorchDynamoPlugin, broadcast_object_list, parse_flag_from_env, set_seed
+from accelerate.utils import (
+    DataLoaderConfiguration,
+    TorchDynamoPlugin,
+    broadcast_object_list,
+    parse_flag_from_env,
+    set_seed,
+)
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from timm.utils import ModelEmaV3
@@ -50,7 +57,14 @@ from src.core.files import write_csv_atomically, write_text_atomically
 from src.synth.inject import inject_signals
 from src.engine.inference import ordered_by_index, predict_logits
 from src.models.classifier import build_model
-from src.engine.resume import Progress, clear_training_state, latest_state, load_training_state, read_progress, save_training_state
+from src.engine.resume import (
+    Progress,
+    clear_training_state,
+    latest_state,
+    load_training_state,
+    read_progress,
+    save_training_state,
+)
 from src.engine.tracking import CSVTracker, drop_metrics_after, tracker_init_kwargs
 from src.data.validation import scan_cadences, write_bad_list
 
@@ -60,7 +74,13 @@ OOF_CSV = "oof.csv"
 BAD_FILES_CSV = "bad_files.csv"
 # what may change when a run is resumed: where the data is and how it is read, never what is trained
 RESUME_OVERRIDES = (
-    "data_dir", "cache_dir", "num_workers", "prefetch_factor", "eval_batch_size", "save_every_minutes", "tracker"
+    "data_dir",
+    "cache_dir",
+    "num_workers",
+    "prefetch_factor",
+    "eval_batch_size",
+    "save_every_minutes",
+    "tracker",
 )
 
 
@@ -68,7 +88,9 @@ def oof_fold_name(fold: int) -> str:
     return f"oof_fold{fold}.csv"
 
 
-def prepare_run_dir(cfg: Config, recipe_name: str, overwrite: bool = False, resume: bool = False) -> tuple[Config, Path]:
+def prepare_run_dir(
+    cfg: Config, recipe_name: str, overwrite: bool = False, resume: bool = False
+) -> tuple[Config, Path]:
     """Name the run (same name on every process) and create its folder.
 
     A non-empty folder is refused unless the run is resumed (kept) or `overwrite` is given (emptied first)."""
@@ -96,7 +118,9 @@ def resume_config(run_dir: str | Path, overrides: Optional[dict[str, Any]] = Non
     """The saved config of a run to resume, pointed at where the run folder is now."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_YAML).is_file():
-        raise ConfigError(f"{run_dir}: no {CONFIG_YAML}; not a run folder of main.py (or it was killed before starting)")
+        raise ConfigError(
+            f"{run_dir}: no {CONFIG_YAML}; not a run folder of main.py (or it was killed before starting)"
+        )
     overrides = dict(overrides or {})
     refused = sorted(set(overrides) - set(RESUME_OVERRIDES))
     if refused:
@@ -104,9 +128,7 @@ def resume_config(run_dir: str | Path, overrides: Optional[dict[str, Any]] = Non
             f"--resume continues {run_dir} with its saved {CONFIG_YAML}; cannot change {', '.join(refused)} "
             f"(only {', '.join(RESUME_OVERRIDES)})"
         )
-    return load_config(
-        run_dir / CONFIG_YAML, {**overrides, "out_dir": str(run_dir.parent), "run_name": run_dir.name}
-    )
+    return load_config(run_dir / CONFIG_YAML, {**overrides, "out_dir": str(run_dir.parent), "run_name": run_dir.name})
 
 
 def class_balanced_weights(targets: np.ndarray, strength: float) -> np.ndarray:
@@ -186,8 +208,13 @@ def train_one_epoch(
     total, count = torch.zeros((), device=accelerator.device), 0
     first = progress.batches_done
     bar = tqdm(
-        loader, initial=first, total=first + len(loader), desc=f"fold {progress.fold} epoch {progress.epoch + 1}/{cfg.epochs}",
-        disable=not accelerator.is_local_main_process, leave=False, dynamic_ncols=True,
+        loader,
+        initial=first,
+        total=first + len(loader),
+        desc=f"fold {progress.fold} epoch {progress.epoch + 1}/{cfg.epochs}",
+        disable=not accelerator.is_local_main_process,
+        leave=False,
+        dynamic_ncols=True,
     )
     last_save = time.monotonic()
     loaded = loaded_observations(cfg.view, cfg.background)  # the observations each batch holds, for injection
@@ -227,8 +254,10 @@ def train_one_epoch(
                 )
             else:
                 progress.skipped_batches += 1
-                accelerator.print(f"fold {progress.fold} epoch {progress.epoch + 1} batch {batch_index + 1}: "
-                                  f"non-finite loss, batch left out ({progress.skipped_batches} in this fold)")
+                accelerator.print(
+                    f"fold {progress.fold} epoch {progress.epoch + 1} batch {batch_index + 1}: "
+                    f"non-finite loss, batch left out ({progress.skipped_batches} in this fold)"
+                )
             if loss_finite or has_gradients(model):  # with nothing to apply, fp16's scaler would refuse to step
                 optimizer.step()
             scheduler.step()
@@ -260,8 +289,13 @@ def validate(
 
 
 def train_fold(
-    cfg: Config, folds: pd.DataFrame, accelerator: Accelerator, run_dir: Path, progress: Progress,
-    state_dir: Optional[Path] = None, pseudo: Optional[pd.DataFrame] = None,
+    cfg: Config,
+    folds: pd.DataFrame,
+    accelerator: Accelerator,
+    run_dir: Path,
+    progress: Progress,
+    state_dir: Optional[Path] = None,
+    pseudo: Optional[pd.DataFrame] = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train fold `progress.fold` (from `state_dir` when resuming); returns its best result and its OOF predictions.
     `pseudo` (id, soft target) test cadences join the fold's training cadences."""
@@ -271,7 +305,13 @@ def train_fold(
 
     def dataset(rows: pd.DataFrame) -> CadenceDataset:
         found, note = open_cadences(
-            cfg.data_dir, "train", rows["id"].tolist(), rows["target"].tolist(), cfg.view, cfg.cache_dir, cfg.background,
+            cfg.data_dir,
+            "train",
+            rows["id"].tolist(),
+            rows["target"].tolist(),
+            cfg.view,
+            cfg.cache_dir,
+            cfg.background,
             access="map",  # every epoch reads the same cadences again
         )
         accelerator.print(note)
@@ -283,8 +323,16 @@ def train_fold(
     sampler_generator = torch.Generator()
     train_set, valid_set = dataset(train_rows), dataset(valid_rows)
     if pseudo is not None:
-        test_set, note = open_cadences(cfg.data_dir, "test", pseudo["id"].tolist(), pseudo["target"].tolist(), cfg.view,
-                                       cfg.cache_dir, cfg.background, access="map")
+        test_set, note = open_cadences(
+            cfg.data_dir,
+            "test",
+            pseudo["id"].tolist(),
+            pseudo["target"].tolist(),
+            cfg.view,
+            cfg.cache_dir,
+            cfg.background,
+            access="map",
+        )
         accelerator.print(f"{note}; {len(pseudo)} pseudo-labelled cadences join the training set")
         train_set = CombinedCadences([train_set, test_set])
     train_loader = make_train_loader(train_set, cfg, workers(train_set), sampler_generator)
@@ -301,8 +349,11 @@ def train_fold(
         model, optimizer, train_loader, valid_loader, scheduler
     )
     # the average of the weights, on every process alike (DDP keeps their weights equal); validated and saved
-    ema = (ModelEmaV3(accelerator.unwrap_model(model, keep_torch_compile=False), decay=cfg.ema_decay, use_warmup=True)
-           if cfg.ema_decay else None)
+    ema = (
+        ModelEmaV3(accelerator.unwrap_model(model, keep_torch_compile=False), decay=cfg.ema_decay, use_warmup=True)
+        if cfg.ema_decay
+        else None
+    )
     ema_model = ema.module if ema is not None else None
     best_logits = load_training_state(accelerator, state_dir, ema_model) if state_dir is not None else None
     if state_dir is not None:
@@ -318,12 +369,18 @@ def train_fold(
     while progress.epoch < cfg.epochs:
         epoch, started = progress.epoch, time.time()
         sampler_generator.manual_seed(derived_seeds(cfg.seed, fold, epoch)[0])
-        loader = accelerator.skip_first_batches(train_loader, progress.batches_done) if progress.batches_done else train_loader
+        loader = (
+            accelerator.skip_first_batches(train_loader, progress.batches_done)
+            if progress.batches_done
+            else train_loader
+        )
         train_loss = train_one_epoch(
             model, loader, optimizer, scheduler, accelerator, cfg, progress, augment_generator, save_state, ema
         )
         evaluated = ema_model if ema_model is not None else model
-        logits, auc, valid_loss = validate(evaluated, valid_loader, accelerator, cfg, valid_targets, f"fold {fold} validation")
+        logits, auc, valid_loss = validate(
+            evaluated, valid_loader, accelerator, cfg, valid_targets, f"fold {fold} validation"
+        )
         improved = auc > progress.best.get("auc", -1.0)
         if improved:
             progress.best = {"fold": fold, "auc": auc, "epoch": epoch + 1, "valid_loss": valid_loss}
@@ -331,14 +388,25 @@ def train_fold(
             if accelerator.is_main_process:
                 weights = accelerator.unwrap_model(evaluated, keep_torch_compile=False)
                 save_checkpoint(
-                    run_dir / checkpoint_name(fold), weights, cfg, fold, epoch + 1,
+                    run_dir / checkpoint_name(fold),
+                    weights,
+                    cfg,
+                    fold,
+                    epoch + 1,
                     {"valid_auc": auc, "valid_loss": valid_loss, "skipped_batches": progress.skipped_batches},
                 )
         seconds = time.time() - started
         progress.train_seconds += seconds
         accelerator.log(
-            {"fold": fold, "epoch": epoch + 1, "train_loss": train_loss, "valid_loss": valid_loss, "valid_auc": auc,
-             "lr": scheduler.get_last_lr()[0], "epoch_seconds": seconds},
+            {
+                "fold": fold,
+                "epoch": epoch + 1,
+                "train_loss": train_loss,
+                "valid_loss": valid_loss,
+                "valid_auc": auc,
+                "lr": scheduler.get_last_lr()[0],
+                "epoch_seconds": seconds,
+            },
             step=progress.step,
         )
         progress.epoch, progress.batches_done = epoch + 1, 0
@@ -362,11 +430,18 @@ def finished_fold(run_dir: Path, fold: int) -> Optional[tuple[dict[str, Any], pd
     if not oof_path.is_file():
         return None
     info = read_checkpoint_info(run_dir / checkpoint_name(fold))
-    result = {"fold": fold, "auc": info.metrics["valid_auc"], "epoch": info.epoch, "valid_loss": info.metrics["valid_loss"]}
+    result = {
+        "fold": fold,
+        "auc": info.metrics["valid_auc"],
+        "epoch": info.epoch,
+        "valid_loss": info.metrics["valid_loss"],
+    }
     return result, pd.read_csv(oof_path, dtype={"id": str})
 
 
-def write_report(run_dir: Path, cfg: Config, fold_results: list[dict[str, Any]], oof: pd.DataFrame, seconds: float) -> dict:
+def write_report(
+    run_dir: Path, cfg: Config, fold_results: list[dict[str, Any]], oof: pd.DataFrame, seconds: float
+) -> dict:
     oof_auc = float(roc_auc_score(oof["target"], oof["logit"]))
     mean_fold_auc = float(np.mean([r["auc"] for r in fold_results]))
     summary = {
@@ -437,7 +512,9 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
     if resume and not (run_dir / FOLDS_CSV).is_file():
         raise CheckpointError(f"{run_dir}: no {FOLDS_CSV}; the run stopped before training began - start it again")
     if resume and (run_dir / OOF_CSV).is_file():
-        raise ConfigError(f"--resume {run_dir}: the run is complete ({OOF_CSV} exists); to train it again use --overwrite")
+        raise ConfigError(
+            f"--resume {run_dir}: the run is complete ({OOF_CSV} exists); to train it again use --overwrite"
+        )
     accelerator = Accelerator(
         mixed_precision=cfg.mixed_precision,
         gradient_accumulation_steps=cfg.grad_accum_steps,
@@ -456,7 +533,9 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
         drop_metrics_after(run_dir, progress.step)  # epochs logged after the saved state are trained again
     accelerator.wait_for_everyone()
     folds = pd.read_csv(run_dir / FOLDS_CSV, dtype={"id": str})
-    accelerator.init_trackers(cfg.project, config=hyperparameters(cfg), init_kwargs=tracker_init_kwargs(run_dir, cfg.run_name))
+    accelerator.init_trackers(
+        cfg.project, config=hyperparameters(cfg), init_kwargs=tracker_init_kwargs(run_dir, cfg.run_name)
+    )
     accelerator.print(
         f"run folder: {run_dir}  ({len(folds)} cadences, {accelerator.num_processes} process(es), {accelerator.device})"
     )

@@ -4,6 +4,7 @@ Pretrained weights come only from a local file or folder the user names (a Kaggl
 cache); nothing is ever downloaded. timm adapts the first convolution to the input channels and drops
 the ImageNet classifier while loading.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -49,7 +50,9 @@ class CadenceClassifier(nn.Module):
         if getattr(self.backbone, "output_fmt", "NCHW") == "NHWC":  # Swin and other channels-last backbones
             features = features.permute(0, 3, 1, 2)
         if features.dim() != 4:
-            raise ModelError(f"pool=gem needs a spatial feature map; this backbone returns shape {tuple(features.shape)}")
+            raise ModelError(
+                f"pool=gem needs a spatial feature map; this backbone returns shape {tuple(features.shape)}"
+            )
         return {"logits": self.head(self.pool(features)).squeeze(-1)}
 
 

@@ -17,6 +17,7 @@ generator's linear drifts (|rate| <= 0.025 Hz/s, i.e. <= 44.4 channels per obser
 The same line sums, aligned across the cadence, are also a model input (`cadence_planes`, the `dedoppler`
 view): the matched filter gathers a faint needle's power into one pixel, which a CNN's small kernels cannot.
 """
+
 from __future__ import annotations
 
 import functools
@@ -171,10 +172,14 @@ def cadence_planes(observations: torch.Tensor, n_drifts: int, max_drift: int = M
     batch, n_obs, n_rows, n_chans = observations.shape
     if n_obs != N_OBS:
         raise ValueError(f"cadence planes need all {N_OBS} observations, got {n_obs}")
-    sums = line_sums(observations, max_drift, n_drifts) / math.sqrt(n_rows)  # (B, 6, D, F), each line from its own start
+    sums = line_sums(observations, max_drift, n_drifts) / math.sqrt(
+        n_rows
+    )  # (B, 6, D, F), each line from its own start
     drifts = drift_steps(max_drift, n_drifts)
     steps = (torch.arange(N_OBS, dtype=torch.float64) - REFERENCE_OBSERVATION) * OBSERVATION_STEP_ROWS / (n_rows - 1)
-    offsets = torch.round(steps[:, None] * drifts[None]).long().to(observations.device)  # (6, D): channel shift at obs start
+    offsets = (
+        torch.round(steps[:, None] * drifts[None]).long().to(observations.device)
+    )  # (6, D): channel shift at obs start
     index = torch.arange(n_chans, device=observations.device) + offsets[..., None]  # (6, D, F)
     inside = (index >= 0) & (index < n_chans)
     gathered = sums.gather(-1, index.clamp(0, n_chans - 1).expand(batch, -1, -1, -1))

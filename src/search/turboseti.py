@@ -9,6 +9,7 @@ score is the SNR of its best event, 0 when there is none.
 turbo_seti is not a requirement of the project: `unavailable_reason()` says why it cannot be used here, and
 the benchmark skips it with that message.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -103,9 +104,16 @@ def write_cadence_h5(cadence: np.ndarray, folder: Path, rows: int = TIME_ROWS) -
     paths = []
     for i, observation in enumerate(cadence):
         source = "target" if i in ON_OBSERVATIONS else f"off{i}"
-        frame = stg.Frame(fchans=observation.shape[1], tchans=rows, df=DF_HZ * u.Hz, dt=block * DT_S * u.s,
-                          fch1=FCH1_MHZ * u.MHz, data=time_average(observation, rows), t_start=1.7e9 + starts[i],
-                          source_name=source)
+        frame = stg.Frame(
+            fchans=observation.shape[1],
+            tchans=rows,
+            df=DF_HZ * u.Hz,
+            dt=block * DT_S * u.s,
+            fch1=FCH1_MHZ * u.MHz,
+            data=time_average(observation, rows),
+            t_start=1.7e9 + starts[i],
+            source_name=source,
+        )
         path = folder / f"obs{i}_{source}.h5"
         frame.save_h5(str(path))
         paths.append(path)
@@ -116,8 +124,15 @@ def search_observation(h5: Path, out_dir: Path, max_drift: float = MAX_DRIFT_HZ_
     """FindDoppler over one observation; returns its .dat hit list."""
     from turbo_seti.find_doppler.find_doppler import FindDoppler
 
-    finder = FindDoppler(str(h5), max_drift=max_drift, snr=min_snr, out_dir=str(out_dir), n_coarse_chan=1,
-                         blank_dc=False, log_level_int=logging.WARNING)
+    finder = FindDoppler(
+        str(h5),
+        max_drift=max_drift,
+        snr=min_snr,
+        out_dir=str(out_dir),
+        n_coarse_chan=1,
+        blank_dc=False,
+        log_level_int=logging.WARNING,
+    )
     with numpy2_compatible():
         finder.search()
     return out_dir / (h5.stem + ".dat")

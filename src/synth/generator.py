@@ -8,6 +8,7 @@ path continuous over the whole cadence; hard negatives hold interference in
 all six observations (``rfi``) or only in the OFF ones (``off``). The same
 config and seed give byte-identical files whatever the number of workers.
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,9 +53,22 @@ EDGE_MARGIN = 4  # channels kept free at each band edge
 X_MEAN = 10.0  # chi2 noise mean (irrelevant after normalisation)
 METADATA = "metadata.csv"
 OUTPUT_FILES = (TRAIN_LABELS, SAMPLE_SUBMISSION, TEST_LABELS, METADATA)
-METADATA_COLUMNS = ["id", "split", "target", "shape", "snr", "drift_rate",
-                    "f_start", "width", "f_profile", "interference",
-                    "rfi_shape", "rfi_snr", "rfi_drift_rate", "rfi_f_start"]
+METADATA_COLUMNS = [
+    "id",
+    "split",
+    "target",
+    "shape",
+    "snr",
+    "drift_rate",
+    "f_start",
+    "width",
+    "f_profile",
+    "interference",
+    "rfi_shape",
+    "rfi_snr",
+    "rfi_drift_rate",
+    "rfi_f_start",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +111,7 @@ class SynthConfig:
 
 # ---------------------------------------------------------------- setigen ---
 
+
 def import_setigen():
     """Import setigen lazily and quietly (blimpy warns about pkg_resources)."""
     with warnings.catch_warnings():
@@ -120,8 +135,10 @@ def _obs_times(cfg: SynthConfig, frames) -> np.ndarray:
 def _template_frame():
     """Empty Frame with the real Kaggle/BL parameters, built once per process."""
     from astropy import units as u
-    return import_setigen().Frame(fchans=FCHANS, tchans=TCHANS, df=DF_HZ * u.Hz, dt=DT_S * u.s,
-                        fch1=FCH1_MHZ * u.MHz, t_start=0.0)
+
+    return import_setigen().Frame(
+        fchans=FCHANS, tchans=TCHANS, df=DF_HZ * u.Hz, dt=DT_S * u.s, fch1=FCH1_MHZ * u.MHz, t_start=0.0
+    )
 
 
 def new_frame(seed: int):
@@ -149,8 +166,7 @@ def _make_frames(cfg: SynthConfig, rng: np.random.Generator, noise: bool):
     return import_setigen().OrderedCadence(frames, order=CADENCE_ORDER, t_slew=cfg.t_slew, t_overwrite=True)
 
 
-def add_signal_to_frames(cadence, frames, path, t_profile, f_profile, bp_profile=None,
-                         pad_channels=None):
+def add_signal_to_frames(cadence, frames, path, t_profile, f_profile, bp_profile=None, pad_channels=None):
     """Add a signal whose time axis is the WHOLE cadence to a subset of frames.
 
     ``Cadence.add_signal`` measures time from the first frame of the cadence it
@@ -169,8 +185,7 @@ def add_signal_to_frames(cadence, frames, path, t_profile, f_profile, bp_profile
                 bounds = _bounds(frame, path(frame.ts), pad_channels)
                 if bounds is None:
                     continue
-            frame.add_signal(path, t_profile, f_profile, bp_profile,
-                             bounding_f_range=bounds)
+            frame.add_signal(path, t_profile, f_profile, bp_profile, bounding_f_range=bounds)
         finally:
             frame.ts -= shift
 
@@ -186,6 +201,7 @@ def _bounds(frame, path_hz, pad):
 
 
 # ---------------------------------------------------------------- signals ---
+
 
 def _sample_shape_params(rng, cfg: SynthConfig, shape: str, near_zero: bool) -> dict:
     """Draw the shape-specific parameters; near_zero mimics terrestrial RFI."""
@@ -275,9 +291,14 @@ def _inject(cadence, p: dict, frames):
     """Add signal p to the chosen frames, level from setigen's SNR definition."""
     first = cadence[0]
     add_signal_to_frames(
-        cadence, frames, _path(p, first.get_frequency(p["f_start"])),
-        _t_profile(p, first.get_intensity(snr=p["snr"])), _f_profile(p),
-        import_setigen().constant_bp_profile(level=1), pad_channels=3 * p["width"] / DF_HZ + 2)
+        cadence,
+        frames,
+        _path(p, first.get_frequency(p["f_start"])),
+        _t_profile(p, first.get_intensity(snr=p["snr"])),
+        _f_profile(p),
+        import_setigen().constant_bp_profile(level=1),
+        pad_channels=3 * p["width"] / DF_HZ + 2,
+    )
 
 
 def _draw_interference(rng, cfg: SynthConfig, target: int) -> str:
@@ -305,8 +326,9 @@ def _normalise(cadence, noise: bool) -> np.ndarray:
     return out
 
 
-def make_cadence(cfg: SynthConfig, seed_or_rng, target: int, *, shape=None,
-                 interference=None, noise: bool = True) -> tuple[np.ndarray, dict]:
+def make_cadence(
+    cfg: SynthConfig, seed_or_rng, target: int, *, shape=None, interference=None, noise: bool = True
+) -> tuple[np.ndarray, dict]:
     """One cadence (float16, (6, 273, 256)) and its metadata.
 
     `shape` / `interference` force the needle shape / interference kind
@@ -320,24 +342,21 @@ def make_cadence(cfg: SynthConfig, seed_or_rng, target: int, *, shape=None,
     if interference not in INTERFERENCE:
         raise ValueError(f"interference must be one of {INTERFERENCE}")
     meta = {c: np.nan for c in METADATA_COLUMNS[2:]}
-    meta.update(target=int(target), shape="", f_profile="", interference=interference,
-                rfi_shape="")
+    meta.update(target=int(target), shape="", f_profile="", interference=interference, rfi_shape="")
     if target:
         p = sample_signal(rng, cfg, shape, ON_OBSERVATIONS)
         _inject(cadence, p, ON_OBSERVATIONS)
-        meta.update({k: p[k] for k in ("shape", "snr", "drift_rate", "f_start",
-                                         "width", "f_profile")})
+        meta.update({k: p[k] for k in ("shape", "snr", "drift_rate", "f_start", "width", "f_profile")})
     if interference != "none":
         frames = ALL_OBSERVATIONS if interference == "rfi" else OFF_OBSERVATIONS
-        q = sample_signal(rng, cfg, str(rng.choice(cfg.shapes)), frames,
-                          near_zero=interference == "rfi")
+        q = sample_signal(rng, cfg, str(rng.choice(cfg.shapes)), frames, near_zero=interference == "rfi")
         _inject(cadence, q, frames)
-        meta.update(rfi_shape=q["shape"], rfi_snr=q["snr"],
-                    rfi_drift_rate=q["drift_rate"], rfi_f_start=q["f_start"])
+        meta.update(rfi_shape=q["shape"], rfi_snr=q["snr"], rfi_drift_rate=q["drift_rate"], rfi_f_start=q["f_start"])
     return _normalise(cadence, noise), meta
 
 
 # ---------------------------------------------------------------- dataset ---
+
 
 def make_ids(seed: int, n: int) -> list[str]:
     """n unique 15-hex-character ids (like Kaggle's) drawn from the seed."""
@@ -398,6 +417,7 @@ def _job(task) -> dict:
 def _run_jobs(tasks, workers: int, progress: bool) -> list[dict]:
     """Run tasks in order, in-process or on a process pool, with a progress bar."""
     from tqdm import tqdm
+
     _template_frame()  # import setigen once here: forked workers inherit it
     bar = tqdm(total=len(tasks), desc="synth", unit="cadence", disable=not progress)
     rows = []
@@ -407,6 +427,7 @@ def _run_jobs(tasks, workers: int, progress: bool) -> list[dict]:
             bar.update()
     else:
         import multiprocessing as mp
+
         chunk = max(1, min(32, len(tasks) // (workers * 8)))
         with mp.Pool(workers, initializer=_quiet_worker) as pool:
             for row in pool.imap(_job, tasks, chunksize=chunk):
@@ -416,8 +437,9 @@ def _run_jobs(tasks, workers: int, progress: bool) -> list[dict]:
     return rows
 
 
-def write_dataset(out_dir, cfg: SynthConfig, n_train: int, n_test: int, *,
-                  workers: int | None = None, progress: bool = True) -> pd.DataFrame:
+def write_dataset(
+    out_dir, cfg: SynthConfig, n_train: int, n_test: int, *, workers: int | None = None, progress: bool = True
+) -> pd.DataFrame:
     """Write a synthetic dataset in the Kaggle layout; return its metadata.
 
     Raises FileExistsError (before writing anything) if out_dir holds data.

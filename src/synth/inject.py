@@ -11,6 +11,7 @@ follow one continuous path across the cadence (the telescope slews between obser
   like a needle, often with the near-zero drift of terrestrial RFI, it is the negative that only the OFF
   observations tell apart from a needle - the crux of the task - made fresh every batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,7 +55,12 @@ def observation_rows(observation_ids: Sequence[int], device: torch.device) -> to
 
 
 def needle_paths(
-    n: int, rows: torch.Tensor, fit: torch.Tensor, generator: torch.Generator, shape: torch.Tensor, near_zero: bool = False,
+    n: int,
+    rows: torch.Tensor,
+    fit: torch.Tensor,
+    generator: torch.Generator,
+    shape: torch.Tensor,
+    near_zero: bool = False,
 ) -> torch.Tensor:
     """(n, n_obs, 273) channel of the signal's centre at every row: a drift (plus curvature or a sine for the
     quadratic and sine shapes, indices into INJECTED_SHAPES; pulsed paths are linear), with the generator's
@@ -62,6 +68,7 @@ def needle_paths(
     the observations marked in `fit` the path stays inside the band: one that would span more channels than
     the band holds is flattened to fit, then its start is drawn. `near_zero` gives half of the paths the small
     drift of RFI."""
+
     def uniform(low: float, high: float) -> torch.Tensor:
         return draw_uniform(n, (low, high), generator)
 
@@ -77,8 +84,11 @@ def needle_paths(
     period = N_TIME * torch.exp(uniform(*(math.log(p) for p in SINE_PERIOD_OBSERVATIONS)))
     phase = uniform(0, 2 * math.pi)
     t = rows.reshape(-1).cpu()
-    offset = (drift[:, None] * t + bend[:, None] * (t / span) ** 2
-              + amplitude[:, None] * torch.sin(2 * math.pi * t / period[:, None] + phase[:, None]))
+    offset = (
+        drift[:, None] * t
+        + bend[:, None] * (t / span) ** 2
+        + amplitude[:, None] * torch.sin(2 * math.pi * t / period[:, None] + phase[:, None])
+    )
     fitted = offset[:, fit.repeat_interleave(rows.shape[1]).cpu()]
     band = N_FREQ - 1 - 2 * EDGE_MARGIN
     flatten = (band / (fitted.max(dim=1).values - fitted.min(dim=1).values)).clamp(max=1.0)[:, None]
@@ -155,7 +165,9 @@ def add_needles(
 ) -> torch.Tensor:
     """Add, in place, a fresh needle to the ON observations of each sample of a float32 (B, n_obs, 273, 256)
     batch with `probability`; returns the targets with those samples' set to 1 (a new tensor when any are)."""
-    chosen = torch.rand(observations.shape[0], generator=generator) < probability  # drawn on the CPU: same on any device
+    chosen = (
+        torch.rand(observations.shape[0], generator=generator) < probability
+    )  # drawn on the CPU: same on any device
     if not chosen.any():
         return targets
     add_signals(observations, chosen, observation_ids, ON_OBSERVATIONS, snr_range, generator)

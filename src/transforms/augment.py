@@ -3,6 +3,7 @@
 Axes: H (dim -2) is time, W (dim -1) is frequency. A horizontal flip reverses frequency (a drift of the
 opposite sign), a vertical flip reverses the rows of the image.
 """
+
 from __future__ import annotations
 
 import math

@@ -5,6 +5,7 @@ model's input runs here, once per batch on the accelerator: background cleaning 
 normalisation, arranging the observations (stacked in time or as channels), the antialiased resize, and the
 `dedoppler` view's aligned de-Doppler planes.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,11 +47,14 @@ def normalize(observations: torch.Tensor, mode: str) -> torch.Tensor:
     if mode == "none":
         return values.copy_(observations)
     per_group = math.prod(values.shape[-2:] if mode == "observation" else values.shape[-3:])
-    source, groups = observations.reshape(-1, per_group), values.view(-1, per_group)  # one row per observation or sample
+    source, groups = (
+        observations.reshape(-1, per_group),
+        values.view(-1, per_group),
+    )  # one row per observation or sample
     step = max(1, NORMALIZE_CHUNK_BYTES // (4 * per_group)) if values.device.type == "cpu" else len(groups)
     for first in range(0, len(groups), step):
-        chunk = groups[first:first + step]
-        chunk.copy_(source[first:first + step])
+        chunk = groups[first : first + step]
+        chunk.copy_(source[first : first + step])
         chunk.sub_(chunk.mean(dim=1, keepdim=True))
         std = torch.linalg.vector_norm(chunk, dim=1, keepdim=True) / math.sqrt(max(per_group - 1, 1))
         chunk.mul_(1.0 / (std + 1e-6))
@@ -115,7 +119,9 @@ def observations_to_images(
 
 def batch_to_images(observations: torch.Tensor, cfg: Config) -> torch.Tensor:
     """`observations_to_images` with a run's settings: what training, evaluation and the benchmarks feed the model."""
-    return observations_to_images(observations, cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last, cfg.background)
+    return observations_to_images(
+        observations, cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last, cfg.background
+    )
 
 
 def cadence_to_image(

@@ -3,6 +3,7 @@ evenly by batch size x processes, and write what came back (see tests/test_guard
 
 Each sample's image holds its own index, and the model returns that value, so a duplicated, missing or shifted
 prediction shows up as a wrong value, not only as a wrong count."""
+
 import json
 import sys
 
@@ -42,7 +43,9 @@ def main(out_path: str) -> None:
             loader = accelerator.prepare(make_eval_loader(IndexImages(size), batch_size, num_workers=0))
             logits, index = predict_logits(model, loader, accelerator, cfg, tta=("identity", "hflip"))
             ordered = ordered_by_index(logits, index, size, f"size {size}")
-            results.append({"size": size, "batch_size": batch_size, "n_returned": len(index), "values": ordered.tolist()})
+            results.append(
+                {"size": size, "batch_size": batch_size, "n_returned": len(index), "values": ordered.tolist()}
+            )
             accelerator.free_memory()
     if accelerator.is_main_process:
         with open(out_path, "w") as handle:
