@@ -1,6 +1,6 @@
 # make setup  - virtualenv in .venv with the pinned requirements (once; again when requirements.txt changes)
 # make demo   - synthetic data in input/ (only if input/ holds none), CPU training of 3 folds, evaluation
-# make test   - the test suite (what CI runs)
+# make test   - lint (ruff check, ruff format --check) and the test suite (what CI runs)
 # make detection-report - the shipped detection recipe trained on the CPU and scored on the held-out benchmark
 #                (configs/detection_cpu.yaml -> bench/results/detection-cpu/), data generated if missing
 SHELL := /bin/bash
@@ -50,6 +50,8 @@ detection-report: setup
 		bench/results/detection-cpu/run/
 
 test: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q tests
 
 clean-venv:

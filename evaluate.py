@@ -12,8 +12,8 @@ import argparse
 from pathlib import Path
 
 from src.core.cli import run_cli
+from src.core.config import PRECISIONS, TTA_VIEWS
 from src.engine.checkpoint import find_checkpoints, read_checkpoint_info
-from src.core.config import TTA_VIEWS, PRECISIONS
 from src.engine.inference import evaluate
 
 

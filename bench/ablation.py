@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.lib.ablation import VARIANTS, AblationSettings, run_ablation  # noqa: E402
-from src.core.cli import run_cli  # noqa: E402
-from src.core.config import load_config  # noqa: E402
+from bench.lib.ablation import VARIANTS, AblationSettings, run_ablation
+from src.core.cli import run_cli
+from src.core.config import load_config
 from src.data.kaggle import read_train_labels
 
 

@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find src/
 
-from src.search import dedoppler, turboseti
+from bench.lib.detection import TURBO_SETI_MODES, BenchSettings, run_benchmark
 from src.core.cli import run_cli
 from src.core.config import TTA_VIEWS
-from bench.lib.detection import TURBO_SETI_MODES, BenchSettings, run_benchmark
+from src.search import dedoppler, turboseti
 
 
 def build_parser() -> argparse.ArgumentParser:

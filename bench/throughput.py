@@ -15,8 +15,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from src.core.cli import run_cli  # noqa: E402
-from bench.lib.throughput import BenchSettings, run_benchmark  # noqa: E402
+from bench.lib.throughput import BenchSettings, run_benchmark
+from src.core.cli import run_cli
 
 SHIPPED_RECIPES = (
     "configs/demo_cpu.yaml",

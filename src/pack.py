@@ -6,13 +6,13 @@
 """
 
 import argparse
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from src.core.cli import run_cli
 from src.data import packed
 
 
-def main(argv: Optional[Sequence[str]] = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m src.pack",
         description=f"{__doc__}\n{packed.__doc__}",

@@ -11,15 +11,15 @@ folder itself is missing.
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 from src.core.cli import run_cli
 from src.core.files import write_text_atomically
 from src.data import validation
 
 
-def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m src.validate",
         description=f"{__doc__}\n{validation.__doc__}",
@@ -38,7 +38,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     return args
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Print the summary; 0 when clean, 1 when there is any problem (a missing folder raises DataError)."""
     args = parse_args(argv)
     splits = ("train", "test") if args.split == "all" else (args.split,)

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import torch
 
-from src.core.config import Config
 from src.core.cadence import CADENCE_SHAPE
+from src.core.config import Config
 from src.data.kaggle import SAMPLE_SUBMISSION, TRAIN_LABELS, cadence_path
 
 

@@ -51,8 +51,8 @@ def test_p0_leaves_batch_unchanged():
 def test_p_half_flips_about_half_each_sample_whole(dim, kwargs):
     images = batch(b=400, c=2, h=3, w=4)
     out = random_flips(images, generator=gen(1), **kwargs)
-    flipped = torch.tensor([torch.equal(o, i.flip(dim)) for o, i in zip(out, images)])
-    kept = torch.tensor([torch.equal(o, i) for o, i in zip(out, images)])
+    flipped = torch.tensor([torch.equal(o, i.flip(dim)) for o, i in zip(out, images, strict=True)])
+    kept = torch.tensor([torch.equal(o, i) for o, i in zip(out, images, strict=True)])
     assert torch.all(flipped ^ kept)  # every sample is either flipped whole (all channels) or untouched
     assert 150 < int(flipped.sum()) < 250
 
@@ -109,7 +109,7 @@ def constant_batch(b, c=1, h=20, w=24):
 def check_cutmix(images, targets, mixed, labels):
     """Each sample: pixels either its own or one partner's, in one box spanning all channels; label = area mix.
     Returns the number of changed pixels."""
-    b, c, h, w = images.shape
+    b = images.shape[0]
     changed_total = 0
     for i in range(b):
         own = float(images[i, 0, 0, 0])
@@ -258,9 +258,9 @@ def test_mix_batch_single_sample_unchanged():
 
 def test_mix_batch_prob1_mixes():
     images, targets = one_hot_batch(8), torch.tensor([0.0, 1.0] * 4)
-    out, labels = mix_batch(images, targets, "mixup", 1.0, 1.0, 1.0, "max", gen(0))
+    out, _ = mix_batch(images, targets, "mixup", 1.0, 1.0, 1.0, "max", gen(0))
     assert not torch.equal(out, images)
-    out, labels = mix_batch(constant_batch(8), targets, "cutmix", 1.0, 1.0, 1.0, "mix", gen(0))
+    out, _ = mix_batch(constant_batch(8), targets, "cutmix", 1.0, 1.0, 1.0, "mix", gen(0))
     assert out.shape == (8, 1, 20, 24)
 
 

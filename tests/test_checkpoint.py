@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from src.core.config import Config
 from src.engine.checkpoint import (
     CHECKPOINT_FORMAT,
     CheckpointError,
@@ -17,7 +18,6 @@ from src.engine.checkpoint import (
     read_checkpoint_info,
     save_checkpoint,
 )
-from src.core.config import Config
 from src.models.classifier import build_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -70,7 +70,7 @@ def test_round_trip(saved):
         assert not torch.allclose(restored(x)["logits"], model(x)["logits"])  # different init: a real check
         load_weights(restored, path)
         assert torch.equal(restored(x)["logits"], model(x)["logits"])
-    for (name, a), b in zip(model.state_dict().items(), restored.state_dict().values()):
+    for (name, a), b in zip(model.state_dict().items(), restored.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     assert float(restored.pool.p.detach()) == pytest.approx(2.5)
 
@@ -99,7 +99,7 @@ def test_metadata_readable_by_safetensors_tools(saved):
 
 
 def test_missing_checkpoint(tmp_path):
-    with pytest.raises(CheckpointError, match="fold0.safetensors"):
+    with pytest.raises(CheckpointError, match=r"fold0\.safetensors"):
         read_checkpoint_info(tmp_path / "fold0.safetensors")
 
 
@@ -107,7 +107,7 @@ def test_missing_checkpoint(tmp_path):
 def test_not_safetensors(tmp_path, content):
     path = tmp_path / "fold0.safetensors"
     path.write_bytes(content)
-    with pytest.raises(CheckpointError, match="fold0.safetensors"):
+    with pytest.raises(CheckpointError, match=r"fold0\.safetensors"):
         read_checkpoint_info(path)
 
 
@@ -140,7 +140,7 @@ def test_safetensors_without_our_metadata(tmp_path):
 def test_damaged_metadata(tmp_path, metadata):
     path = tmp_path / "fold0.safetensors"
     save_file({"w": torch.zeros(2)}, str(path), metadata=metadata)
-    with pytest.raises(CheckpointError, match="fold0.safetensors"):
+    with pytest.raises(CheckpointError, match=r"fold0\.safetensors"):
         read_checkpoint_info(path)
 
 
@@ -178,7 +178,7 @@ def test_weights_for_another_image_size(tmp_path, make_cfg):
     path = tmp_path / "fold0.safetensors"
     save_checkpoint(path, built(cfg, 0), cfg, 0, 1, {})
     bigger = built(make_cfg(model_name="test_vit", image_size=(64, 64)), 0)
-    with pytest.raises(CheckpointError, match="fold0.safetensors"):
+    with pytest.raises(CheckpointError, match=r"fold0\.safetensors"):
         load_weights(bigger, path)
 
 

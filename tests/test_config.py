@@ -223,7 +223,7 @@ def test_read_yaml_rejects_non_mappings_and_bad_yaml(tmp_path, text, message):
 
 
 def test_missing_recipe_file(tmp_path):
-    with pytest.raises(ConfigError, match="nothere.yaml"):
+    with pytest.raises(ConfigError, match=r"nothere\.yaml"):
         load_config(tmp_path / "nothere.yaml")
 
 

@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import distinct_cadence
 
 import src.transforms.images as images_module
-from conftest import distinct_cadence
-from src.search.dedoppler import cadence_planes
 from src.core.cadence import CADENCE_SHAPE, ON_OBSERVATIONS, view_observations
 from src.core.errors import DataError
 from src.data.datasets import CadenceDataset, loader_options, loader_workers
@@ -27,6 +26,7 @@ from src.data.kaggle import (
     read_test_labels,
     read_train_labels,
 )
+from src.search.dedoppler import cadence_planes
 from src.transforms.images import (
     arrange,
     cadence_to_image,
@@ -85,7 +85,7 @@ def test_read_id_table_errors_name_the_file(tmp_path, name, text, message):
 
 
 def test_read_id_table_missing_file(tmp_path):
-    with pytest.raises(DataError, match="nothere.csv"):
+    with pytest.raises(DataError, match=r"nothere\.csv"):
         read_id_table(tmp_path / "nothere.csv")
 
 
@@ -149,7 +149,7 @@ def test_load_cadence_round_trip(tmp_path, cadence):
 
 
 def test_load_cadence_missing(tmp_path):
-    with pytest.raises(DataError, match="gone.npy"):
+    with pytest.raises(DataError, match=r"gone\.npy"):
         load_cadence(tmp_path / "gone.npy")
 
 
@@ -190,7 +190,7 @@ def test_load_cadence_zip_bytes_is_a_data_error(tmp_path, cadence):
     path = tmp_path / "zipped.npy"
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("x.npy", b"whatever")
-    with pytest.raises(DataError, match="zipped.npy"):
+    with pytest.raises(DataError, match=r"zipped\.npy"):
         load_cadence(path)
 
 
@@ -400,7 +400,7 @@ def test_dataset_unknown_target_is_minus_one(small_dataset):
 def test_dataset_missing_file_is_a_data_error(small_dataset):
     data_dir, _, _ = small_dataset
     dataset = CadenceDataset(data_dir, "train", ["fffffffffffffff"], [0], ON_OBSERVATIONS)
-    with pytest.raises(DataError, match="fffffffffffffff.npy"):
+    with pytest.raises(DataError, match=r"fffffffffffffff\.npy"):
         dataset[0]
 
 
@@ -544,7 +544,7 @@ def test_pseudo_labels_are_checked(small_dataset, tmp_path):
     pd.DataFrame({"id": test_ids, "target": [0.1, 0.7, 1.0]}).to_csv(path, index=False)
     assert read_pseudo_labels(path, data_dir, train_ids)["target"].tolist() == pytest.approx([0.1, 0.7, 1.0])
     pd.DataFrame({"id": test_ids, "target": [0.1, 1.7, 1.0]}).to_csv(path, index=False)
-    with pytest.raises(DataError, match="must be a probability in \\[0, 1\\], found 1.7"):
+    with pytest.raises(DataError, match=r"must be a probability in \[0, 1\], found 1\.7"):
         read_pseudo_labels(path, data_dir, train_ids)
     pd.DataFrame({"id": [train_ids[0]], "target": [0.5]}).to_csv(path, index=False)
     with pytest.raises(DataError, match="are training cadences too"):

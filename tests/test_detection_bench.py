@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from bench.lib import detection as db
-from src.search import turboseti
 from src.core.errors import DataError
+from src.search import turboseti
 
 REPO = Path(__file__).resolve().parents[1]
 TURBO_SETI = importlib.util.find_spec("turbo_seti") is not None
@@ -122,7 +122,7 @@ def test_load_benchmark_names_the_file(tmp_path):
         db.load_benchmark(tmp_path)
     meta.to_csv(tmp_path / "metadata.csv", index=False)
     meta[["id", "target"]].assign(target=1 - meta["target"]).to_csv(tmp_path / "test_labels.csv", index=False)
-    with pytest.raises(DataError, match="test_labels.csv: targets disagree"):
+    with pytest.raises(DataError, match=r"test_labels\.csv: targets disagree"):
         db.load_benchmark(tmp_path)
     meta.drop(columns="interference").to_csv(tmp_path / "metadata.csv", index=False)
     with pytest.raises(DataError, match="missing column"):
@@ -132,7 +132,7 @@ def test_load_benchmark_names_the_file(tmp_path):
 def test_refuses_to_overwrite_a_report(tmp_path):
     db.check_out_dir(tmp_path / "new", overwrite=False)
     (tmp_path / "report.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="report.json: already exists"):
+    with pytest.raises(FileExistsError, match=r"report\.json: already exists"):
         db.check_out_dir(tmp_path, overwrite=False)
     db.check_out_dir(tmp_path, overwrite=True)
 

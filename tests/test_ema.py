@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from src.engine.checkpoint import checkpoint_name, read_checkpoint_info
 from src.core.config import ConfigError
+from src.engine.checkpoint import checkpoint_name, read_checkpoint_info
 from src.engine.train import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -19,9 +19,9 @@ import src.engine.inference
 import src.engine.train
 from src.engine.checkpoint import CheckpointError, checkpoint_name, read_checkpoint_info, save_checkpoint
 from src.engine.inference import evaluate
-from src.models.classifier import ModelError, build_model
 from src.engine.resume import STATE_DIR
 from src.engine.train import TrainingError, train
+from src.models.classifier import ModelError, build_model
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -29,19 +29,19 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_cfg(make_cfg, data_dir: Path, out_dir: Path, **overrides):
-    values = dict(
-        data_dir=str(data_dir),
-        out_dir=str(out_dir),
-        run_name="guard",
-        view="channels",
-        image_size=(32, 64),
-        epochs=2,
-        n_folds=2,
-        batch_size=2,
-        eval_batch_size=4,
-        lr=1e-3,
-        save_every_minutes=0.0,
-    )
+    values = {
+        "data_dir": str(data_dir),
+        "out_dir": str(out_dir),
+        "run_name": "guard",
+        "view": "channels",
+        "image_size": (32, 64),
+        "epochs": 2,
+        "n_folds": 2,
+        "batch_size": 2,
+        "eval_batch_size": 4,
+        "lr": 1e-3,
+        "save_every_minutes": 0.0,
+    }
     return make_cfg(**{**values, **overrides})
 
 
@@ -102,7 +102,7 @@ def test_nan_loss_skip_leaves_the_batch_out(make_cfg, small_dataset, tmp_path, m
 
 @pytest.fixture
 def checkpoint(make_cfg, small_dataset, tmp_path):
-    data_dir, _, test_ids = small_dataset
+    data_dir, _, _ = small_dataset
     cfg = make_cfg(
         data_dir=str(data_dir), view="channels", image_size=(32, 64), eval_batch_size=16, tta=("identity", "hflip")
     )
@@ -249,7 +249,7 @@ def test_checkpoint_with_pickled_code_is_refused_by_evaluate(pickled_code, small
 
 def test_pretrained_weights_with_pickled_code_are_refused(pickled_code, make_cfg):
     path, marker = pickled_code
-    with pytest.raises(ModelError, match="weights.pth"):
+    with pytest.raises(ModelError, match=r"weights\.pth"):
         build_model(make_cfg(pretrained=str(path)))
     assert not marker.exists()
     torch.load(path, weights_only=False)  # the proof that the file is dangerous: a plain unpickle runs it

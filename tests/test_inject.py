@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from src.core.cadence import ON_OBSERVATIONS, view_observations
+from src.core.cadence import DF_HZ, ON_OBSERVATIONS, view_observations
+from src.synth.generator import SINE_AMPLITUDE_CHANNELS, SINE_DRIFT_SCALE, SINE_PERIOD_OBSERVATIONS
 from src.synth.inject import (
     INJECTED_SHAPES,
     MAX_DRIFT_CHANNELS_PER_ROW,
@@ -20,8 +21,6 @@ from src.synth.inject import (
     pulse_trains,
     spectral_profiles,
 )
-from src.core.cadence import DF_HZ
-from src.synth.generator import SINE_AMPLITUDE_CHANNELS, SINE_DRIFT_SCALE, SINE_PERIOD_OBSERVATIONS
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -208,7 +207,7 @@ def test_spectral_profiles_match_setigens(kind):
     fwhm = torch.tensor([1.0, 2.5, 4.0])
     offset = torch.linspace(-8, 8, 161).expand(3, -1)
     ours = spectral_profiles(offset, fwhm, torch.full((3,), kind == "sinc2"))
-    for width, row in zip(fwhm.tolist(), ours):
+    for width, row in zip(fwhm.tolist(), ours, strict=True):
         profile = (
             stg.sinc2_f_profile(width * DF_HZ, width_mode="fwhm")
             if kind == "sinc2"

@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("src", "bench.lib")  # the project's importable code; the commands (main.py, bench/*.py) sit above it
 ALLOWED_LINE = re.compile(r"^May import: (.+?)\.?$", re.MULTILINE)

@@ -188,7 +188,7 @@ def test_pretrained_from_folder(make_cfg, imagenet_like_weights):
 
 def test_pretrained_missing_path(make_cfg, tmp_path):
     missing = tmp_path / "nowhere" / "weights.safetensors"
-    with pytest.raises(ModelError, match="weights.safetensors"):
+    with pytest.raises(ModelError, match=r"weights\.safetensors"):
         build_model(make_cfg(pretrained=str(missing)))
 
 

@@ -18,9 +18,9 @@ import torch
 from safetensors.torch import load_file
 
 from src.core.cadence import view_observations
+from src.core.errors import DataError
 from src.data.datasets import CadenceDataset, PackedCadenceDataset, collate_batch, contiguous_runs, open_cadences
 from src.data.kaggle import CadenceError, cadence_path, load_cadence
-from src.core.errors import DataError
 from src.data.packed import CACHE_META, open_packed, pack_split, partial_shard_name, shard_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,7 +72,7 @@ def test_mapped_cache_reads_in_loader_workers_and_after_pickling(small_dataset, 
 
 
 def test_shard_maps_need_the_layout_open_packed_checked(small_dataset, tmp_path):
-    data_dir, train_ids, _ = small_dataset
+    data_dir, _, _ = small_dataset
     folder = pack_split(data_dir, "train", tmp_path / "cache", "on", shard_size=4, workers=1, progress=False)
     packed = open_packed(folder)
     fifth = load_cadence(cadence_path(data_dir, "train", packed.ids[4]))[list(view_observations("on"))]
@@ -106,7 +106,7 @@ def test_on_cache_does_not_serve_a_view_needing_off_observations(small_dataset, 
 def test_cache_lacking_ids_falls_back_to_the_file_tree(small_dataset, tmp_path):
     data_dir, train_ids, test_ids = small_dataset
     pack_split(data_dir, "train", tmp_path / "cache", "on", workers=1, progress=False)
-    dataset, note = open_cadences(data_dir, "train", train_ids + ["fffffffffffffff"], None, "on", tmp_path / "cache")
+    dataset, note = open_cadences(data_dir, "train", [*train_ids, "fffffffffffffff"], None, "on", tmp_path / "cache")
     assert type(dataset) is CadenceDataset and "lacks 1 of the 9 ids" in note
     dataset, note = open_cadences(data_dir, "test", test_ids, None, "on", tmp_path / "cache")
     assert type(dataset) is CadenceDataset and "no test cache" in note

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from src.core.config import load_config
 from src.core.cadence import CADENCE_SHAPE
-from src.transforms.images import cadence_to_image
+from src.core.config import load_config
 from src.models.classifier import build_model
+from src.transforms.images import cadence_to_image
 
 RECIPES = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 

@@ -25,8 +25,8 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file
 
-from src.engine.checkpoint import CheckpointError
 from src.core.config import ConfigError, save_config
+from src.engine.checkpoint import CheckpointError
 from src.engine.resume import (
     PREVIOUS_DIR,
     PROGRESS_JSON,
@@ -38,9 +38,9 @@ from src.engine.resume import (
     read_progress,
     save_training_state,
 )
-from src.synth.generator import SynthConfig, write_dataset
 from src.engine.tracking import METRICS_CSV, drop_metrics_after
 from src.engine.train import prepare_run_dir, resume_config
+from src.synth.generator import SynthConfig, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING = [
@@ -229,7 +229,7 @@ def tiny_prepared(seed: int = 0):
 
 
 def test_state_round_trip_and_swap(tmp_path):
-    accelerator, model, optimizer = tiny_prepared()
+    accelerator, model, _ = tiny_prepared()
     progress = Progress(
         fold=1, epoch=2, batches_done=3, step=40, best={"auc": 0.9}, skipped_batches=1, train_seconds=5.0
     )
@@ -239,7 +239,7 @@ def test_state_round_trip_and_swap(tmp_path):
     state_dir = latest_state(tmp_path)
     assert read_progress(state_dir) == progress
     saved_weight = model.weight.detach().clone()
-    accelerator, model, optimizer = tiny_prepared(seed=1)
+    accelerator, model, _ = tiny_prepared(seed=1)
     assert not torch.equal(model.weight, saved_weight)
     np.testing.assert_array_equal(load_training_state(accelerator, state_dir), np.arange(3.0))
     assert torch.equal(model.weight, saved_weight)
@@ -271,7 +271,7 @@ def test_state_carrying_pickled_code_is_refused(tmp_path):
     with (tmp_path / STATE_DIR / "optimizer.bin").open("wb") as handle:
         pickle.dump({"state": _RunsCode(marker)}, handle)
     accelerator, *_ = tiny_prepared()
-    with pytest.raises(CheckpointError, match="optimizer.bin|cannot be loaded"):
+    with pytest.raises(CheckpointError, match=r"optimizer\.bin|cannot be loaded"):
         load_training_state(accelerator, tmp_path / STATE_DIR)
     assert not marker.exists()
     accelerator.free_memory()
@@ -279,7 +279,7 @@ def test_state_carrying_pickled_code_is_refused(tmp_path):
 
 def test_damaged_progress_is_a_checkpoint_error(tmp_path):
     (tmp_path / PROGRESS_JSON).write_text('{"fold": 0, "unknown": 1}')
-    with pytest.raises(CheckpointError, match="progress.json"):
+    with pytest.raises(CheckpointError, match=r"progress\.json"):
         read_progress(tmp_path)
 
 

@@ -84,7 +84,7 @@ def test_skip_bad_trains_without_them_and_lists_them(damaged, tmp_path):
     run_dir = tmp_path / "r"
     listed = pd.read_csv(run_dir / "bad_files.csv", dtype={"id": str})
     assert sorted(listed["id"]) == sorted(bad) and list(listed.columns) == ["id", "path", "problem"]
-    problems = dict(zip(listed["id"], listed["problem"]))
+    problems = dict(zip(listed["id"], listed["problem"], strict=True))
     assert any("non-finite" in p for p in problems.values()) and any("readable" in p for p in problems.values())
     oof = pd.read_csv(run_dir / "oof.csv", dtype={"id": str})
     assert len(oof) == 20 and not set(bad) & set(oof["id"])

@@ -87,7 +87,7 @@ def test_csvs_match_files_and_metadata(dataset):
     assert disk.id.tolist() == meta.id.tolist()
     assert set(train.id).isdisjoint(test.id)
     on_disk = {(p.parent.parent.name, p.stem) for p in out.rglob("*.npy")}
-    assert on_disk == set(zip(meta.split, meta.id))
+    assert on_disk == set(zip(meta.split, meta.id, strict=True))
 
 
 def test_positive_fraction(dataset):
@@ -155,7 +155,7 @@ def test_different_seed_different_data(dataset, tmp_path):
 # ------------------------------------------------------------ no overwrite ---
 
 
-@pytest.mark.parametrize("name", list(synth.OUTPUT_FILES) + ["train/0/abc.npy", "test/x.npy"])
+@pytest.mark.parametrize("name", [*synth.OUTPUT_FILES, "train/0/abc.npy", "test/x.npy"])
 def test_refuses_to_overwrite(tmp_path, name):
     target = tmp_path / name
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -168,7 +168,7 @@ def test_refuses_to_overwrite(tmp_path, name):
 
 def test_cli_refuses_with_message_and_accepts_empty_dir(tmp_path):
     (tmp_path / "metadata.csv").write_text("keep")
-    with pytest.raises(SystemExit, match="metadata.csv"):
+    with pytest.raises(SystemExit, match=r"metadata\.csv"):
         synth_main(["--out", str(tmp_path), "--n-train", "1", "--n-test", "1", "--workers", "1"])
     assert (tmp_path / "metadata.csv").read_text() == "keep"
     empty = tmp_path / "empty"
@@ -232,7 +232,7 @@ def test_snr_distribution_option():
         for d in synth.SNR_DISTRIBUTIONS
     }
     for draws in rng_draws.values():
-        assert 4 <= min(draws) and max(draws) <= 60
+        assert min(draws) >= 4 and max(draws) <= 60
     # log-uniform puts about half the draws below the geometric mean (15.5); uniform about a tenth
     assert 0.4 < np.mean(np.array(rng_draws["log-uniform"]) < 15.5) < 0.6
     assert np.mean(np.array(rng_draws["uniform"]) < 15.5) < 0.3
@@ -356,7 +356,7 @@ def test_subset_helper_matches_setigen_cadence_add_signal():
     a, b = _cadence(1), _cadence(1)
     a.by_label("A").add_signal(*_linear_args(a))
     synth.add_signal_to_frames(b, ON_OBSERVATIONS, *_linear_args(b), pad_channels=8)
-    for fa, fb in zip(a, b):
+    for fa, fb in zip(a, b, strict=True):
         np.testing.assert_allclose(fa.data, fb.data, atol=1e-9)
     # OFF subset: what the whole-cadence signal puts into frames 1, 3, 5
     a, b = _cadence(2), _cadence(2)

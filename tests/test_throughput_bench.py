@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.lib.throughput import PublicPipelineDataset, kaggle_inference_estimate, tree_rss
 from src.core.config import Config
 from src.data.kaggle import load_cadence
 from src.transforms.images import cadence_to_image
-from bench.lib.throughput import PublicPipelineDataset, kaggle_inference_estimate, tree_rss
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,6 +3,7 @@ re-ordering gathered predictions."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -10,7 +11,6 @@ import pytest
 
 from src.engine.inference import ordered_by_index
 from src.engine.train import class_balanced_weights, warmup_cosine
-
 
 # ---------------------------------------------------------------- sampler weights ---
 
@@ -57,11 +57,11 @@ def test_warmup_cosine_shape():
     values = [f(s) for s in range(total + 1)]
     assert values[0] == pytest.approx(0.1)  # starts small: 1/warmup
     assert values[0] < values[5] < values[9]  # linear rise
-    assert all(b > a for a, b in zip(values[:warmup], values[1:warmup]))
+    assert all(b > a for a, b in itertools.pairwise(values[:warmup]))
     assert values[warmup - 1] == pytest.approx(1.0)  # reaches 1 at the end of the warm-up
     assert values[warmup] == pytest.approx(1.0)
     after = values[warmup:]
-    assert all(b <= a + 1e-12 for a, b in zip(after, after[1:]))  # monotone decreasing after warm-up
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(after))  # monotone decreasing after warm-up
     assert values[total] == pytest.approx(floor)  # ends at the min ratio
     assert min(values) >= floor - 1e-12
     # cosine, not linear: a quarter of the way down it is still at (1 + cos(pi/4)) / 2 ~ 0.85 of the range

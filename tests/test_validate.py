@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from src.core.cli import run_cli
 from src.core.cadence import CADENCE_SHAPE
+from src.core.cli import run_cli
 from src.data.kaggle import SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS, cadence_path
 from src.data.validation import BadCadence, scan_cadences, validate_data_dir, write_bad_list
 from src.validate import main
@@ -129,7 +129,8 @@ def test_test_labels_are_reported_and_checked_against_the_submission(small_datas
     assert summary.test_labels == {"rows": 2, "positives": 1}
     assert summary.ok  # a warning, not a problem
     assert summary.warnings == [
-        f"{data_dir / TEST_LABELS}: 1 of 3 {SAMPLE_SUBMISSION} ids have no truth row; evaluate.py will not report a test ROC AUC"
+        f"{data_dir / TEST_LABELS}: 1 of 3 {SAMPLE_SUBMISSION} ids have no truth row; "
+        "evaluate.py will not report a test ROC AUC"
     ]
     (data_dir / TEST_LABELS).write_text(f"id,target\n{test_ids[0]},3\n")
     summary = validate_data_dir(data_dir, workers=1, splits=("test",), progress=False)

@@ -11,12 +11,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
-from src.data.kaggle import SAMPLE_SUBMISSION, TRAIN_LABELS
 from src.core.files import link_layout, write_text_atomically
+from src.data.kaggle import SAMPLE_SUBMISSION, TRAIN_LABELS
 from src.engine.train import OOF_CSV
 
 REPO = Path(__file__).resolve().parents[2]

@@ -29,12 +29,12 @@ import torch
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from src.search import dedoppler, turboseti
 from src.core.errors import DataError
-from src.data.kaggle import TEST_LABELS, cadence_path, load_cadence, read_id_table
 from src.core.files import write_atomically
+from src.data.kaggle import TEST_LABELS, cadence_path, load_cadence, read_id_table
 from src.engine.checkpoint import find_checkpoints, read_checkpoint_info
 from src.engine.inference import ensemble_logits
+from src.search import dedoppler, turboseti
 from src.synth.generator import METADATA, SHAPES
 
 REPORT_FILES = ("report.md", "report.json", "scores.csv", "roc.png", "recall_vs_snr.png")
@@ -144,7 +144,7 @@ def recall_vs_snr(snr: np.ndarray, detected: np.ndarray, edges: np.ndarray) -> d
     index = np.clip(np.searchsorted(edges, snr, side="right") - 1, 0, len(edges) - 2)
     counts = np.bincount(index, minlength=len(edges) - 1)
     hits = np.bincount(index, weights=detected.astype(float), minlength=len(edges) - 1)
-    recall = [float(h / c) if c else None for h, c in zip(hits, counts)]
+    recall = [float(h / c) if c else None for h, c in zip(hits, counts, strict=True)]
     centres = np.sqrt(edges[:-1] * edges[1:])
     return {"snr_edges": edges.tolist(), "snr_centres": centres.tolist(), "recall": recall, "n": counts.tolist()}
 
@@ -282,7 +282,7 @@ def dedoppler_scores(
         found = dedoppler.search(torch.from_numpy(batch.astype(np.float32)).to(device), max_drift, width)
         parts.append([found.snr.cpu(), found.drift.cpu(), found.channel.cpu()])  # .cpu() waits for a GPU
         compute += time.time() - tick
-    snr, drift, channel = (torch.cat(values).numpy() for values in zip(*parts))
+    snr, drift, channel = (torch.cat(values).numpy() for values in zip(*parts, strict=True))
     columns = pd.DataFrame(
         {
             **{f"dedoppler_snr{o}": snr[:, o] for o in range(snr.shape[1])},
@@ -540,7 +540,7 @@ def plot_roc(meta: pd.DataFrame, methods: Sequence[MethodScores], path: Path) ->
     axes[0].plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
     axes[1].set_xscale("log")
     axes[1].set_xlim(max(1.0 / max(n_neg, 1), 1e-4), 1)
-    for ax, title in zip(axes, ("ROC", "ROC, log false-positive rate")):
+    for ax, title in zip(axes, ("ROC", "ROC, log false-positive rate"), strict=True):
         ax.axvline(0.01, color="grey", lw=0.6, ls="--")
         ax.set(xlabel="false-positive rate", ylabel="recall (true-positive rate)", title=title)
         ax.grid(alpha=0.3)
@@ -561,7 +561,7 @@ def plot_recall_vs_snr(report: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.8))
     for name, m in report["methods"].items():
         curve = m["recall_vs_snr"]
-        x = [c for c, r in zip(curve["snr_centres"], curve["recall"]) if r is not None]
+        x = [c for c, r in zip(curve["snr_centres"], curve["recall"], strict=True) if r is not None]
         r = [r for r in curve["recall"] if r is not None]
         ax.plot(x, r, marker="o", label=name)
     ax.axhline(RECALL_LEVEL, color="grey", lw=0.6, ls="--")

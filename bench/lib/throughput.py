@@ -17,9 +17,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,17 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from src.engine.checkpoint import save_checkpoint
-from src.core.config import Config, load_config
 from src.core.cadence import loaded_observations, view_observations
-from src.data.datasets import CadenceDataset, PackedCadenceDataset, loader_options, loader_workers
-from src.data.kaggle import SAMPLE_SUBMISSION, TRAIN_LABELS, cadence_path, read_train_labels
-from src.transforms.images import CHANNEL_VIEWS, batch_to_images, image_shape
-from src.search.dedoppler import cadence_planes
+from src.core.config import Config, load_config
 from src.core.errors import DataError
 from src.core.files import link_layout, write_text_atomically
-from src.models.classifier import build_model
+from src.data.datasets import CadenceDataset, PackedCadenceDataset, loader_options, loader_workers
+from src.data.kaggle import SAMPLE_SUBMISSION, TRAIN_LABELS, cadence_path, read_train_labels
 from src.data.packed import open_packed, pack_split
+from src.engine.checkpoint import save_checkpoint
+from src.models.classifier import build_model
+from src.search.dedoppler import cadence_planes
+from src.transforms.images import CHANNEL_VIEWS, batch_to_images, image_shape
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class BenchSettings:
     recipes: tuple[Path, ...]
     n_loader: int = 1024
     batch_size: int = 32
-    workers: Optional[int] = None
+    workers: int | None = None
     model_batch_size: int = 8
     model_steps: int = 3
     rss_sizes: tuple[int, ...] = (1000, 4000)
@@ -73,10 +73,8 @@ class PublicPipelineDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         cadence = np.load(self.paths[index])[self.observations].astype(np.float32)
-        if self.cfg.view in CHANNEL_VIEWS:
-            image = cadence
-        else:
-            image = np.vstack(cadence)[None]  # observations stacked in time
+        # the channel views keep the observations as channels; the others stack them in time
+        image = cadence if self.cfg.view in CHANNEL_VIEWS else np.vstack(cadence)[None]
         if self.cfg.normalize == "sample":
             image = (image - image.mean()) / (image.std() + 1e-6)
         elif self.cfg.normalize == "observation":
@@ -105,7 +103,7 @@ def second_pass_rate(one_pass: Callable[[], int]) -> float:
     return count / (time.perf_counter() - started)
 
 
-def timed_passes(loader: DataLoader, to_images: Optional[Callable] = None) -> float:
+def timed_passes(loader: DataLoader, to_images: Callable | None = None) -> float:
     """Samples/s a loader delivers, with `to_images` (the batch work) applied to each batch when given."""
 
     def one_pass() -> int:
@@ -459,7 +457,8 @@ def report_markdown(result: dict) -> str:
         "## Loaders (samples/s delivered to the training step, batch work on this CPU included where named)",
         "",
         "| recipe | view, size | 1 public pipeline | 2 plain np.load | 3 project, file tree | 4 project, packed "
-        "| 5 raw copy | 4 / 1 | packed delivery (no batch work) | 5 / delivery | bytes read per sample: files / packed |",
+        "| 5 raw copy | 4 / 1 | packed delivery (no batch work) | 5 / delivery "
+        "| bytes read per sample: files / packed |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in result["loaders"]:
@@ -468,15 +467,16 @@ def report_markdown(result: dict) -> str:
         lines.append(
             f"| {r['recipe']} | {r['view']}, {size} | {s['public_pipeline']:.0f} | {s['plain_np_load']:.0f} | "
             f"{s['project_file_tree']:.0f} | {s['project_packed']:.0f} | {s['raw_copy']:.0f} | "
-            f"**{r['packed_vs_public']:.1f}x** | {s['project_packed_delivery']:.0f} | {r['packed_delivery_vs_raw_copy']:.2f}x | "
+            f"**{r['packed_vs_public']:.1f}x** | {s['project_packed_delivery']:.0f} | "
+            f"{r['packed_delivery_vs_raw_copy']:.2f}x | "
             f"{r['bytes_read_per_sample']['file_tree']:,} / {r['bytes_read_per_sample']['packed']:,} |"
         )
     first = result["loaders"][0]
     lines += [
         "",
-        f"{first['n_cadences']} cadences, batch {first['batch_size']}; {first['loader_workers']} loader worker process(es) "
-        f"for the file-tree loaders (1 and 3), {first['packed_loader_workers']} for the packed cache (4; read by threads of "
-        "the training process, the pipeline's default); "
+        f"{first['n_cadences']} cadences, batch {first['batch_size']}; {first['loader_workers']} loader worker "
+        f"process(es) for the file-tree loaders (1 and 3), {first['packed_loader_workers']} for the packed cache (4; "
+        "read by threads of the training process, the pipeline's default); "
         f"packing ran at {first['pack_cadences_per_second']:.0f} cadences/s. Column 4 / 1 is the speed-up over the "
         "public pipeline; 5 / delivery is how far the packed loader's own delivery is from a copy of bytes already in "
         "memory.",

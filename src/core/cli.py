@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from src.core.errors import USER_ERRORS
 

@@ -15,7 +15,7 @@ import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
@@ -40,25 +40,23 @@ class Config:
     # --- data ---
     data_dir: str = "input"
     out_dir: str = "outputs"
-    run_name: Optional[str] = None  # default: <recipe>-<UTC timestamp>
+    run_name: str | None = None  # default: <recipe>-<UTC timestamp>
     view: str = "on"  # on: 3 ON obs stacked (819x256); all: 6 stacked (1638x256); channels: 6 obs as channels;
     # dedoppler: channels plus each observation's de-Doppler plane aligned across the cadence (12 channels)
-    image_size: Optional[tuple[int, int]] = None  # (height, width) after resizing; None keeps the native size
+    image_size: tuple[int, int] | None = None  # (height, width) after resizing; None keeps the native size
     normalize: str = "sample"  # sample: one mean/std per sample; observation: per observation; none
     background: str = "none"  # off_spectrum: subtract the OFF observations' mean spectrum from all (reads all six)
     n_folds: int = 5
-    folds: Optional[tuple[int, ...]] = None  # which folds to train; None trains all of them
+    folds: tuple[int, ...] | None = None  # which folds to train; None trains all of them
     seed: int = 42
-    cache_dir: Optional[str] = (
-        None  # packed cache root (python -m src.pack); the file tree is read when it has no match
-    )
-    num_workers: Optional[int] = None  # loader worker processes; None: from the CPUs available (see README)
+    cache_dir: str | None = None  # packed cache root (python -m src.pack); the file tree is read when it has no match
+    num_workers: int | None = None  # loader worker processes; None: from the CPUs available (see README)
     prefetch_factor: int = 2  # batches each loader worker reads ahead
     # --- model ---
     model_name: str = "swin_tiny_patch4_window7_224"
-    pretrained: Optional[str] = None  # local weights file or folder; never downloaded
+    pretrained: str | None = None  # local weights file or folder; never downloaded
     pool: str = "avg"
-    first_conv_stride: Optional[tuple[int, int]] = None  # e.g. (1, 2) keeps time resolution in the stem
+    first_conv_stride: tuple[int, int] | None = None  # e.g. (1, 2) keeps time resolution in the stem
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     ema_decay: float = (
@@ -92,7 +90,7 @@ class Config:
         0.0  # share given fresh interference in all six observations (label kept); needs all six loaded
     )
     inject_snr: tuple[float, float] = (5.0, 60.0)  # setigen SNR range of injected needles and interference, log-uniform
-    pseudo_labels: Optional[str] = (
+    pseudo_labels: str | None = (
         None  # a submission CSV of data_dir's test split: its cadences join training, soft labels
     )
     # --- evaluation and logging ---
@@ -240,7 +238,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return values
 
 
-def load_config(path: Optional[str | Path], overrides: Optional[dict[str, Any]] = None) -> Config:
+def load_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Config:
     """Recipe file (optional) + overrides -> validated Config."""
     values = read_yaml(path) if path else {}
     source = str(path) if path else "config"

@@ -7,8 +7,8 @@ Every result file is written next to its destination under a temporary name and 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Callable, Mapping
 
 import pandas as pd
 

@@ -7,9 +7,9 @@ accelerator. Every source delivers the same float16 values, so a run's results d
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ def batch_tensor(shape: Sequence[int]) -> torch.Tensor:
     return torch.tensor([], dtype=torch.float16).set_(storage, 0, tuple(shape))
 
 
-def target_array(targets: Optional[Sequence[float]], n: int) -> np.ndarray:
+def target_array(targets: Sequence[float] | None, n: int) -> np.ndarray:
     """Targets as float32; -1 for every sample when they are unknown (test)."""
     return np.full(n, -1.0, np.float32) if targets is None else np.asarray(targets, np.float32)
 
@@ -60,7 +60,7 @@ class CadenceDataset(BatchReadDataset):
         data_dir: str | Path,
         split: str,
         ids: Sequence[str],
-        targets: Optional[Sequence[float]],
+        targets: Sequence[float] | None,
         observations: Sequence[int],
     ) -> None:
         self.paths = [cadence_path(data_dir, split, i) for i in ids]
@@ -104,7 +104,7 @@ class PackedCadenceDataset(CadenceDataset):
         self,
         packed,
         ids: Sequence[str],
-        targets: Optional[Sequence[float]],
+        targets: Sequence[float] | None,
         observations: Sequence[int],
         access: str = "read",
     ) -> None:
@@ -122,7 +122,7 @@ class PackedCadenceDataset(CadenceDataset):
         self.runs = contiguous_runs(positions)  # (first position in the cache row, count) to read
         self._files: list[int] = []
         self._maps: list[np.ndarray] = []
-        self._threads: Optional[ThreadPoolExecutor] = None
+        self._threads: ThreadPoolExecutor | None = None
         self._n_threads = 1
         self._pid = -1
 
@@ -229,9 +229,9 @@ def open_cadences(
     data_dir: str | Path,
     split: str,
     ids: Sequence[str],
-    targets: Optional[Sequence[float]],
+    targets: Sequence[float] | None,
     view: str,
-    cache_dir: Optional[str | Path] = None,
+    cache_dir: str | Path | None = None,
     background: str = "none",
     access: str = "read",
 ) -> tuple[CadenceDataset, str]:
@@ -250,7 +250,7 @@ def open_cadences(
     return CadenceDataset(data_dir, split, ids, targets, observations), note
 
 
-def loader_workers(num_workers: Optional[int], num_processes: int = 1, packed: bool = False) -> int:
+def loader_workers(num_workers: int | None, num_processes: int = 1, packed: bool = False) -> int:
     """Loader worker processes: as configured, or (None) none for a packed cache (read by threads of the
     training process), else the CPUs this process may use, shared among the training processes on this
     machine, minus one for the process feeding the accelerator; 1 to 8."""

@@ -11,8 +11,8 @@ points print as one `error:` line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -85,7 +85,7 @@ def read_split_table(data_dir: str | Path, split: str) -> pd.DataFrame:
     return read_train_labels(data_dir) if split == "train" else read_sample_submission(data_dir)
 
 
-def read_test_labels(data_dir: str | Path) -> Optional[pd.DataFrame]:
+def read_test_labels(data_dir: str | Path) -> pd.DataFrame | None:
     """Truth for the test split when the data is synthetic; None for the real competition data."""
     path = Path(data_dir) / TEST_LABELS
     return read_id_table(path) if path.is_file() else None

@@ -17,16 +17,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from src.core.cadence import CADENCE_SHAPE, view_observations
+from src.core.errors import DataError
+from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.kaggle import (
     SPLIT_TABLES,
     cadence_path,
@@ -35,8 +37,6 @@ from src.data.kaggle import (
     require_cadence_files,
     to_float16,
 )
-from src.core.errors import DataError
-from src.core.files import write_csv_atomically, write_text_atomically
 
 CACHE_FORMAT = "seti-bl-packed-v1"
 CACHE_META = "cache.json"
@@ -153,7 +153,7 @@ def open_packed(folder: str | Path) -> PackedSplit:
 
 def find_packed(
     cache_dir: str | Path, split: str, ids: Sequence[str], observations: Sequence[int]
-) -> tuple[Optional[PackedSplit], str]:
+) -> tuple[PackedSplit | None, str]:
     """The cache under `cache_dir` that holds `ids` of `split` with at least `observations`, or None and why not."""
     names = (cache_folder_name(split, observations), cache_folder_name(split, view_observations("all")))
     for name in dict.fromkeys(names):  # the view's own cache first, then one of all six (once, if that is the same)
@@ -198,7 +198,7 @@ def pack_split(
     out_dir: str | Path,
     view: str = "on",
     shard_size: int = 1024,
-    workers: Optional[int] = None,
+    workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Path:

@@ -9,7 +9,6 @@ file that passes here loads there. `.npy` files that no table names are warnings
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections import Counter
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from src.core.errors import DataError
+from src.core.files import write_csv_atomically
 from src.data.kaggle import (
     CADENCE_PROBLEMS,
     SAMPLE_SUBMISSION,
@@ -33,7 +33,6 @@ from src.data.kaggle import (
     read_split_table,
     read_test_labels,
 )
-from src.core.files import write_csv_atomically, write_text_atomically
 
 # Threads, not processes: reading releases the GIL (measured on 2 cores, 500 cached cadences: 0.45 s serial,
 # 0.31 s with 4 threads, 0.46 s with a 2-process pool), and a thread pool is safe inside a process that
@@ -130,7 +129,8 @@ class ValidationSummary:
     @property
     def warnings(self) -> list[str]:
         unlisted = [
-            f"{len(s.unlisted)} .npy file(s) under {Path(self.data_dir) / s.split} not in {s.table}, e.g. {s.unlisted[0]}"
+            f"{len(s.unlisted)} .npy file(s) under {Path(self.data_dir) / s.split} not in {s.table}, "
+            f"e.g. {s.unlisted[0]}"
             for s in self.splits
             if s.unlisted
         ]

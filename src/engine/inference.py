@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -20,14 +20,14 @@ from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
-from src.transforms.augment import tta_view
-from src.engine.checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
 from src.core.config import Config
+from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.datasets import PackedCadenceDataset, loader_workers, make_eval_loader, open_cadences
 from src.data.kaggle import SAMPLE_SUBMISSION, read_sample_submission, read_test_labels, require_cadence_files
-from src.transforms.images import batch_to_images, image_shape
-from src.core.files import write_csv_atomically, write_text_atomically
+from src.engine.checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
 from src.models.classifier import build_model
+from src.transforms.augment import tta_view
+from src.transforms.images import batch_to_images, image_shape
 
 
 @torch.no_grad()
@@ -113,9 +113,9 @@ def checkpoint_logits(
     ids: Sequence[str],
     tta: Sequence[str],
     batch_size: int,
-    num_workers: Optional[int],
+    num_workers: int | None,
     accelerator: Accelerator,
-    cache_dir: Optional[str | Path] = None,
+    cache_dir: str | Path | None = None,
 ) -> np.ndarray:
     """One checkpoint's TTA-averaged logits for `ids`, in the order of `ids`, on every process.
 
@@ -151,11 +151,11 @@ def ensemble_logits(
     data_dir: str | Path,
     split: str,
     ids: Sequence[str],
-    tta: Optional[Sequence[str]],
-    batch_size: Optional[int],
-    num_workers: Optional[int],
+    tta: Sequence[str] | None,
+    batch_size: int | None,
+    num_workers: int | None,
     accelerator: Accelerator,
-    cache_dir: Optional[str | Path] = None,
+    cache_dir: str | Path | None = None,
 ) -> np.ndarray:
     """Logits of `ids` averaged over the checkpoints, each averaged over its TTA views (its config's unless given)."""
     total = np.zeros(len(ids), dtype=np.float64)
@@ -196,13 +196,13 @@ def evaluate(
     data_dir: str | Path,
     out_path: Path,
     split: str = "test",
-    tta: Optional[Sequence[str]] = None,
-    batch_size: Optional[int] = None,
-    num_workers: Optional[int] = None,
+    tta: Sequence[str] | None = None,
+    batch_size: int | None = None,
+    num_workers: int | None = None,
     mixed_precision: str = "no",
     overwrite: bool = False,
-    report: Optional[Path] = None,
-    cache_dir: Optional[str | Path] = None,
+    report: Path | None = None,
+    cache_dir: str | Path | None = None,
 ) -> dict:
     """Write `out_path` (a submission: the sample submission's ids, in its order) and a summary beside it."""
     accelerator = Accelerator(

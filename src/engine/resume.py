@@ -15,7 +15,7 @@ import pickle
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import numpy as np
 import torch.nn as nn
@@ -52,8 +52,8 @@ def save_training_state(
     accelerator: Accelerator,
     run_dir: Path,
     progress: Progress,
-    best_logits: Optional[np.ndarray],
-    ema_model: Optional[nn.Module] = None,
+    best_logits: np.ndarray | None,
+    ema_model: nn.Module | None = None,
 ) -> None:
     """Save the prepared objects, the RNG states, the EMA weights and `progress`; call on every process."""
     staging, current, previous = run_dir / STAGING_DIR, run_dir / STATE_DIR, run_dir / PREVIOUS_DIR
@@ -76,7 +76,7 @@ def save_training_state(
     accelerator.wait_for_everyone()
 
 
-def latest_state(run_dir: Path) -> Optional[Path]:
+def latest_state(run_dir: Path) -> Path | None:
     """The newest complete state folder of a run (a kill during the swap leaves it as state.old), or None."""
     for name in (STATE_DIR, PREVIOUS_DIR):
         if (run_dir / name / PROGRESS_JSON).is_file():
@@ -93,8 +93,8 @@ def read_progress(state_dir: Path) -> Progress:
 
 
 def load_training_state(
-    accelerator: Accelerator, state_dir: Path, ema_model: Optional[nn.Module] = None
-) -> Optional[np.ndarray]:
+    accelerator: Accelerator, state_dir: Path, ema_model: nn.Module | None = None
+) -> np.ndarray | None:
     """Restore the prepared objects (and the EMA weights) from `state_dir`; returns the fold's best validation
     logits so far."""
     try:
@@ -103,8 +103,8 @@ def load_training_state(
             load_model(ema_model, str(state_dir / EMA_WEIGHTS), device=str(accelerator.device))
     except (pickle.UnpicklingError, RuntimeError, ValueError, KeyError, OSError, SafetensorError) as err:
         raise CheckpointError(
-            f"{state_dir}: saved training state cannot be loaded ({error_summary(err)}). Files holding anything but tensors "
-            "are refused, so a state that carries pickled code never runs."
+            f"{state_dir}: saved training state cannot be loaded ({error_summary(err)}). Files holding anything but "
+            "tensors are refused, so a state that carries pickled code never runs."
         ) from None
     best_logits = state_dir / BEST_LOGITS
     return np.load(best_logits, allow_pickle=False) if best_logits.is_file() else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import pandas as pd
 from accelerate.tracking import GeneralTracker, on_main_process
@@ -31,13 +31,13 @@ class CSVTracker(GeneralTracker):
         return self.path
 
     @on_main_process
-    def log(self, values: dict[str, Any], step: Optional[int] = None, **kwargs: Any) -> None:
+    def log(self, values: dict[str, Any], step: int | None = None, **kwargs: Any) -> None:
         row = {"step": step, **values}
         new_columns = [k for k in row if k not in self.columns]
         if new_columns:  # rewrite with the wider header; the log is small (one row per epoch)
             rows = self._read_rows()
             self.columns += new_columns
-            self._write(rows + [row])
+            self._write([*rows, row])
         else:
             with self.path.open("a", newline="") as handle:
                 csv.DictWriter(handle, self.columns).writerow(row)

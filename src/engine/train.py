@@ -15,9 +15,10 @@ import json
 import math
 import shutil
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,10 +38,10 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 from tqdm.auto import tqdm
 
-from src.transforms.augment import mix_batch, random_flips
-from src.engine.checkpoint import checkpoint_name, read_checkpoint_info, save_checkpoint
-from src.core.config import Config, load_config, save_config
 from src.core.cadence import loaded_observations
+from src.core.config import Config, load_config, save_config
+from src.core.errors import CheckpointError, ConfigError, TrainingError
+from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.datasets import (
     CadenceDataset,
     CombinedCadences,
@@ -51,12 +52,9 @@ from src.data.datasets import (
     open_cadences,
 )
 from src.data.kaggle import TRAIN_LABELS, make_folds, read_pseudo_labels, read_train_labels, require_cadence_files
-from src.transforms.images import batch_to_images
-from src.core.errors import CheckpointError, ConfigError, TrainingError
-from src.core.files import write_csv_atomically, write_text_atomically
-from src.synth.inject import inject_signals
+from src.data.validation import scan_cadences, write_bad_list
+from src.engine.checkpoint import checkpoint_name, read_checkpoint_info, save_checkpoint
 from src.engine.inference import ordered_by_index, predict_logits
-from src.models.classifier import build_model
 from src.engine.resume import (
     Progress,
     clear_training_state,
@@ -66,7 +64,10 @@ from src.engine.resume import (
     save_training_state,
 )
 from src.engine.tracking import CSVTracker, drop_metrics_after, tracker_init_kwargs
-from src.data.validation import scan_cadences, write_bad_list
+from src.models.classifier import build_model
+from src.synth.inject import inject_signals
+from src.transforms.augment import mix_batch, random_flips
+from src.transforms.images import batch_to_images
 
 CONFIG_YAML = "config.yaml"
 FOLDS_CSV = "folds.csv"
@@ -96,7 +97,7 @@ def prepare_run_dir(
     A non-empty folder is refused unless the run is resumed (kept) or `overwrite` is given (emptied first)."""
     # Accelerator reads ACCELERATE_USE_CPU itself; a bare PartialState would not, and would miss MULTI_CPU runs
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-    name = [cfg.run_name or f"{recipe_name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"]
+    name = [cfg.run_name or f"{recipe_name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"]
     if state.num_processes > 1:
         broadcast_object_list(name)
     cfg = dataclasses.replace(cfg, run_name=name[0])
@@ -114,7 +115,7 @@ def prepare_run_dir(
     return cfg, run_dir
 
 
-def resume_config(run_dir: str | Path, overrides: Optional[dict[str, Any]] = None) -> Config:
+def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """The saved config of a run to resume, pointed at where the run folder is now."""
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_YAML).is_file():
@@ -135,7 +136,7 @@ def class_balanced_weights(targets: np.ndarray, strength: float) -> np.ndarray:
     """Per-sample weights ~ class_frequency^-strength: 0 keeps the natural mix, 1 gives balanced batches."""
     labels = (np.asarray(targets) >= 0.5).astype(int)  # soft pseudo-labels count with the class they lean to
     classes, counts = np.unique(labels, return_counts=True)
-    class_weight = dict(zip(classes, (counts / counts.sum()) ** -strength))
+    class_weight = dict(zip(classes, (counts / counts.sum()) ** -strength, strict=True))
     return np.array([class_weight[t] for t in labels], dtype=np.float64)
 
 
@@ -198,7 +199,7 @@ def train_one_epoch(
     progress: Progress,
     generator: torch.Generator,
     save_state: Callable[[], None],
-    ema: Optional[ModelEmaV3] = None,
+    ema: ModelEmaV3 | None = None,
 ) -> float:
     """Train from batch `progress.batches_done` of `progress.epoch` to the end of the epoch; returns the mean loss.
 
@@ -294,8 +295,8 @@ def train_fold(
     accelerator: Accelerator,
     run_dir: Path,
     progress: Progress,
-    state_dir: Optional[Path] = None,
-    pseudo: Optional[pd.DataFrame] = None,
+    state_dir: Path | None = None,
+    pseudo: pd.DataFrame | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train fold `progress.fold` (from `state_dir` when resuming); returns its best result and its OOF predictions.
     `pseudo` (id, soft target) test cadences join the fold's training cadences."""
@@ -424,7 +425,7 @@ def train_fold(
     return dict(progress.best), oof
 
 
-def finished_fold(run_dir: Path, fold: int) -> Optional[tuple[dict[str, Any], pd.DataFrame]]:
+def finished_fold(run_dir: Path, fold: int) -> tuple[dict[str, Any], pd.DataFrame] | None:
     """A fold completed in an earlier session: its result (from its checkpoint) and OOF predictions."""
     oof_path = run_dir / oof_fold_name(fold)
     if not oof_path.is_file():

@@ -8,8 +8,8 @@ the ImageNet classifier while loading.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
 
 import timm
 import torch
@@ -17,8 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from src.core.config import Config
-from src.transforms.images import view_channels
 from src.core.errors import ModelError, error_summary
+from src.transforms.images import view_channels
 
 
 class GeM(nn.Module):
@@ -77,11 +77,11 @@ def set_first_conv_stride(model: nn.Module, stride: Sequence[int]) -> None:
 def create_backbone(
     model_name: str,
     in_chans: int,
-    image_size: Optional[Sequence[int]],
+    image_size: Sequence[int] | None,
     pool: str,
     drop_rate: float,
     drop_path_rate: float,
-    pretrained: Optional[str],
+    pretrained: str | None,
 ) -> nn.Module:
     kwargs = {"in_chans": in_chans, "drop_rate": drop_rate}
     if drop_path_rate:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +62,7 @@ def drift_grid(max_drift: int) -> torch.Tensor:
     return torch.arange(-max_drift, max_drift + 1)
 
 
-def drift_steps(max_drift: int, n_drifts: Optional[int] = None) -> torch.Tensor:
+def drift_steps(max_drift: int, n_drifts: int | None = None) -> torch.Tensor:
     """The drifts searched, in channels between the first and last row: every integer in [-max_drift, max_drift],
     or `n_drifts` evenly spaced over that range (a model input's height)."""
     if n_drifts is None:
@@ -92,7 +91,7 @@ def fft_size(n: int) -> int:
         m += 1
 
 
-def line_sums(x: torch.Tensor, max_drift: int = MAX_DRIFT, n_drifts: Optional[int] = None) -> torch.Tensor:
+def line_sums(x: torch.Tensor, max_drift: int = MAX_DRIFT, n_drifts: int | None = None) -> torch.Tensor:
     """Sums along every straight line: (..., rows, chans) -> (..., drifts, chans), float32, for the drifts of
     `drift_steps(max_drift, n_drifts)`.
 
@@ -109,7 +108,7 @@ def line_sums(x: torch.Tensor, max_drift: int = MAX_DRIFT, n_drifts: Optional[in
 
 @functools.lru_cache(maxsize=4)
 def shift_ramp(
-    n_rows: int, max_drift: int, n_fft: int, n_drifts: Optional[int] = None, device: torch.device | str = "cpu"
+    n_rows: int, max_drift: int, n_fft: int, n_drifts: int | None = None, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
     """(bins, rows, drifts) complex64 phase ramps: multiplying a row's spectrum shifts it by its line's offset.
     Kept per device, so a training loop on a GPU does not copy them there at every batch."""

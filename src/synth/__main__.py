@@ -99,7 +99,7 @@ def main(argv=None) -> None:
         cfg, n_train = resolve(a)
         meta = write_dataset(a.out, cfg, n_train, a.n_test, workers=a.workers)
     except (FileExistsError, ValueError) as e:
-        raise SystemExit(f"error: {e}")
+        raise SystemExit(f"error: {e}") from None
     print(f"wrote {len(meta)} cadences ({int(meta.target.sum())} positives) to {a.out}", file=sys.stderr)
 
 

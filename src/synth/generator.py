@@ -157,7 +157,7 @@ def _make_frames(cfg: SynthConfig, rng: np.random.Generator, noise: bool):
     seeds = rng.integers(0, 2**63, size=N_OBS)
     means = X_MEAN * rng.uniform(1 - cfg.noise_jitter, 1 + cfg.noise_jitter, size=N_OBS)
     frames = []
-    for seed, x_mean in zip(seeds, means):
+    for seed, x_mean in zip(seeds, means, strict=True):
         frame = new_frame(int(seed))
         frame.add_noise(x_mean=float(x_mean), noise_type="chi2")
         if not noise:  # keep noise_std (for get_intensity) but drop the noise
@@ -341,7 +341,7 @@ def make_cadence(
     interference = interference or _draw_interference(rng, cfg, target)
     if interference not in INTERFERENCE:
         raise ValueError(f"interference must be one of {INTERFERENCE}")
-    meta = {c: np.nan for c in METADATA_COLUMNS[2:]}
+    meta = dict.fromkeys(METADATA_COLUMNS[2:], np.nan)
     meta.update(target=int(target), shape="", f_profile="", interference=interference, rfi_shape="")
     if target:
         p = sample_signal(rng, cfg, shape, ON_OBSERVATIONS)
@@ -453,7 +453,7 @@ def write_dataset(
     tasks = []
     for split, n in (("train", n_train), ("test", n_test)):
         (out / split).mkdir(parents=True, exist_ok=True)
-        for i, (sid, y) in enumerate(zip(split_ids[split], make_targets(cfg, split, n))):
+        for i, (sid, y) in enumerate(zip(split_ids[split], make_targets(cfg, split, n), strict=True)):
             (out / split / sid[0]).mkdir(exist_ok=True)
             tasks.append((str(out), cfg, split, i, sid, int(y)))
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))

@@ -15,12 +15,11 @@ follow one continuous path across the cadence (the telescope slews between obser
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 
-from src.core.cadence import CADENCE_SHAPE, ON_OBSERVATIONS
-from src.core.cadence import DF_HZ, DT_S
+from src.core.cadence import CADENCE_SHAPE, DF_HZ, DT_S, ON_OBSERVATIONS
 from src.synth.generator import (
     EDGE_MARGIN,
     F_PROFILES,
@@ -42,7 +41,7 @@ INJECTED_SHAPES = ("linear", "quadratic", "sine", "pulsed")
 SINC2_HALF_MAXIMUM = 0.442946470689452  # sinc(x)^2 = 1/2 at this x (setigen's FWHM of a sinc squared)
 
 
-def draw_uniform(n: int, bounds: Sequence[float], generator: Optional[torch.Generator]) -> torch.Tensor:
+def draw_uniform(n: int, bounds: Sequence[float], generator: torch.Generator | None) -> torch.Tensor:
     """n draws, uniform in [low, high), from the batch's generator (on the CPU: the same on any device)."""
     low, high = bounds
     return low + (high - low) * torch.rand(n, generator=generator)
@@ -128,7 +127,7 @@ def add_signals(
     observation_ids: Sequence[int],
     present: Sequence[int],
     snr_range: Sequence[float],
-    generator: Optional[torch.Generator],
+    generator: torch.Generator | None,
     near_zero: bool = False,
 ) -> None:
     """Add, in place, one fresh signal to each `chosen` sample of a float32 (B, n_obs, 273, 256) batch, in
@@ -161,7 +160,7 @@ def add_needles(
     observation_ids: Sequence[int],
     probability: float,
     snr_range: Sequence[float],
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Add, in place, a fresh needle to the ON observations of each sample of a float32 (B, n_obs, 273, 256)
     batch with `probability`; returns the targets with those samples' set to 1 (a new tensor when any are)."""
@@ -181,7 +180,7 @@ def add_interference(
     observation_ids: Sequence[int],
     probability: float,
     snr_range: Sequence[float],
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> None:
     """Add, in place, fresh interference to all six observations of each sample of a float32 (B, 6, 273, 256)
     batch with `probability`, labels unchanged: a negative stays a negative that holds a needle-like signal in
@@ -200,7 +199,7 @@ def inject_signals(
     needle_probability: float,
     interference_probability: float,
     snr_range: Sequence[float],
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A training batch (B, n_obs, 273, 256) as float32 observations (one new tensor; the loader's batch is
     left alone) with fresh needles in a `needle_probability` share of its samples (made positives), then fresh

@@ -7,7 +7,6 @@ opposite sign), a vertical flip reverses the rows of the image.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 
@@ -21,7 +20,7 @@ def tta_view(images: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def random_flips(
-    images: torch.Tensor, hflip_p: float, vflip_p: float, generator: Optional[torch.Generator] = None
+    images: torch.Tensor, hflip_p: float, vflip_p: float, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Flip each sample of the batch independently along frequency (p=hflip_p) and time (p=vflip_p)."""
     batch = images.shape[0]
@@ -47,7 +46,7 @@ def mixup(
     targets: torch.Tensor,
     alpha: float,
     label_mode: str = "mix",
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Blend each sample with a random partner, weight lam ~ Beta(alpha, alpha) per sample.
 
@@ -67,7 +66,7 @@ def mixup(
 
 
 def cutmix(
-    images: torch.Tensor, targets: torch.Tensor, alpha: float, generator: Optional[torch.Generator] = None
+    images: torch.Tensor, targets: torch.Tensor, alpha: float, generator: torch.Generator | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Paste a random (time x frequency) box from a partner sample into each sample.
 
@@ -78,7 +77,7 @@ def cutmix(
     partner_index = torch.randperm(batch, generator=generator).to(images.device)
     lam = float(_beta(alpha, 1, generator)[0])
     cut = math.sqrt(1.0 - lam)
-    box_h, box_w = int(round(height * cut)), int(round(width * cut))
+    box_h, box_w = round(height * cut), round(width * cut)
     center_y = int(torch.randint(height, (1,), generator=generator))
     center_x = int(torch.randint(width, (1,), generator=generator))
     top, bottom = max(center_y - box_h // 2, 0), min(center_y + box_h - box_h // 2, height)
@@ -98,7 +97,7 @@ def mix_batch(
     mixup_alpha: float,
     cutmix_alpha: float,
     label_mode: str,
-    generator: Optional[torch.Generator] = None,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """With probability `prob`, apply mixup or cutmix (`both`: either, 50/50) to the whole batch."""
     if mode == "none" or images.shape[0] < 2 or float(torch.rand(1, generator=generator)) >= prob:
@@ -110,7 +109,7 @@ def mix_batch(
     return cutmix(images, targets, cutmix_alpha, generator)
 
 
-def _beta(alpha: float, n: int, generator: Optional[torch.Generator]) -> torch.Tensor:
+def _beta(alpha: float, n: int, generator: torch.Generator | None) -> torch.Tensor:
     """n draws of Beta(alpha, alpha); torch.distributions takes no generator, so seed a private RNG from it."""
     dist = torch.distributions.Beta(torch.tensor(float(alpha)), torch.tensor(float(alpha)))
     if generator is None:

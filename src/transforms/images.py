@@ -9,7 +9,7 @@ normalisation, arranging the observations (stacked in time or as channels), the 
 from __future__ import annotations
 
 import math
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ def arrange(observations: torch.Tensor, view: str) -> torch.Tensor:
     return observations.reshape(batch, 1, n_obs * n_time, n_freq)
 
 
-def resize(images: torch.Tensor, size: Optional[Sequence[int]]) -> torch.Tensor:
+def resize(images: torch.Tensor, size: Sequence[int] | None) -> torch.Tensor:
     """Bilinear resize of a (B, C, H, W) batch with antialiasing, so a one-channel-wide needle survives downsampling.
     The filter is separable, so it runs as two one-axis passes, the one that leaves the smaller intermediate
     first: the same result to float rounding, and 2-5x faster on a CPU than PyTorch's single call when the
@@ -87,7 +87,7 @@ def resize(images: torch.Tensor, size: Optional[Sequence[int]]) -> torch.Tensor:
     return images
 
 
-def image_shape(view: str, image_size: Optional[Sequence[int]]) -> tuple[int, int, int]:
+def image_shape(view: str, image_size: Sequence[int] | None) -> tuple[int, int, int]:
     """(channels, height, width) of the model's input."""
     n_obs = len(view_observations(view))
     native = (CADENCE_SHAPE[1] if view in CHANNEL_VIEWS else n_obs * CADENCE_SHAPE[1], CADENCE_SHAPE[2])
@@ -98,7 +98,7 @@ def observations_to_images(
     observations: torch.Tensor,
     view: str,
     normalization: str,
-    image_size: Optional[Sequence[int]],
+    image_size: Sequence[int] | None,
     channels_last: bool = False,
     background: str = "none",
 ) -> torch.Tensor:
@@ -125,7 +125,7 @@ def batch_to_images(observations: torch.Tensor, cfg: Config) -> torch.Tensor:
 
 
 def cadence_to_image(
-    cadence: np.ndarray, view: str, normalization: str, image_size: Optional[Sequence[int]], background: str = "none"
+    cadence: np.ndarray, view: str, normalization: str, image_size: Sequence[int] | None, background: str = "none"
 ) -> torch.Tensor:
     """The model's input for one cadence file's array (a batch of one, through the same path as the loaders)."""
     loaded = list(loaded_observations(view, background))
