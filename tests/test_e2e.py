@@ -320,3 +320,21 @@ def test_compiled_training_writes_plain_checkpoints(data_dir: Path, tmp_path: Pa
         assert not [k for k in handle.keys() if "_orig_mod" in k]  # noqa: SIM118 (a safetensors handle, not a dict)
     run([sys.executable, "evaluate.py", "--run-dir", str(run_dir)])  # the checkpoint's config compiles it again
     check_submission(run_dir / "submission.csv", data_dir)
+
+
+def test_a_run_folder_from_before_the_layout_change_still_evaluates(small_dataset, tmp_path):
+    """tests/fixtures/run-1c281e3 holds a checkpoint and config written by commit 1c281e3 (the flat src/ of
+    before the rooms), and the submission that commit's evaluate.py made from it on the `small_dataset`
+    cadences (the dedoppler view, OFF-spectrum cleaning, per-observation normalisation, a resize and two TTA
+    views). Today's evaluate.py reads it and gives the same predictions."""
+    data_dir, _, _ = small_dataset
+    fixture = REPO / "tests" / "fixtures" / "run-1c281e3"
+    out = tmp_path / "submission.csv"
+    run([sys.executable, "evaluate.py", "--run-dir", str(fixture), "--data-dir", str(data_dir), "--out", str(out)])
+    submission, expected = (
+        pd.read_csv(out, dtype={"id": str}),
+        pd.read_csv(fixture / "expected_submission.csv", dtype={"id": str}),
+    )
+    assert submission["id"].tolist() == expected["id"].tolist()
+    np.testing.assert_allclose(submission["target"], expected["target"], rtol=0, atol=1e-6)
+    assert sorted(p.name for p in fixture.iterdir()) == ["config.yaml", "expected_submission.csv", "fold0.safetensors"]

@@ -4,7 +4,8 @@
 
 Every field is also a command-line flag (`epochs` -> `--epochs`, `data_dir` -> `--data-dir`), so a recipe
 never has to be edited to change one value. The resolved config is saved into the run folder and into
-every checkpoint, which is what makes a run folder self-describing.
+every checkpoint, which is what makes a run folder self-describing. docs/configuration.md lists every field with
+the function where it takes effect.
 """
 
 from __future__ import annotations
