@@ -6,7 +6,7 @@
     python main.py --config configs/demo_cpu.yaml --epochs 1 --tracker none     # single process
     accelerate launch main.py --resume outputs/<run>       # continue a killed run from its last saved state
 
-Every field of src/config.py's Config is a flag (--epochs, --model-name, --image-size 256,256, ...).
+Every field of src/core/config.py's Config is a flag (--epochs, --model-name, --image-size 256,256, ...).
 """
 
 import argparse

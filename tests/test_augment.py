@@ -1,4 +1,4 @@
-"""Tests for src/augment.py: flips, TTA views, CutMix, mixup and their labels, reproducibility."""
+"""Tests for src/transforms/augment.py: flips, TTA views, CutMix, mixup and their labels, reproducibility."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for src/checkpoint.py: self-describing safetensors checkpoints, refusal of foreign or unsafe files."""
+"""Tests for src/engine/checkpoint.py: self-describing safetensors checkpoints, refusal of foreign or unsafe files."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The entry points' shared runtime (src/cli.py): large CPU buffers are reused, not mapped afresh each batch."""
+"""The entry points' shared runtime (src/core/cli.py): large CPU buffers are reused, not mapped afresh each batch."""
 
 from __future__ import annotations
 

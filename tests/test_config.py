@@ -1,4 +1,4 @@
-"""Tests for src/config.py: YAML recipes, overrides, validation, saving and the command-line flags."""
+"""Tests for src/core/config.py: YAML recipes, overrides, validation, saving and the command-line flags."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tests for src/data.py: the Kaggle layout, input checks, views, normalisation, resizing, folds."""
+"""Tests for src/data/kaggle.py, src/data/datasets.py and src/transforms/images.py: the Kaggle layout, input checks,
+views, normalisation, resizing, folds."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Brute-force de-Doppler (src/dedoppler.py): exact line sums, SNR scale, ON-minus-OFF score, batching."""
+"""Brute-force de-Doppler (src/search/dedoppler.py): exact line sums, SNR scale, ON-minus-OFF score, batching."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Detection benchmark (src/detection_bench.py, bench/detection.py): metrics on hand-made scores, subgroup
+"""Detection benchmark (bench/lib/detection.py, bench/detection.py): metrics on hand-made scores, subgroup
 definitions, input checks, the turbo_seti skip, and one end-to-end run: benchmark preset -> tiny trained run ->
 bench/detection.py -> report files."""
 

@@ -1,4 +1,4 @@
-"""On-the-fly injection (src/inject.py): where needles and interference go, how strong they are, their labels."""
+"""On-the-fly injection (src/synth/inject.py): where needles and interference go, how strong they are, their labels."""
 
 from __future__ import annotations
 

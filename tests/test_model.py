@@ -1,4 +1,5 @@
-"""Tests for src/model.py with timm's tiny test models: views, GeM, stem stride, local pretrained weights."""
+"""Tests for src/models/classifier.py with timm's tiny test models: views, GeM, stem stride, local pretrained
+weights."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Tests for src/synth.py: layout, labels, reproducibility, signal placement."""
+"""Tests for src/synth/generator.py and python -m src.synth: layout, labels, reproducibility, signal placement."""
 
 import dataclasses
 import re

@@ -1,4 +1,4 @@
-"""Tests for src/tracking.py: the always-on CSV log and the wandb mode choice."""
+"""Tests for src/engine/tracking.py: the always-on CSV log and the wandb mode choice."""
 
 from __future__ import annotations
 

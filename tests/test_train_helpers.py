@@ -1,4 +1,4 @@
-"""Tests for the pure helpers of src/train.py and src/inference.py: sampler weights, LR schedule,
+"""Tests for the pure helpers of src/engine/train.py and src/engine/inference.py: sampler weights, LR schedule,
 re-ordering gathered predictions."""
 
 from __future__ import annotations

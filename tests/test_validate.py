@@ -1,4 +1,5 @@
-"""Tests for src/validate.py: the parallel scan, the data-folder summary, the command and the bad-files list."""
+"""Tests for src/data/validation.py and python -m src.validate (src/validate.py): the parallel scan, the data-folder
+summary, the command and the bad-files list."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The errors a user can act on. Each message names the file or setting and what is wrong; the entry points
-print them as one `error:` line instead of a stack trace (src/cli.py). Kept free of heavy imports so that
+print them as one `error:` line instead of a stack trace (src/core/cli.py). Kept free of heavy imports so that
 every entry point can catch them."""
 
 from __future__ import annotations

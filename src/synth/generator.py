@@ -39,7 +39,7 @@ SHAPES = ("linear", "sine", "quadratic", "pulsed")
 INTERFERENCE = ("none", "rfi", "off")
 SNR_DISTRIBUTIONS = ("log-uniform", "uniform")
 SPLIT_CODES = {"train": 0, "test": 1}
-# Shape parameters, shared with the on-the-fly injection (src/inject.py) so the two draw the same signals.
+# Shape parameters, shared with the on-the-fly injection (src/synth/inject.py) so the two draw the same signals.
 NEAR_ZERO_DRIFT = 0.1  # interference mimicking terrestrial RFI: half of it drifts at most this share of max_drift
 SINE_DRIFT_SCALE = 0.4  # a sine's drift is this share of a linear one's
 SINE_PERIOD_OBSERVATIONS = (0.75, 5.0)  # log-uniform, in observation lengths

@@ -1,7 +1,7 @@
 """On-the-fly signal injection: fresh drifting narrowband signals added to training batches on the device.
 
 Every batch draws new paths (linear, quadratic, sinusoidal or pulsed), widths and SNRs, so the model never
-sees the same signal twice. A signal is drawn the way the generator draws one (src/synth.py), in the same
+sees the same signal twice. A signal is drawn the way the generator draws one (src/synth/generator.py), in the same
 units: setigen's SNR is that of the time-summed spectrum of one observation, so its per-pixel peak is
 snr * noise_std / sqrt(273); the noise std is measured on each observation of the cadence itself. Signals
 follow one continuous path across the cadence (the telescope slews between observations).
@@ -63,7 +63,7 @@ def needle_paths(
 ) -> torch.Tensor:
     """(n, n_obs, 273) channel of the signal's centre at every row: a drift (plus curvature or a sine for the
     quadratic and sine shapes, indices into INJECTED_SHAPES; pulsed paths are linear), with the generator's
-    parameter ranges (src/synth.py; a sine's phase is drawn here, where the generator starts it at zero). Over
+    parameter ranges (src/synth/generator.py; a sine's phase is drawn here, where the generator starts it at zero). Over
     the observations marked in `fit` the path stays inside the band: one that would span more channels than
     the band holds is flattened to fit, then its start is drawn. `near_zero` gives half of the paths the small
     drift of RFI."""
