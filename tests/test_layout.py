@@ -63,7 +63,7 @@ def room_of(name: str) -> str:
     if name.startswith("bench.lib"):
         return "bench.lib"
     parts = name.split(".")
-    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (REPO / "src" / parts[1]).is_dir()) else "src"
+    return parts[1] if len(parts) > 1 and (REPO / "src" / parts[1]).is_dir() else "src"
 
 
 ROOMS = sorted({room_of(name) for name in MODULES} - {"src", "bench.lib"})
