@@ -9,6 +9,11 @@ class DataError(ValueError):
     """Input data that does not have the Kaggle layout, naming the file and what is wrong."""
 
 
+class FilterbankError(ValueError):
+    """A filterbank file (.h5/.fil) or cadence of them that cannot be searched: missing, unreadable, truncated,
+    or not fitting the rest of its cadence. The message starts with the file's path."""
+
+
 class ConfigError(ValueError):
     """A recipe or override that names an unknown key or holds a bad value."""
 
@@ -32,4 +37,4 @@ def error_summary(err: BaseException) -> str:
     return detail or (lines[0] if lines else type(err).__name__)
 
 
-USER_ERRORS = (DataError, ConfigError, CheckpointError, ModelError, TrainingError, FileExistsError)
+USER_ERRORS = (DataError, FilterbankError, ConfigError, CheckpointError, ModelError, TrainingError, FileExistsError)

@@ -1,0 +1,249 @@
+"""Scanning cadences of filterbank files: one coarse channel at a time, resumable, then the outputs.
+
+For each coarse channel ("chunk") of a cadence, each observation's block is read, cleaned (clean.py) and
+searched (hits.py); the six hit lists go through the cadence filter (events.py), and the chunk's hits and
+events are written to `chunks/` under the cadence's folder, the done marker last. Memory therefore holds one
+coarse channel of one observation plus six de-Doppler profiles, whatever the file's size. A killed scan,
+rerun with the same command, skips the chunks already done; a folder holding a scan with other settings or
+other files is never overwritten without `overwrite`. When every chunk is done, the cadence's outputs
+(outputs.py, plots.py) are assembled from the chunk files.
+
+A catalog runs one cadence per worker: in this process (`workers=1`), in a local process pool, or as one
+Ray task per cadence on a local or existing Ray cluster (`engine="ray"`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from src.core.files import write_csv_atomically, write_text_atomically
+from src.data.filterbank import fine_channels_per_coarse, read_block
+from src.search.cadence import Cadence
+from src.search.clean import clean_block
+from src.search.events import ObservationClock, find_events
+from src.search.hits import dedoppler_profile, find_hits
+from src.search.outputs import CHUNK_FOLDER, chunk_paths, write_cadence_outputs, write_catalog_outputs
+
+STATE_FILE = "scan.json"
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class ScanSettings:
+    """Everything that decides a scan's results (saved in each cadence folder as scan.json)."""
+
+    max_drift: float = 4.0  # Hz/s, both signs
+    snr: float = 10.0  # hit threshold
+    filter_level: int = 3  # the candidate table keeps events of this level and above
+    fine_per_coarse: int | None = None  # fine channels per coarse channel; None: from the file
+    bandpass_bin: int | None = None  # channels per bandpass bin; None: 1/1024 of a coarse channel
+    flag_sigma: float | None = None  # zero channels whose time-mean exceeds this many sigmas
+    keep_zero_drift: bool = False  # let zero-drift hits into events (turbo_seti's level 1 drops them)
+    pattern: str | None = None  # ON/OFF letters; None: from the source names
+    plot_top: int = 10  # candidate plots per cadence
+
+    def __post_init__(self):
+        checks = {
+            "max_drift": self.max_drift > 0,
+            "snr": self.snr > 0,
+            "filter_level": self.filter_level in (1, 2, 3),
+            "fine_per_coarse": self.fine_per_coarse is None or self.fine_per_coarse > 0,
+            "bandpass_bin": self.bandpass_bin is None or self.bandpass_bin > 0,
+            "flag_sigma": self.flag_sigma is None or self.flag_sigma > 0,
+            "plot_top": self.plot_top >= 0,
+        }
+        for name, ok in checks.items():
+            value = getattr(self, name)
+            if not ok or (isinstance(value, float) and value != value):  # NaN passes every comparison
+                raise ValueError(f"--{name.replace('_', '-')} {value}: out of range")
+
+
+def chunk_bounds(cadence: Cadence, settings: ScanSettings) -> list[tuple[int, int]]:
+    """[start, stop) channels of each coarse channel."""
+    first = cadence.headers[0]
+    width = fine_channels_per_coarse(first, settings.fine_per_coarse)
+    return [(start, start + width) for start in range(0, first.nchans, width)]
+
+
+def clocks(cadence: Cadence) -> list[ObservationClock]:
+    return [
+        ObservationClock(on=on, t_start_s=start + h.tsamp / 2, n_rows=h.n_rows, tsamp=h.tsamp)
+        for h, on, start in zip(cadence.headers, cadence.on, cadence.start_seconds(), strict=True)
+    ]
+
+
+def search_chunk(
+    cadence: Cadence, chunk: int, bounds: tuple[int, int], settings: ScanSettings, device: torch.device
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Hits (every observation) and events of one coarse channel, channels counted in the file."""
+    start, stop = bounds
+    profiles, hits, blocks = [], [], []
+    for k, header in enumerate(cadence.headers):
+        raw = torch.from_numpy(read_block(header, start, stop)).to(device)
+        block, _ = clean_block(raw, (stop - start) // 2, settings.bandpass_bin, settings.flag_sigma)
+        del raw
+        profile = dedoppler_profile(block, settings.max_drift * header.tsamp / header.df_hz)
+        blocks.append(block)
+        found = find_hits(profile, settings.snr)
+        hits.append(
+            pd.DataFrame(
+                {
+                    "obs": k,
+                    "channel": found.astype(float),
+                    "drift": profile.drift[found].astype(float),
+                    "width": profile.width[found],
+                    "snr": profile.snr[found].astype(float),
+                }
+            )
+        )
+        profiles.append(profile)
+    hit_table = pd.concat(hits, ignore_index=True)
+    events = find_events(hit_table, clocks(cadence), profiles, blocks, settings.snr, settings.keep_zero_drift)
+    for table in (hit_table, events):
+        table.insert(0, "chunk", chunk)
+        for column in [c for c in table.columns if c == "channel" or c.startswith("channel_obs")]:
+            table[column] += start
+    return hit_table, events
+
+
+def state_of(cadence: Cadence, settings: ScanSettings) -> dict:
+    """What a finished chunk's results depend on: the settings and the files (path, size, modification time)."""
+    files = [
+        {"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in cadence.paths
+    ]
+    return {"settings": dataclasses.asdict(settings), "files": files, "pattern": cadence.pattern()}
+
+
+def prepare_folder(folder: Path, state: dict, overwrite: bool) -> None:
+    """Create the cadence folder, or continue in one that holds the same scan; anything else is refused
+    unless `overwrite`."""
+    state_path = folder / STATE_FILE
+    if folder.exists() and any(folder.iterdir()):
+        same = state_path.is_file() and json.loads(state_path.read_text()) == state
+        if same and not overwrite:
+            return
+        if not overwrite:
+            what = "a scan with other settings or files" if state_path.is_file() else "files that are not a scan"
+            raise FileExistsError(f"{folder}: holds {what}; pass --overwrite to replace it, or choose another --out")
+        shutil.rmtree(folder)
+    (folder / CHUNK_FOLDER).mkdir(parents=True, exist_ok=True)
+    write_text_atomically(state_path, json.dumps(state, indent=1))
+
+
+def scan_cadence(
+    cadence: Cadence,
+    out: Path,
+    settings: ScanSettings,
+    overwrite: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+) -> Path:
+    """Scan one cadence into `out/<cadence name>/`; returns that folder."""
+    folder = Path(out) / cadence.name
+    prepare_folder(folder, state_of(cadence, settings), overwrite)
+    bounds = chunk_bounds(cadence, settings)
+    torch_device = torch.device(device)
+    bar = tqdm(
+        total=len(bounds), desc=cadence.name, unit="chunk", leave=False, disable=not progress, dynamic_ncols=True
+    )
+    for chunk, chunk_range in enumerate(bounds):
+        hits_path, events_path, done_path = chunk_paths(folder, chunk)
+        if not done_path.is_file():
+            started = time.perf_counter()
+            hits, events = search_chunk(cadence, chunk, chunk_range, settings, torch_device)
+            write_csv_atomically(hits, hits_path)
+            write_csv_atomically(events, events_path)
+            summary = {"seconds": time.perf_counter() - started, "hits": len(hits), "events": len(events)}
+            write_text_atomically(done_path, json.dumps(summary))
+        bar.update(1)
+    bar.close()
+    write_cadence_outputs(folder, cadence, settings, bounds)
+    return folder
+
+
+def _scan_task(cadence: Cadence, out: Path, settings: ScanSettings, overwrite: bool, device: str) -> Path:
+    """One cadence in a worker (a pool process or a Ray task): no progress bar of its own."""
+    torch.set_num_threads(1)
+    return scan_cadence(cadence, out, settings, overwrite, device, progress=False)
+
+
+def scan_catalog(
+    cadences: list[Cadence],
+    out: Path,
+    settings: ScanSettings,
+    overwrite: bool = False,
+    device: str = "cpu",
+    engine: str = "local",
+    workers: int = 1,
+    address: str | None = None,
+    cpus_per_task: float = 1.0,
+    gpus_per_task: float = 0.0,
+) -> list[Path]:
+    """Scan every cadence (one per worker) and write the catalog's summary into `out`."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = [c.name for c in cadences]
+    if len(set(names)) != len(names):
+        raise ValueError("two cadences share a name; name them in the catalog's cadence column")
+    bar = tqdm(total=len(cadences), desc="cadences", unit="cadence", dynamic_ncols=True, disable=len(cadences) < 2)
+    if engine == "ray":
+        folders = _run_ray(
+            cadences, out, settings, overwrite, device, address, cpus_per_task, gpus_per_task, bar.update
+        )
+    elif workers > 1 and len(cadences) > 1:
+        folders = _run_pool(cadences, out, settings, overwrite, device, workers, bar.update)
+    else:
+        folders = []
+        for cadence in cadences:
+            folders.append(scan_cadence(cadence, out, settings, overwrite, device, progress=True))
+            bar.update(1)
+    bar.close()
+    write_catalog_outputs(out, folders)
+    return folders
+
+
+def _run_pool(cadences, out, settings, overwrite, device, workers, done: Callable[[int], object]) -> list[Path]:
+    folders: dict[str, Path] = {}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_scan_task, c, out, settings, overwrite, device): c.name for c in cadences}
+        for future in as_completed(futures):
+            folders[futures[future]] = future.result()
+            done(1)
+    return [folders[c.name] for c in cadences]
+
+
+def _run_ray(
+    cadences, out, settings, overwrite, device, address, cpus, gpus, done: Callable[[int], object]
+) -> list[Path]:
+    """One Ray task per cadence with the resources asked for; on a local Ray started here, or on the cluster at
+    `address` (the output folder must then be on storage every node sees)."""
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        task = ray.remote(_scan_task).options(num_cpus=cpus, num_gpus=gpus)
+        pending = {task.remote(c, out, settings, overwrite, device): c.name for c in cadences}
+        folders: dict[str, Path] = {}
+        waiting = list(pending)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            folders[pending[ready[0]]] = ray.get(ready[0])
+            done(1)
+    finally:
+        if started_here:
+            ray.shutdown()
+    return [folders[c.name] for c in cadences]
