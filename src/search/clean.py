@@ -6,7 +6,7 @@ Left in, the bandpass makes the noise level depend on the channel and the spike 
 every coarse channel. So, per block of one coarse channel:
 
 1. the DC spike is replaced by the median of the channels beside it (every row);
-2. the bandpass, estimated as the running median of the time-median spectrum over bins of `bandpass_bin`
+2. the bandpass, estimated as the running median of the time-mean spectrum over bins of `bandpass_bin`
    channels (wide against a narrowband signal, narrow against the roll-off) and interpolated between bins, is
    divided out;
 3. each row is normalised to zero median and unit robust standard deviation (1.4826 x MAD): noise then has the
@@ -26,7 +26,7 @@ MAD_TO_STD = 1.4826
 DC_NEIGHBOURS = 3  # channels each side whose median replaces the DC spike
 MIN_BANDPASS_BIN = 16
 BANDPASS_BINS = 1024  # bins per coarse channel: 1,024 channels each at 2^20 channels
-STATISTICS_SAMPLE = 1 << 18  # values per row used for the median and MAD (a strided subset of big rows)
+STATISTICS_SAMPLE = 1 << 16  # values per row used for the median and MAD (a strided subset of big rows)
 
 
 def blank_dc(block: torch.Tensor, dc_channel: int | None) -> torch.Tensor:
@@ -41,9 +41,11 @@ def blank_dc(block: torch.Tensor, dc_channel: int | None) -> torch.Tensor:
 
 
 def bandpass(block: torch.Tensor, bin_channels: int | None = None) -> torch.Tensor:
-    """(chans,) smooth bandpass: medians over bins of the time-median spectrum, linearly interpolated."""
+    """(chans,) smooth bandpass: medians over bins of the time-mean spectrum, linearly interpolated (the bins'
+    medians ignore narrowband signals; a broadband burst scales the whole spectrum, which the rows'
+    normalisation then removes)."""
     n_chans = block.shape[-1]
-    spectrum = block.median(dim=0).values if block.shape[0] > 2 else block.mean(dim=0)
+    spectrum = block.mean(dim=0)
     width = bin_channels or max(MIN_BANDPASS_BIN, n_chans // BANDPASS_BINS)
     n_bins = max(1, n_chans // width)
     binned = spectrum[: n_bins * width].reshape(n_bins, width).median(dim=1).values

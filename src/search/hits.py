@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 MAD_TO_STD = 1.4826
-NOISE_SAMPLE = 1 << 18  # line sums per band used for its median and MAD
+NOISE_SAMPLE = 1 << 16  # line sums per band used for its median and MAD
 LOCAL_MAX_RADIUS = 2  # channels each side a candidate must top
 CPU_TILE = 1 << 16  # start positions per tree on a CPU: a tile's tree stays in cache
 MAX_CANDIDATES = 200_000  # strongest local maxima kept per block before the one-hit-per-signal pass
@@ -161,7 +161,10 @@ def dedoppler_profile(block: torch.Tensor, max_drift_per_row: float, tile: int |
         rows = F.pad(boxcar(block, band.width, band.stride), (0, 0, 0, n_tree - n_rows))
         rate = band.drift_per_row(torch.arange(n_tree, device=block.device), n_tree)
         fastest = int((rate <= max(max_drift_per_row, 1.0)).sum())  # rates rise with the tree's drift index
-        centre = torch.arange(rows.shape[1], device=block.device) * band.stride + (band.width - 1) // 2
+        # position p's line starts at the centre of its boxcar: channel p * stride + (width - 1) // 2
+        first = (band.width - 1) // 2
+        n_pos = min(rows.shape[1], (n_chans - 1 - first) // band.stride + 1)
+        view = slice(first, first + (n_pos - 1) * band.stride + 1, band.stride)
         level = None
         halves = ((1.0, rows, range(fastest)), (-1.0, rows.flip(-1), range(int(not band.preshift), fastest)))
         for sign, data, drifts in halves:  # drift 0 belongs to the positive half only
@@ -169,11 +172,11 @@ def dedoppler_profile(block: torch.Tensor, max_drift_per_row: float, tile: int |
             if sign < 0:
                 best, index = best.flip(0), index.flip(0)
             level = level or robust_level(sample)
-            band_snr = (best - level[0]) / level[1]
-            better = band_snr > snr[centre]
-            snr[centre[better]] = band_snr[better]
-            drift[centre[better]] = sign * rate[index[better]] * (n_rows - 1)
-            width[centre[better]] = band.width
+            band_snr = (best[:n_pos] - level[0]) / level[1]
+            better = band_snr > snr[view]
+            snr[view] = torch.where(better, band_snr, snr[view])
+            drift[view] = torch.where(better, sign * rate[index[:n_pos]] * (n_rows - 1), drift[view])
+            width[view] = torch.where(better, float(band.width), width[view])
         noise.append(level)
     return Profile(
         snr=snr.cpu().numpy(), drift=drift.cpu().numpy(), width=width.cpu().numpy().astype(np.int64), noise=tuple(noise)

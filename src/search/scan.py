@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -227,16 +229,25 @@ def _run_pool(cadences, out, settings, overwrite, device, workers, done: Callabl
 def _run_ray(
     cadences, out, settings, overwrite, device, address, cpus, gpus, done: Callable[[int], object]
 ) -> list[Path]:
-    """One Ray task per cadence with the resources asked for; on a local Ray started here, or on the cluster at
-    `address` (the output folder must then be on storage every node sees)."""
+    """One Ray task per cadence with the resources asked for, on a local Ray started here (address None) or on
+    the cluster at `address` ("auto", "host:6379"; the output folder must be on storage that every node sees)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's default, set so that it does not warn about it
     import ray
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(
+            address=address or "local",  # "local": a fresh instance, never a stale one recorded in /tmp/ray
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.WARNING,
+        )
     try:
+        available = ray.cluster_resources().get("GPU", 0)
+        if gpus > available:
+            raise ValueError(f"--gpus-per-task {gpus}: the Ray cluster has {available:g} GPU(s)")
         task = ray.remote(_scan_task).options(num_cpus=cpus, num_gpus=gpus)
-        pending = {task.remote(c, out, settings, overwrite, device): c.name for c in cadences}
+        pending = {task.remote(c, out.resolve(), settings, overwrite, device): c.name for c in cadences}
         folders: dict[str, Path] = {}
         waiting = list(pending)
         while waiting:
