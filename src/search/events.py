@@ -2,23 +2,27 @@
 filter levels, an SNR for every observation, and a score to rank them by.
 
 A hit is a straight track: its start channel at the first row of its observation and its drift. Carried along
-the cadence's clock (slews included) it predicts where the same signal starts in every other observation:
-    predicted channel = channel + rate x (start of that observation - start of the hit's), rate in channels/s.
-Two ON hits are the same signal when the other's start lies within the frequency tolerance of the prediction
-and their drifts agree within `DRIFT_TOLERANCE_STEPS` drift steps. The frequency tolerance grows with the
-time between the observations, because a drift is only known to half a drift step:
-    tolerance = TOLERANCE_CHANNELS + boxcar width / 2 + (drift step / 2) x (time between them),
-a drift step being one channel (or half a boxcar) between an observation's first and last row. Matched ON
-hits are grouped (one event per signal, not one per pair). An OFF hit vetoes the event when its track meets
-the predicted track in its observation within the same tolerance, whatever its drift.
+the cadence's clock (slews included) it predicts where the same signal starts in another observation.
 
-Levels, as turbo_seti's find_event defines them: 1 = a hit above the SNR cut with a non-zero drift;
-2 = in at least one ON observation and in no OFF one; 3 = in every ON observation and in no OFF one.
+Matching ON hits (one event per signal, not one per pair):
+- two ON hits are one signal when the later one starts where the mean of their two drift rates carries the
+  earlier one (less the change of rate over half an observation, since rates are measured mid-observation),
+  within the frequency tolerance
+      TOLERANCE_CHANNELS + boxcar widths / 4 + (drift steps / 2) x (time between them) / 2,
+  a drift step being one channel (or half a boxcar) over an observation: exact for a straight path and for one
+  whose drift rate changes steadily (a quadratic path);
+- groups of "clean" hits (nothing moving like them in any OFF observation) from different ON observations are
+  then joined when a path no faster than CURVE_SPEED_FACTOR x their fastest local rate connects them, which
+  links the pieces of a wobbling (sine) path; two groups that share an observation never join.
 
-The SNR of the event in each observation is the best line within the tolerance of its predicted start (from
-that observation's de-Doppler profile, so below the hit threshold too), and the event's score is
-    sum of its ON SNRs / sqrt(number of ON observations) - max(0, its strongest OFF SNR)
-so that a signal present in every ON observation and absent from the OFF ones ranks first.
+In every observation without one of the event's hits, the signal is measured along the strongest hit's track
+(track_snr: start within the tolerance, drift within DRIFT_TOLERANCE_STEPS steps, the rows' median times the
+rows, so that interference crossing the track does not count). An observation "holds" the event when it has
+one of its hits or that SNR reaches the hit threshold; an OFF observation also holds it when one of its hits
+moves like the track and meets it. Levels, as turbo_seti's find_event defines them: 1 = hits above the SNR cut
+with a non-zero drift; 2 = held by at least one ON observation and by no OFF one; 3 = by every ON observation
+and by no OFF one. The score ranks events:
+    sum of the ON SNRs (at least 0) / sqrt(number of ON observations) - max(0, strongest OFF SNR).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from src.search.hits import Profile, band_of_width, track_snr, tracks_meet
 
 TOLERANCE_CHANNELS = 2.0
 DRIFT_TOLERANCE_STEPS = 2.0
+CURVE_SPEED_FACTOR = 1.5
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,12 @@ class _Groups:
     def join(self, i: int, j: int) -> None:
         self.parent[self.find(i)] = self.find(j)
 
+    def members(self) -> list[list[int]]:
+        groups: dict[int, list[int]] = {}
+        for i in range(len(self.parent)):
+            groups.setdefault(self.find(i), []).append(i)
+        return list(groups.values())
+
 
 def find_events(
     hits: pd.DataFrame,
@@ -95,17 +106,42 @@ def find_events(
     on_hits = candidates[[clocks[int(o)].on for o in candidates["obs"]]].reset_index(drop=True)
     if on_hits.empty:
         return pd.DataFrame([], columns=event_columns(n_obs))
-    groups = _match_on_hits(on_hits, clocks)
-    off_hits = hits[[not clocks[int(o)].on for o in hits["obs"]]]  # any OFF hit may veto, zero drift too
-    n_on = sum(c.on for c in clocks)
-    rows = [
-        _event(on_hits, group, off_hits, clocks, profiles, blocks, n_on, snr_threshold) for group in groups.values()
-    ]
+    track = _Tracks(clocks, profiles, blocks, hits[[not clocks[int(o)].on for o in hits["obs"]]], snr_threshold)
+    clean = [not any(track.measure(hit, k)[2] for k in track.off) for hit in on_hits.itertuples(index=False)]
+    groups = _link_curved(on_hits, _match_on_hits(on_hits, clocks), clean, clocks)
+    rows = [_event(on_hits, group, track) for group in groups]
     events = pd.DataFrame(rows, columns=event_columns(n_obs))
     return events.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def _match_on_hits(on_hits: pd.DataFrame, clocks: Sequence[ObservationClock]) -> dict[int, list[int]]:
+class _Tracks:
+    """Measuring a hit's straight track in the other observations of its block."""
+
+    def __init__(self, clocks, profiles, blocks, off_hits, snr_threshold):
+        self.clocks, self.profiles, self.blocks = clocks, profiles, blocks
+        self.off_hits, self.snr_threshold = off_hits, snr_threshold
+        self.off = [k for k, c in enumerate(clocks) if not c.on]
+        self.n_on = len(clocks) - len(self.off)
+
+    def measure(self, hit, k: int) -> tuple[float, float, bool]:
+        """(predicted start channel, SNR along the track, detected) in observation k; detected means an SNR at
+        the threshold, or (in an OFF observation) a hit that moves like the track and meets it."""
+        clock, other = self.clocks[int(hit.obs)], self.clocks[k]
+        rate, step = clock.rate(hit.drift), clock.drift_step_rate(hit.width)
+        dt = other.t_start_s - clock.t_start_s
+        start, tol = hit.channel + rate * dt, tolerance(hit.width, step, dt)
+        drift_here = float(rate * max(other.n_rows - 1, 1) * other.tsamp)  # the track's drift in that observation
+        noise = self.profiles[k].noise
+        level = noise[min(band_of_width(int(hit.width)), len(noise) - 1)]
+        drift_tol = DRIFT_TOLERANCE_STEPS * max(1.0, hit.width / 2)
+        snr, _ = track_snr(self.blocks[k], start, drift_here, int(hit.width), level, tol, drift_tol)
+        detected = snr >= self.snr_threshold
+        if not other.on and not detected:
+            detected = _off_hits_along(self.off_hits, k, start, drift_here, hit.width, tol)
+        return start, snr, bool(detected)
+
+
+def _match_on_hits(on_hits: pd.DataFrame, clocks: Sequence[ObservationClock]) -> list[list[int]]:
     """Groups of ON hits that are one signal: each pair's positions agree under the mean of their drift
     rates between them (exact for a drift rate that changes steadily, as a quadratic path's does)."""
     obs = on_hits["obs"].to_numpy(int)
@@ -125,10 +161,44 @@ def _match_on_hits(on_hits: pd.DataFrame, clocks: Sequence[ObservationClock]) ->
         tol = TOLERANCE_CHANNELS + (width[i] + width) / 4 + (step[i] + step) / 2 * np.abs(dt) / 2
         for j in np.flatnonzero(other & (np.abs(channel - predicted) <= tol)):
             groups.join(i, int(j))
-    members: dict[int, list[int]] = {}
-    for i in range(len(on_hits)):
-        members.setdefault(groups.find(i), []).append(i)
-    return members
+    return groups.members()
+
+
+def _link_curved(
+    on_hits: pd.DataFrame, groups: list[list[int]], clean: list[bool], clocks: Sequence[ObservationClock]
+) -> list[list[int]]:
+    """Join groups of clean hits (nothing like them in any OFF observation) from different ON observations
+    that one path of bounded speed can connect: a wobbling path's local drift rates need not predict where it
+    is an observation later, but it gets there no faster than CURVE_SPEED_FACTOR x its fastest local rate.
+    Groups join only if they hold no observation in common, so two complete signals never merge."""
+    obs = on_hits["obs"].to_numpy(int)
+    channel = on_hits["channel"].to_numpy(float)
+    width = on_hits["width"].to_numpy(float)
+    speed = np.abs([clocks[o].rate(d) for o, d in zip(obs, on_hits["drift"], strict=True)])
+    start = np.array([clocks[o].t_start_s for o in obs])
+    pairs = []
+    for a, first in enumerate(groups):
+        for b in range(a + 1, len(groups)):
+            second = groups[b]
+            if not all(clean[i] for i in first + second) or set(obs[first]) & set(obs[second]):
+                continue
+            gaps = [
+                abs(channel[i] - channel[j])
+                - (CURVE_SPEED_FACTOR * max(speed[i], speed[j]) * abs(start[j] - start[i]) + TOLERANCE_CHANNELS)
+                - (width[i] + width[j]) / 2
+                for i in first
+                for j in second
+            ]
+            if min(gaps) <= 0:
+                pairs.append((min(gaps), a, b))
+    merged = _Groups(len(groups))
+    held = [set(obs[g]) for g in groups]
+    for _, a, b in sorted(pairs):
+        ra, rb = merged.find(a), merged.find(b)
+        if ra != rb and not held[ra] & held[rb]:
+            merged.join(ra, rb)
+            held[rb] |= held[ra]
+    return [[i for g in members for i in groups[g]] for members in merged.members()]
 
 
 def event_columns(n_obs: int) -> list[str]:
@@ -148,49 +218,37 @@ def event_columns(n_obs: int) -> list[str]:
     ]
 
 
-def _event(on_hits, group, off_hits, clocks, profiles, blocks, n_on, snr_threshold) -> dict:
-    ref = max(group, key=lambda i: on_hits.at[i, "snr"])
-    clock = clocks[int(on_hits.at[ref, "obs"])]
-    channel, drift, width = (float(on_hits.at[ref, k]) for k in ("channel", "drift", "width"))
-    rate, step = clock.rate(drift), clock.drift_step_rate(width)
+def _event(on_hits: pd.DataFrame, group: list[int], track: _Tracks) -> dict:
     members = on_hits.loc[group]
+    ref = members.loc[members["snr"].idxmax()]
     predicted, snrs, on_detections, off_detections = [], [], 0, 0
-    for k, other in enumerate(clocks):
-        dt = other.t_start_s - clock.t_start_s
+    for k, clock in enumerate(track.clocks):
         mine = members[members["obs"] == k]
         if len(mine):  # the signal's own hit in this observation
             best = mine.loc[mine["snr"].idxmax()]
             predicted.append(float(best["channel"]))
             snrs.append(float(best["snr"]))
             continue
-        tol = tolerance(width, step, dt)
-        drift_here = float(rate * max(other.n_rows - 1, 1) * other.tsamp)  # the track's drift in that observation
-        level = profiles[k].noise[min(band_of_width(int(width)), len(profiles[k].noise) - 1)]
-        drift_tol = DRIFT_TOLERANCE_STEPS * max(1.0, width / 2)
-        snr, _ = track_snr(blocks[k], channel + rate * dt, drift_here, int(width), level, tol, drift_tol)
-        predicted.append(channel + rate * dt)
+        start, snr, detected = track.measure(ref, k)
+        predicted.append(start)
         snrs.append(snr)
-        if other.on:
-            on_detections += snr >= snr_threshold
-        else:
-            off_detections += (snr >= snr_threshold) or _off_hits_along(
-                off_hits, k, predicted[-1], drift_here, width, tol
-            )
+        on_detections += clock.on and detected
+        off_detections += (not clock.on) and detected
     in_n_ons = int(members["obs"].nunique()) + on_detections
-    level = 3 if (off_detections == 0 and in_n_ons == n_on) else 2 if off_detections == 0 else 1
-    on_snr = [max(s, 0.0) for s, c in zip(snrs, clocks, strict=True) if c.on]
-    off_snr = [s for s, c in zip(snrs, clocks, strict=True) if not c.on]
+    level = 3 if (off_detections == 0 and in_n_ons == track.n_on) else 2 if off_detections == 0 else 1
+    on_snr = [max(s, 0.0) for s, c in zip(snrs, track.clocks, strict=True) if c.on]
+    off_snr = [s for s, c in zip(snrs, track.clocks, strict=True) if not c.on]
     score = sum(on_snr) / math.sqrt(max(len(on_snr), 1)) - max(0.0, max(off_snr, default=0.0))
     return {
         "level": level,
         "in_n_ons": in_n_ons,
         "n_off_hits": int(off_detections),
         "n_hits": len(group),
-        "obs": int(on_hits.at[ref, "obs"]),
-        "channel": channel,
-        "drift": drift,
-        "width": int(width),
-        "snr": float(on_hits.at[ref, "snr"]),
+        "obs": int(ref["obs"]),
+        "channel": float(ref["channel"]),
+        "drift": float(ref["drift"]),
+        "width": int(ref["width"]),
+        "snr": float(ref["snr"]),
         "score": score,
         **{f"channel_obs{k}": c for k, c in enumerate(predicted)},
         **{f"snr_obs{k}": s for k, s in enumerate(snrs)},
