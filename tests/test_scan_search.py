@@ -1,0 +1,263 @@
+"""Unit tests of the filterbank search's stages: cleaning, the Taylor tree, the drift bands and hits, the track
+SNR, and the cadence filter's matching, veto and levels."""
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from src.search.clean import bandpass, blank_dc, clean_block, flag_persistent
+from src.search.events import ObservationClock, find_events
+from src.search.hits import (
+    boxcar,
+    dedoppler_profile,
+    drift_bands,
+    find_hits,
+    taylor_tree,
+    track_snr,
+    tracks_meet,
+)
+
+ROWS, TSAMP = 16, 18.25
+
+
+def add_line(block: torch.Tensor, start: float, drift: float, power: float) -> torch.Tensor:
+    """A straight signal starting at channel `start`, drifting `drift` channels from the first to the last row,
+    `power` per row spread over the channels it crosses within the row (as a spectrometer smears it). `power` is
+    scaled by sqrt(channels per row), so that the best possible SNR, power x sqrt(rows), does not depend on the
+    drift."""
+    n_rows = block.shape[0]
+    per_row = drift / (n_rows - 1)
+    power *= math.sqrt(max(1.0, abs(per_row)))
+    for t in range(n_rows):
+        lo = start + per_row * (t - 0.5)
+        hi = lo + per_row
+        a, b = sorted((lo, hi))
+        first, last = round(a), max(round(a), round(b) - 1) if abs(per_row) > 1 else round(a)
+        channels = torch.arange(first, last + 1)
+        block[t, channels] += power / len(channels)
+    return block
+
+
+def noise(n_chans: int, seed: int = 0, n_rows: int = ROWS) -> torch.Tensor:
+    return torch.randn(n_rows, n_chans, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------- cleaning ---
+
+
+def test_blank_dc_replaces_the_spike_by_its_neighbours():
+    block = torch.ones(4, 64)
+    block[:, 32] = 50.0
+    cleaned = blank_dc(block.clone(), 32)
+    assert torch.all(cleaned[:, 32] == 1.0)
+    assert torch.equal(blank_dc(block.clone(), None), block)
+
+
+def test_bandpass_follows_a_scalloped_shape_and_ignores_a_narrow_signal():
+    channels = torch.arange(4096, dtype=torch.float32)
+    shape = 1.0 - 0.8 * ((channels - 2048) / 2048) ** 4
+    block = shape * (1 + 0.01 * noise(4096))
+    block[:, 1000] += 5.0  # a strong narrowband line
+    estimate = bandpass(block, 64)
+    assert torch.allclose(estimate[64:-64], shape[64:-64], rtol=0.02)
+    assert abs(float(estimate[1000] / shape[1000]) - 1) < 0.02
+
+
+def test_clean_block_gives_unit_noise_flat_across_the_band_and_removes_a_burst():
+    channels = torch.arange(8192, dtype=torch.float32)
+    shape = 1e9 * (1.0 - 0.8 * ((channels - 4096) / 4096) ** 4)
+    raw = shape * (1 + 0.05 * noise(8192))
+    raw[3] *= 1.5  # a broadband burst in one row
+    raw[:, 4096] *= 8  # the DC spike
+    cleaned, flagged = clean_block(raw, 4096)
+    assert flagged == 0
+    sigma = 1.4826 * (cleaned - cleaned.median()).abs().median()
+    assert abs(float(sigma) - 1) < 0.05
+    assert abs(float(cleaned[3].median())) < 0.05
+    edges, middle = cleaned[:, :512].std(), cleaned[:, 3500:4000].std()
+    assert abs(float(edges / middle) - 1) < 0.1
+    assert abs(float(cleaned[:, 4096].mean())) < 1.0
+
+
+def test_flag_persistent_zeroes_only_the_lasting_line():
+    block = noise(1024)
+    block[:, 100] += 3.0  # 12 sigma of a 16-row mean
+    block[5, 200] += 20.0  # one bright pixel: not persistent
+    flagged_block, count = flag_persistent(block.clone(), 6.0)
+    assert count == 1
+    assert torch.all(flagged_block[:, 100] == 0)
+    assert flagged_block[5, 200] == block[5, 200]
+
+
+# --------------------------------------------------------------- the tree ---
+
+
+def staircase(n: int, drift: int) -> list[int]:
+    """The tree's shift of each row for a drift, read off by feeding it one impulse per row."""
+    shifts = []
+    for t in range(n):
+        rows = torch.zeros(n, 3 * n + 10)
+        rows[t, n + 5] = 1.0
+        sums = taylor_tree(rows)[drift]
+        shifts.append(n + 5 - int(torch.nonzero(sums)[0]))
+    return shifts
+
+
+@pytest.mark.parametrize("n", [2, 4, 16])
+def test_taylor_tree_sums_one_pixel_per_row_along_a_staircase(n):
+    rows = noise(64, seed=3, n_rows=n)
+    sums = taylor_tree(rows)
+    for drift in range(n):
+        shifts = staircase(n, drift)
+        assert shifts[0] == 0 and shifts[-1] == drift
+        assert all(0 <= b - a <= 1 for a, b in itertools.pairwise(shifts))
+        expected = sum(rows[t, shifts[t] : 64 - drift + shifts[t]] for t in range(n))
+        assert torch.allclose(sums[drift, : 64 - drift], expected, atol=1e-5)
+
+
+def test_drift_bands_cover_the_rates_asked_for():
+    assert [(b.width, b.stride, b.preshift) for b in drift_bands(1.0)] == [(1, 1, False)]
+    bands = drift_bands(26.1)  # 4 Hz/s at 2.79 Hz x 18.25 s
+    assert [b.width for b in bands] == [1, 2, 4, 8, 16, 32]
+    assert all(b.stride == b.width // 2 for b in bands[1:])
+
+
+def test_boxcar_sums_adjacent_channels():
+    block = torch.arange(8.0)[None]
+    assert boxcar(block, 4, 2).tolist() == [[6.0, 14.0, 22.0]]
+
+
+# ------------------------------------------------------------------- hits ---
+
+
+@pytest.mark.parametrize("drift", [0.0, 9.0, -15.0, 75.0, -300.0])
+def test_profile_finds_a_line_at_its_start_and_drift(drift):
+    block = add_line(noise(16384, seed=1), 6000, drift, power=4.0)
+    profile = dedoppler_profile(block, max_drift_per_row=26.0)
+    hits = find_hits(profile, 8.0)
+    assert len(hits) == 1
+    hit = hits[0]
+    width = profile.width[hit]
+    assert abs(hit - 6000) <= max(1, width / 2)
+    assert abs(profile.drift[hit] - drift) <= max(1.0, width)
+    ideal = 4.0 * math.sqrt(ROWS)  # power x rows over the noise of the channels the smeared power covers
+    assert 0.6 * ideal < profile.snr[hit] < 1.3 * ideal
+
+
+def test_fast_drift_keeps_its_power_where_single_channels_lose_it():
+    block = add_line(noise(16384, seed=2), 5000, -300.0, power=4.0)  # 20 channels per row: best SNR 16
+    single = dedoppler_profile(block, max_drift_per_row=1.0)  # band 0 only: single-channel lines
+    banded = dedoppler_profile(block, max_drift_per_row=26.0)
+    assert banded.snr.max() > 2.5 * single.snr[4900:5100].max()
+
+
+def test_a_strong_signal_is_one_hit_not_a_cluster():
+    block = add_line(noise(16384, seed=4), 8000, 12.0, power=150.0)  # SNR ~600
+    profile = dedoppler_profile(block, max_drift_per_row=26.0)
+    assert (profile.snr > 10).sum() > 20  # many lines cross or graze it
+    assert len(find_hits(profile, 10.0)) == 1
+
+
+def test_two_signals_two_hits():
+    block = add_line(noise(16384, seed=5), 3000, 5.0, power=5.0)
+    block = add_line(block, 9000, -40.0, power=8.0)
+    hits = sorted(find_hits(dedoppler_profile(block, 26.0), 9.0))
+    assert len(hits) == 2 and abs(hits[0] - 3000) <= 2 and abs(hits[1] - 9000) <= 4
+
+
+def test_pure_noise_gives_no_hit_at_ten_sigma():
+    assert len(find_hits(dedoppler_profile(noise(65536, seed=6), 26.0), 10.0)) == 0
+
+
+def test_tracks_meet_by_crossing_or_coming_close():
+    starts, drifts, widths = np.array([10.0, 30.0, 30.0, 0.0]), np.array([0.0, -25.0, 5.0, 0.0]), np.ones(4)
+    meets = tracks_meet(0.0, 20.0, 1.0, starts, drifts, widths, tol=1.0)
+    assert meets.tolist() == [True, True, False, True]  # crosses, crosses, stays 15 away, starts together
+
+
+def test_track_snr_ignores_interference_crossing_the_track():
+    block = add_line(noise(4096, seed=7), 1000, 40.0, power=3.0)  # best SNR 12
+    profile = dedoppler_profile(block, 26.0)
+    level = profile.noise[2]  # the band of 4-channel boxcars
+    quiet, _ = track_snr(block, 1000, 40.0, 4, level, 3, 4)
+    crossed = block.clone()
+    crossed[:, 1020] += 40.0  # a bright zero-drift line the track crosses
+    loud, _ = track_snr(crossed, 1000, 40.0, 4, level, 3, 4)
+    assert quiet > 8 and abs(loud - quiet) < 0.3 * quiet
+    empty, _ = track_snr(noise(4096, seed=8), 1000, 40.0, 4, level, 3, 4)
+    assert empty < 5
+
+
+# ----------------------------------------------------------------- events ---
+
+CLOCKS = [ObservationClock(on=k % 2 == 0, t_start_s=k * 320.0, n_rows=ROWS, tsamp=TSAMP) for k in range(6)]
+
+
+def cadence_blocks(signals, n_chans=8192, seed=10):
+    """Six noise blocks with straight signals: (observations, start channel at t=0, channels/s, power)."""
+    blocks = [noise(n_chans, seed=seed + k) for k in range(6)]
+    for observations, start, rate, power in signals:
+        for k in observations:
+            clock = CLOCKS[k]
+            add_line(blocks[k], start + rate * clock.t_start_s, rate * (ROWS - 1) * TSAMP, power)
+    return blocks
+
+
+def events_of(blocks, snr=10.0):
+    profiles = [dedoppler_profile(b, 26.0) for b in blocks]
+    hits = pd.concat(
+        [
+            pd.DataFrame(
+                {"obs": k, "channel": h.astype(float), "drift": p.drift[h], "width": p.width[h], "snr": p.snr[h]}
+            )
+            for k, p in enumerate(profiles)
+            for h in [find_hits(p, snr)]
+        ],
+        ignore_index=True,
+    )
+    return find_events(hits, CLOCKS, profiles, blocks, snr)
+
+
+def test_a_needle_in_every_on_is_one_level_3_event():
+    events = events_of(cadence_blocks([((0, 2, 4), 2000, 0.05, 4.0)]))
+    assert len(events) == 1
+    event = events.iloc[0]
+    assert event.level == 3 and event.in_n_ons == 3 and event.n_hits == 3
+    assert all(event[f"snr_obs{k}"] > 10 for k in (0, 2, 4))
+    assert all(event[f"snr_obs{k}"] < 5 for k in (1, 3, 5))
+    assert abs(event.channel_obs4 - (2000 + 0.05 * CLOCKS[4].t_start_s)) <= 2
+
+
+def test_interference_in_all_six_is_vetoed():
+    events = events_of(cadence_blocks([((0, 1, 2, 3, 4, 5), 3000, -0.04, 4.0)]))
+    assert (events["level"] == 1).all() and len(events) >= 1
+
+
+def test_crossing_interference_does_not_veto_a_needle():
+    needle = ((0, 2, 4), 2000, 0.05, 4.0)
+    rfi_line = ((0, 1, 2, 3, 4, 5), 2000 + 0.05 * 1100, 0.0, 60.0)  # zero drift, in the needle's way in obs 3
+    events = events_of(cadence_blocks([needle, rfi_line]))
+    moving = events[events["drift"] != 0]
+    assert moving["level"].max() == 3
+
+
+def test_a_quadratic_path_is_one_event():
+    blocks = [noise(8192, seed=20 + k) for k in range(6)]
+    acceleration = 1e-4  # channels / s^2
+    for k in (0, 2, 4):
+        t0 = CLOCKS[k].t_start_s
+        rate = 0.02 + acceleration * (t0 + (ROWS - 1) * TSAMP / 2)  # its rate mid-observation
+        start = 3000 + 0.02 * t0 + acceleration * t0**2 / 2
+        add_line(blocks[k], start, rate * (ROWS - 1) * TSAMP, 4.0)
+    events = events_of(blocks)
+    assert len(events) == 1 and events.iloc[0].n_hits == 3 and events.iloc[0].level == 3
+
+
+def test_needle_in_one_on_is_level_2_and_zero_drift_makes_no_event():
+    events = events_of(cadence_blocks([((2,), 2500, 0.08, 4.0), ((0, 2, 4), 6000, 0.0, 4.0)]))
+    assert len(events) == 1
+    assert events.iloc[0].level == 2 and events.iloc[0].in_n_ons == 1
