@@ -16,10 +16,12 @@ Matching ON hits (one event per signal, not one per pair):
   links the pieces of a wobbling (sine) path; two groups that share an observation never join.
 
 In every observation without one of the event's hits, the signal is measured along the strongest hit's track
-(track_snr: start within the tolerance, drift within DRIFT_TOLERANCE_STEPS steps, the rows' median times the
-rows, so that interference crossing the track does not count). An observation "holds" the event when it has
-one of its hits or that SNR reaches the hit threshold; an OFF observation also holds it when one of its hits
-moves like the track and meets it. Levels, as turbo_seti's find_event defines them: 1 = hits above the SNR cut
+(track_snr: start within the tolerance, drift within DRIFT_TOLERANCE_STEPS steps; in OFF observations the
+rows' median times the rows, so that interference crossing the track does not veto it). An observation "holds"
+the event when it has one of its hits, or when that SNR reaches the hit threshold (an OFF observation) or
+ON_TRACK_FRACTION of it (an ON observation: a measurement along a predicted track makes a few hundred trials,
+not a blind search's billions); an OFF observation also holds it when one of its hits moves like the track and
+meets it. Levels, as turbo_seti's find_event defines them: 1 = hits above the SNR cut
 with a non-zero drift; 2 = held by at least one ON observation and by no OFF one; 3 = by every ON observation
 and by no OFF one. The score ranks events:
     sum of the ON SNRs (at least 0) / sqrt(number of ON observations) - max(0, strongest OFF SNR).
@@ -40,6 +42,7 @@ from src.search.hits import Profile, band_of_width, track_snr, tracks_meet
 TOLERANCE_CHANNELS = 2.0
 DRIFT_TOLERANCE_STEPS = 2.0
 CURVE_SPEED_FACTOR = 1.5
+ON_TRACK_FRACTION = 0.5  # an ON observation holds an event at this fraction of the hit threshold along its track
 
 
 @dataclass(frozen=True)
@@ -134,8 +137,8 @@ class _Tracks:
         noise = self.profiles[k].noise
         level = noise[min(band_of_width(int(hit.width)), len(noise) - 1)]
         drift_tol = DRIFT_TOLERANCE_STEPS * max(1.0, hit.width / 2)
-        snr, _ = track_snr(self.blocks[k], start, drift_here, int(hit.width), level, tol, drift_tol)
-        detected = snr >= self.snr_threshold
+        snr, _ = track_snr(self.blocks[k], start, drift_here, int(hit.width), level, tol, drift_tol, not other.on)
+        detected = snr >= self.snr_threshold * (1.0 if not other.on else ON_TRACK_FRACTION)
         if not other.on and not detected:
             detected = _off_hits_along(self.off_hits, k, start, drift_here, hit.width, tol)
         return start, snr, bool(detected)

@@ -238,12 +238,14 @@ def track_snr(
     level: tuple[float, float],
     position_tolerance: float,
     drift_tolerance: float,
+    robust: bool = False,
 ) -> tuple[float, float]:
     """Best SNR, and its start channel, of the width-channel lines near a given track in a cleaned block: start
     within `position_tolerance` channels, drift within `drift_tolerance` (channels over the observation).
     This measures a signal where it is expected (below the hit threshold too), and only signals that move
-    like it: the line's sum is its rows' median times the rows, which a steady signal keeps and interference
-    crossing the track for a row or two does not move (its noise is ~1.25x a plain sum's). -inf off the block."""
+    like it. With `robust`, a line's sum is its rows' median times the rows, which a steady signal keeps and
+    interference crossing the track for a row or two does not move (its noise is ~1.25x a plain sum's; a pulsed
+    signal loses the rows it is off). -inf off the block."""
     n_rows, n_chans = block.shape
     device = block.device
     positions = torch.arange(
@@ -256,7 +258,8 @@ def track_snr(
     channels = first[..., None] + torch.arange(width, device=device)  # (P, D, T, W)
     inside = ((channels >= 0) & (channels < n_chans)).flatten(2).all(dim=-1)  # (P, D)
     per_row = block[rows[None, None, :, None], channels.clamp(0, n_chans - 1)].sum(dim=-1)  # (P, D, T)
-    sums = (per_row.median(dim=-1).values * n_rows).masked_fill(~inside, -torch.inf)
+    sums = per_row.median(dim=-1).values * n_rows if robust else per_row.sum(dim=-1)
+    sums = sums.masked_fill(~inside, -torch.inf)
     best = sums.max()
     if not torch.isfinite(best):
         return -math.inf, start
