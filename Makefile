@@ -3,6 +3,8 @@
 # make test   - lint (ruff check, ruff format --check) and the test suite (what CI runs)
 # make detection-report - the shipped detection recipe trained on the CPU and scored on the held-out benchmark
 #                (configs/detection_cpu.yaml -> bench/results/detection-cpu/), data generated if missing
+# make scan-report - scan.py against turbo_seti on 8 generated filterbank cadences (bench/results/scan/);
+#                turbo_seti from TURBO_SETI_PYTHON (see docs/scan.md#the-benchmark-against-turbo_seti)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -17,7 +19,9 @@ RECIPE_RUN := detection-cpu-$(shell date -u +%Y%m%d-%H%M%S)
 endif
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo test detection-report clean-venv
+TURBO_SETI_PYTHON ?= /tmp/ts/bin/python
+
+.PHONY: setup demo test detection-report scan-report clean-venv
 
 setup: $(VENV)/.installed
 
@@ -48,6 +52,10 @@ detection-report: setup
 	mkdir -p bench/results/detection-cpu/run
 	cp outputs/$(RECIPE_RUN)/config.yaml outputs/$(RECIPE_RUN)/metrics.csv outputs/$(RECIPE_RUN)/report.md \
 		bench/results/detection-cpu/run/
+
+scan-report: setup
+	$(BIN)/python bench/scan.py --data input/fb-bench --out bench/results/scan --generate --torch-threads 1 \
+		--turbo-seti on --turbo-seti-python $(TURBO_SETI_PYTHON) --overwrite
 
 test: setup
 	$(BIN)/ruff check .

@@ -17,7 +17,7 @@ from pathlib import Path
 from src.core.cli import run_cli
 from src.core.errors import ConfigError
 from src.search.cadence import open_cadence, read_catalog
-from src.search.scan import ENGINES, ScanSettings, scan_catalog
+from src.search.scan import ENGINES, ScanSettings, check_device, scan_catalog
 
 
 def parse_args() -> argparse.Namespace:
@@ -70,6 +70,8 @@ def main() -> None:
         raise ConfigError(str(err)) from None
     if args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: at least 1")
+    if args.engine == "local":  # Ray tasks take their devices on the cluster
+        check_device(args.device)
     if args.cadence:
         cadences = [open_cadence(args.cadence, args.pattern, args.name)]
     else:

@@ -205,12 +205,23 @@ def _sigproc():
     return sigproc
 
 
+def _fil_header_length(path: Path) -> int:
+    """Bytes up to the end of the HEADER_END keyword (blimpy's len_header misses one that spans 4 KiB reads)."""
+    marker, seen = b"HEADER_END", b""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 16):
+            seen += chunk
+            if marker in seen:
+                return seen.index(marker) + len(marker)
+    raise ValueError("no HEADER_END")
+
+
 def _read_fil_keys(path: Path) -> tuple[dict, tuple[int, int], int]:
     sigproc = _sigproc()
 
     try:
         keys = sigproc.read_header(str(path))
-        offset = sigproc.len_header(str(path))
+        offset = _fil_header_length(path)
     except Exception as err:  # blimpy raises bare errors (KeyError, struct.error, RuntimeError) on bad headers
         raise _fail(path, f"unreadable sigproc header ({type(err).__name__}: {err})") from None
     for key in ("nchans", "nbits"):

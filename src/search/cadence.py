@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from src.core.errors import FilterbankError
+from src.core.errors import ConfigError, FilterbankError
 from src.data.filterbank import SECONDS_PER_DAY, FilterbankHeader, read_header
 
 CADENCE_LENGTH = 6
@@ -123,11 +123,13 @@ def open_cadence(paths: list[str | Path], pattern: str | None = None, name: str 
     check_shared_band(headers)
     check_time_order(headers)
     target = headers[on.index(True)].source_name
-    return Cadence(name=name or safe_name(target or headers[0].path.stem), headers=tuple(headers), on=on)
+    if name is not None and ("/" in name or "\\" in name or name.startswith(".")):
+        raise ConfigError(f"--name {name!r}: one folder name under --out, without '/' or a leading '.'")
+    return Cadence(name=safe_name(name or target or headers[0].path.stem), headers=tuple(headers), on=on)
 
 
 def safe_name(text: str) -> str:
-    """A cadence name usable as a folder name."""
+    """A cadence name usable as one folder name under --out (no separators, no leading dots: never `..`)."""
     return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("._") or "cadence"
 
 

@@ -24,7 +24,9 @@ not a blind search's billions); an OFF observation also holds it when one of its
 meets it. Levels, as turbo_seti's find_event defines them: 1 = hits above the SNR cut
 with a non-zero drift; 2 = held by at least one ON observation and by no OFF one; 3 = by every ON observation
 and by no OFF one. The score ranks events:
-    sum of the ON SNRs (at least 0) / sqrt(number of ON observations) - max(0, strongest OFF SNR).
+    sqrt(n_on) x (mean of the ON SNRs, each at least 0, - max(0, strongest OFF SNR))
+so that a signal's ON observations add up (a needle of SNR s in three ONs scores ~1.7 s) and interference as
+strong in an OFF observation as in the ONs scores ~0.
 """
 
 from __future__ import annotations
@@ -102,8 +104,9 @@ def find_events(
     and the observations' cleaned blocks (for the SNR along each event's track).
 
     Returns one row per event: level, in_n_ons, n_off_hits (OFF detections along the track), n_hits,
-    reference hit (its obs, channel, drift, width, snr), the start channel and SNR in every observation, and
-    the score, best first."""
+    reference hit (its obs, channel, drift, width, snr), the score, and in every observation the start channel,
+    the SNR and whether they are the event's own hit there (hit_obs = 1) or measured along its track (0); best
+    first."""
     n_obs = len(clocks)
     candidates = hits if keep_zero_drift else hits[hits["drift"] != 0]
     on_hits = candidates[[clocks[int(o)].on for o in candidates["obs"]]].reset_index(drop=True)
@@ -218,30 +221,34 @@ def event_columns(n_obs: int) -> list[str]:
         "score",
         *[f"channel_obs{k}" for k in range(n_obs)],
         *[f"snr_obs{k}" for k in range(n_obs)],
+        *[f"hit_obs{k}" for k in range(n_obs)],
     ]
 
 
 def _event(on_hits: pd.DataFrame, group: list[int], track: _Tracks) -> dict:
     members = on_hits.loc[group]
     ref = members.loc[members["snr"].idxmax()]
-    predicted, snrs, on_detections, off_detections = [], [], 0, 0
+    predicted, snrs, own, on_detections, off_detections = [], [], [], 0, 0
     for k, clock in enumerate(track.clocks):
         mine = members[members["obs"] == k]
         if len(mine):  # the signal's own hit in this observation
             best = mine.loc[mine["snr"].idxmax()]
             predicted.append(float(best["channel"]))
             snrs.append(float(best["snr"]))
+            own.append(1)
             continue
         start, snr, detected = track.measure(ref, k)
         predicted.append(start)
         snrs.append(snr)
+        own.append(0)
         on_detections += clock.on and detected
         off_detections += (not clock.on) and detected
     in_n_ons = int(members["obs"].nunique()) + on_detections
     level = 3 if (off_detections == 0 and in_n_ons == track.n_on) else 2 if off_detections == 0 else 1
     on_snr = [max(s, 0.0) for s, c in zip(snrs, track.clocks, strict=True) if c.on]
     off_snr = [s for s, c in zip(snrs, track.clocks, strict=True) if not c.on]
-    score = sum(on_snr) / math.sqrt(max(len(on_snr), 1)) - max(0.0, max(off_snr, default=0.0))
+    # sqrt(#ON) x (mean ON SNR - strongest OFF SNR): a needle's ON SNRs add up, interference in all six scores ~0
+    score = (sum(on_snr) - len(on_snr) * max(0.0, max(off_snr, default=0.0))) / math.sqrt(max(len(on_snr), 1))
     return {
         "level": level,
         "in_n_ons": in_n_ons,
@@ -255,6 +262,7 @@ def _event(on_hits: pd.DataFrame, group: list[int], track: _Tracks) -> dict:
         "score": score,
         **{f"channel_obs{k}": c for k, c in enumerate(predicted)},
         **{f"snr_obs{k}": s for k, s in enumerate(snrs)},
+        **{f"hit_obs{k}": h for k, h in enumerate(own)},
     }
 
 

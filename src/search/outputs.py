@@ -257,7 +257,7 @@ def cadence_report(cadence, settings, hits, events, candidates, summaries) -> st
         _markdown(files),
         f"Events: level 1 (hits): {levels[1]}, level 2 (in an ON, no OFF): {levels[2]}, "
         f"level 3 (in every ON, no OFF): {levels[3]}. Candidates (level >= {settings.filter_level}): "
-        f"**{len(candidates)}** to review, ranked by score (ON SNR summed / sqrt(#ON) minus the strongest OFF SNR).",
+        f"**{len(candidates)}** to review, ranked by score (sqrt(#ON) x (mean ON SNR - strongest OFF SNR)).",
         "",
         _markdown(shown) if len(shown) else "No candidate passed the filter.",
         f"Search time: {sum(seconds):.1f} s in all, {np.mean(seconds):.2f} s per coarse channel for the "

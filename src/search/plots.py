@@ -109,7 +109,8 @@ def plot_overview(path: Path, hits, events, cadence) -> None:
         bottom.scatter(these["Freq"], these["score"], s=60, marker="*", color=colour, label=f"level {level} score")
     top.set_ylabel("drift rate (Hz/s)")
     bottom.set_ylabel("SNR / score")
-    bottom.set_yscale("log")
+    if (hits["snr"] > 0).any() or (events["score"] > 0).any():
+        bottom.set_yscale("log")
     bottom.set_xlabel("frequency (MHz)")
     top.legend(fontsize=7, loc="upper right")
     top.set_title(f"{cadence.name}: {len(hits)} hits, {int((events['level'] == 3).sum())} level-3 events", fontsize=10)

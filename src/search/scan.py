@@ -30,6 +30,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from src.core.errors import USER_ERRORS, ConfigError
 from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.filterbank import fine_channels_per_coarse, read_block
 from src.search.cadence import Cadence
@@ -72,10 +73,22 @@ class ScanSettings:
                 raise ValueError(f"--{name.replace('_', '-')} {value}: out of range")
 
 
+def check_device(device: str) -> None:
+    """A torch device this machine has (`cpu`, `cuda`, `cuda:1`, ...)."""
+    try:
+        kind = torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"--device {device}: not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if kind.type == "cuda" and (not torch.cuda.is_available() or (kind.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+
+
 def chunk_bounds(cadence: Cadence, settings: ScanSettings) -> list[tuple[int, int]]:
     """[start, stop) channels of each coarse channel."""
     first = cadence.headers[0]
     width = fine_channels_per_coarse(first, settings.fine_per_coarse)
+    if settings.bandpass_bin and settings.bandpass_bin > width:
+        raise ConfigError(f"--bandpass-bin {settings.bandpass_bin}: wider than a coarse channel ({width} channels)")
     return [(start, start + width) for start in range(0, first.nchans, width)]
 
 
@@ -154,23 +167,22 @@ def scan_cadence(
 ) -> Path:
     """Scan one cadence into `out/<cadence name>/`; returns that folder."""
     folder = Path(out) / cadence.name
-    prepare_folder(folder, state_of(cadence, settings), overwrite)
-    bounds = chunk_bounds(cadence, settings)
+    bounds = chunk_bounds(cadence, settings)  # checked before anything is written
     torch_device = torch.device(device)
-    bar = tqdm(
+    prepare_folder(folder, state_of(cadence, settings), overwrite)
+    with tqdm(
         total=len(bounds), desc=cadence.name, unit="chunk", leave=False, disable=not progress, dynamic_ncols=True
-    )
-    for chunk, chunk_range in enumerate(bounds):
-        hits_path, events_path, done_path = chunk_paths(folder, chunk)
-        if not done_path.is_file():
-            started = time.perf_counter()
-            hits, events = search_chunk(cadence, chunk, chunk_range, settings, torch_device)
-            write_csv_atomically(hits, hits_path)
-            write_csv_atomically(events, events_path)
-            summary = {"seconds": time.perf_counter() - started, "hits": len(hits), "events": len(events)}
-            write_text_atomically(done_path, json.dumps(summary))
-        bar.update(1)
-    bar.close()
+    ) as bar:
+        for chunk, chunk_range in enumerate(bounds):
+            hits_path, events_path, done_path = chunk_paths(folder, chunk)
+            if not done_path.is_file():
+                started = time.perf_counter()
+                hits, events = search_chunk(cadence, chunk, chunk_range, settings, torch_device)
+                write_csv_atomically(hits, hits_path)
+                write_csv_atomically(events, events_path)
+                summary = {"seconds": time.perf_counter() - started, "hits": len(hits), "events": len(events)}
+                write_text_atomically(done_path, json.dumps(summary))
+            bar.update(1)
     write_cadence_outputs(folder, cadence, settings, bounds)
     return folder
 
@@ -198,20 +210,21 @@ def scan_catalog(
     out.mkdir(parents=True, exist_ok=True)
     names = [c.name for c in cadences]
     if len(set(names)) != len(names):
-        raise ValueError("two cadences share a name; name them in the catalog's cadence column")
-    bar = tqdm(total=len(cadences), desc="cadences", unit="cadence", dynamic_ncols=True, disable=len(cadences) < 2)
-    if engine == "ray":
-        folders = _run_ray(
-            cadences, out, settings, overwrite, device, address, cpus_per_task, gpus_per_task, bar.update
-        )
-    elif workers > 1 and len(cadences) > 1:
-        folders = _run_pool(cadences, out, settings, overwrite, device, workers, bar.update)
-    else:
-        folders = []
-        for cadence in cadences:
-            folders.append(scan_cadence(cadence, out, settings, overwrite, device, progress=True))
-            bar.update(1)
-    bar.close()
+        raise ConfigError("two cadences share a name; name them in the catalog's cadence column")
+    with tqdm(
+        total=len(cadences), desc="cadences", unit="cadence", leave=False, dynamic_ncols=True, disable=len(cadences) < 2
+    ) as bar:
+        if engine == "ray":
+            folders = _run_ray(
+                cadences, out, settings, overwrite, device, address, cpus_per_task, gpus_per_task, bar.update
+            )
+        elif workers > 1 and len(cadences) > 1:
+            folders = _run_pool(cadences, out, settings, overwrite, device, workers, bar.update)
+        else:
+            folders = []
+            for cadence in cadences:
+                folders.append(scan_cadence(cadence, out, settings, overwrite, device, progress=True))
+                bar.update(1)
     write_catalog_outputs(out, folders)
     return folders
 
@@ -245,14 +258,19 @@ def _run_ray(
     try:
         available = ray.cluster_resources().get("GPU", 0)
         if gpus > available:
-            raise ValueError(f"--gpus-per-task {gpus}: the Ray cluster has {available:g} GPU(s)")
+            raise ConfigError(f"--gpus-per-task {gpus:g}: the Ray cluster has {available:g} GPU(s)")
         task = ray.remote(_scan_task).options(num_cpus=cpus, num_gpus=gpus)
         pending = {task.remote(c, out.resolve(), settings, overwrite, device): c.name for c in cadences}
         folders: dict[str, Path] = {}
         waiting = list(pending)
         while waiting:
             ready, waiting = ray.wait(waiting, num_returns=1)
-            folders[pending[ready[0]]] = ray.get(ready[0])
+            try:
+                folders[pending[ready[0]]] = ray.get(ready[0])
+            except ray.exceptions.RayTaskError as err:  # a user's error in a task: its own message, not Ray's trace
+                if isinstance(err.cause, USER_ERRORS):
+                    raise err.cause from None
+                raise
             done(1)
     finally:
         if started_here:

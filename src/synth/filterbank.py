@@ -59,6 +59,7 @@ from src.data.filterbank import FilterbankHeader, with_path, write_fil, write_h5
 N_OBS = len(CADENCE_ORDER)
 ALL_OBSERVATIONS = tuple(range(N_OBS))
 FORMATS = {"h5": write_h5, "fil": write_fil}
+BANDPASSES = ("pfb", "flat")
 CATALOG, TRUTH = "catalog.csv", "truth.csv"
 FCH1_MHZ = 8421.38671875  # channel 0 of a GBT C-band node's file; each cadence moves down by whole coarse channels
 FCH1_COARSE_SHIFTS = 32
@@ -132,6 +133,7 @@ class Settings:
     fine_channels: int = 1 << 20
     rows: int = 16
     format: str = "h5"
+    bandpass: str = "pfb"  # "flat": no bandpass shape (the DC spike stays); every other draw is the same
     seed: int = 0
     max_drift: float = 4.0
     snr_min: float = 5.0
@@ -149,6 +151,8 @@ class Settings:
         for name, least in (("rows", 2), ("needles", 0), ("rfi", 0), ("workers", 1)):
             if getattr(self, name) < least:
                 raise ConfigError(f"{_flag(name)} must be at least {least}, got {getattr(self, name)}")
+        if self.bandpass not in BANDPASSES:
+            raise ConfigError(f"--bandpass must be one of {', '.join(BANDPASSES)}, got {self.bandpass!r}")
         if self.format not in FORMATS:
             raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
         if not (math.isfinite(self.max_drift) and self.max_drift >= 0):
@@ -495,8 +499,8 @@ def coarse_block(settings: Settings, plan: CadencePlan, obs: Observation, coarse
             add_burst(block, signal, obs, noise)
         else:
             add_line(block, signal, obs, noise, top)
-    gains = plan.bandpass.gains(settings.fine_channels)
-    block *= gains
+    gains = plan.bandpass.gains(settings.fine_channels) if settings.bandpass == "pfb" else np.ones(block.shape[1])
+    block *= gains.astype(np.float32)
     centre = settings.fine_channels // 2
     block[:, centre] += np.float32((plan.bandpass.dc_factor - 1) * gains[centre] * noise.mean)
     return block
@@ -639,6 +643,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--rows", type=int, default=d.rows, help="time rows of 18.25 s per file (default: 16)")
     parser.add_argument("--format", default=d.format, help="h5 (bitshuffle HDF5) or fil (sigproc) (default: h5)")
+    parser.add_argument(
+        "--bandpass", default=d.bandpass, help="pfb (scalloped coarse channels) or flat (no shape) (default: pfb)"
+    )
     parser.add_argument("--seed", type=int, default=d.seed, help="the same seed gives byte-identical files (0)")
     parser.add_argument("--max-drift", type=float, default=d.max_drift, help="largest |drift| in Hz/s (default: 4)")
     parser.add_argument("--snr-min", type=float, default=d.snr_min, help="needles' lowest setigen SNR (default: 5)")
