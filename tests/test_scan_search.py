@@ -148,6 +148,22 @@ def test_profile_finds_a_line_at_its_start_and_drift(drift):
     assert 0.6 * ideal < profile.snr[hit] < 1.3 * ideal
 
 
+def test_ten_hz_per_second_is_searched():
+    per_row = 10 * TSAMP / 2.7939677  # 10 Hz/s at 2.79 Hz x 18.25 s: 65 channels per row
+    assert [b.width for b in drift_bands(per_row)][-1] == 128
+    block = add_line(noise(32768, seed=9), 20000, -60.0 * (ROWS - 1), power=4.0)
+    profile = dedoppler_profile(block, per_row)
+    hits = find_hits(profile, 9.0)
+    assert len(hits) == 1 and abs(profile.drift[hits[0]] + 900) <= profile.width[hits[0]]
+
+
+@pytest.mark.parametrize("n_chans", [8, 64, 1024])
+def test_drifts_faster_than_the_block_is_wide_are_left_out(n_chans):
+    profile = dedoppler_profile(noise(n_chans, seed=11), max_drift_per_row=500.0)
+    assert profile.snr.shape == (n_chans,) and np.isfinite(profile.snr[: n_chans // 2]).all()
+    assert profile.width.max() <= n_chans // 2
+
+
 def test_fast_drift_keeps_its_power_where_single_channels_lose_it():
     block = add_line(noise(16384, seed=2), 5000, -300.0, power=4.0)  # 20 channels per row: best SNR 16
     single = dedoppler_profile(block, max_drift_per_row=1.0)  # band 0 only: single-channel lines

@@ -85,9 +85,9 @@ def taylor_tree(rows: torch.Tensor) -> torch.Tensor:
         groups, drifts, _ = first.shape
         merged = torch.empty(groups, 2 * drifts, n_pos, dtype=rows.dtype, device=rows.device)
         for d in range(2 * drifts):
-            half, offset = d // 2, d - d // 2
-            torch.add(first[:, half, : n_pos - offset], second[:, half, offset:], out=merged[:, d, : n_pos - offset])
-            merged[:, d, n_pos - offset :] = first[:, half, n_pos - offset :]
+            half, keep = d // 2, max(n_pos - (d - d // 2), 0)  # the second half starts d - d // 2 later
+            torch.add(first[:, half, :keep], second[:, half, n_pos - keep :], out=merged[:, d, :keep])
+            merged[:, d, keep:] = first[:, half, keep:]
         state = merged
     return state[0]
 
@@ -96,7 +96,7 @@ def preshift_rows(rows: torch.Tensor) -> torch.Tensor:
     """Row t moved t positions towards 0 (zeros enter at the end): the tree's drifts then start at one position
     per row."""
     shifted = torch.zeros_like(rows)
-    for t in range(rows.shape[0]):
+    for t in range(min(rows.shape[0], rows.shape[1])):
         shifted[t, : rows.shape[1] - t] = rows[t, t:]
     return shifted
 
@@ -158,6 +158,8 @@ def dedoppler_profile(block: torch.Tensor, max_drift_per_row: float, tile: int |
     width = torch.ones(n_chans, device=block.device)
     noise = []
     for band in drift_bands(max_drift_per_row):
+        if band.width > n_chans // 2:  # a line that fast leaves the block within two rows
+            break
         rows = F.pad(boxcar(block, band.width, band.stride), (0, 0, 0, n_tree - n_rows))
         rate = band.drift_per_row(torch.arange(n_tree, device=block.device), n_tree)
         fastest = int((rate <= max(max_drift_per_row, 1.0)).sum())  # rates rise with the tree's drift index
