@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from src.core.cadence import DT_S, OFF_OBSERVATIONS, ON_OBSERVATIONS
+from src.core.errors import ConfigError
 from src.synth import generator as synth
 from src.synth.__main__ import main as synth_main
 from src.synth.generator import SynthConfig, make_cadence, write_dataset
@@ -168,7 +169,7 @@ def test_refuses_to_overwrite(tmp_path, name):
 
 def test_cli_refuses_with_message_and_accepts_empty_dir(tmp_path):
     (tmp_path / "metadata.csv").write_text("keep")
-    with pytest.raises(SystemExit, match=r"metadata\.csv"):
+    with pytest.raises(FileExistsError, match=r"metadata\.csv"):
         synth_main(["--out", str(tmp_path), "--n-train", "1", "--n-test", "1", "--workers", "1"])
     assert (tmp_path / "metadata.csv").read_text() == "keep"
     empty = tmp_path / "empty"
@@ -219,7 +220,7 @@ def test_benchmark_preset_writes_a_test_only_set_and_flags_override_it(tmp_path)
     meta = pd.read_csv(out / "metadata.csv")
     assert len(meta) == 10 and (meta.split == "test").all() and meta.target.sum() == 3  # preset pos_frac 0.3
     assert meta.snr.dropna().between(4.0, 5.0).all()  # preset snr_min, explicit --snr-max
-    with pytest.raises(SystemExit, match="--n-train is required"):
+    with pytest.raises(ConfigError, match="--n-train is required"):
         synth_main(["--out", str(tmp_path / "x"), "--n-test", "1"])
 
 

@@ -8,12 +8,14 @@ names the file and the problem; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 from collections.abc import Callable
 
 from src.core.errors import USER_ERRORS
 
 USER_ERROR_EXIT_CODE = 2
+INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 LARGE_BLOCK_BYTES = 1 << 30
 
@@ -53,3 +55,7 @@ def run_cli(main: Callable[[], object]) -> None:
     except USER_ERRORS as err:
         print(f"error: {user_message(err)}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
+    except KeyboardInterrupt as err:  # Ctrl-C: one line (from the first process only), not a traceback
+        if os.environ.get("RANK", "0") == "0":
+            print(f"\ninterrupted: {err}" if str(err) else "\ninterrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT_CODE)

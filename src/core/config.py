@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -104,6 +105,7 @@ class Config:
     nonfinite_loss: str = "stop"  # a NaN/inf training loss stops the run, or (skip) that batch is left out
 
     def __post_init__(self) -> None:
+        _check_finite(self)
         _check_choice("view", self.view, VIEWS)
         _check_choice("normalize", self.normalize, NORMALIZATIONS)
         _check_choice("background", self.background, BACKGROUNDS)
@@ -155,6 +157,16 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-friendly values (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+def _check_finite(cfg: Config) -> None:
+    """No NaN or infinity in any number: NaN passes every `<` and `<=` check below (and a NaN grad_clip would
+    turn clipping off silently), and no setting here means anything at infinity."""
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
+        values = value if isinstance(value, tuple | list) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise ConfigError(f"{field.name}: must be a finite number, got {value}")
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -225,15 +237,28 @@ def make_config(values: dict[str, Any], source: str = "config") -> Config:
         raise ConfigError(f"{source}: {err}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, refusing a key given twice in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a recipe with the safe loader; an empty file is an empty recipe."""
+    """Read a recipe with the safe loader; an empty file is an empty recipe; a key given twice is refused."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}  # a SafeLoader: no Python objects
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys, got {type(values).__name__}")
     return values

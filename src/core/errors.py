@@ -30,6 +30,10 @@ class TrainingError(RuntimeError):
     """Training cannot go on; the message says where it stopped, why, and what to try."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during long work; the message says what is intact and how to continue."""
+
+
 def error_summary(err: BaseException) -> str:
     """The informative line of a library error: torch's first line says only "Error(s) in loading state_dict"."""
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]

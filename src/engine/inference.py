@@ -237,6 +237,9 @@ def evaluate(
             message += f"; test ROC AUC {summary['test_auc']:.4f} against {data_dir}/test_labels.csv"
         accelerator.print(message)
         if report is not None and report.is_file():
-            append_to_report(report, out_path, summary)
+            try:
+                append_to_report(report, out_path, summary)
+            except OSError as err:  # a read-only run folder (a Kaggle dataset): the submission stands
+                accelerator.print(f"note: {report} was not updated ({err.strerror or err}); the submission is written")
     accelerator.wait_for_everyone()
     return summary

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from tqdm.auto import tqdm
 
 from src.core.cadence import loaded_observations
 from src.core.config import Config, load_config, save_config
-from src.core.errors import CheckpointError, ConfigError, TrainingError
+from src.core.errors import CheckpointError, ConfigError, Interrupted, TrainingError
 from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.datasets import (
     CadenceDataset,
@@ -56,6 +57,7 @@ from src.data.validation import scan_cadences, write_bad_list
 from src.engine.checkpoint import checkpoint_name, read_checkpoint_info, save_checkpoint
 from src.engine.inference import ordered_by_index, predict_logits
 from src.engine.resume import (
+    STAGING_DIR,
     Progress,
     clear_training_state,
     latest_state,
@@ -63,7 +65,7 @@ from src.engine.resume import (
     read_progress,
     save_training_state,
 )
-from src.engine.tracking import CSVTracker, drop_metrics_after, tracker_init_kwargs
+from src.engine.tracking import METRICS_CSV, CSVTracker, drop_metrics_after, tracker_init_kwargs
 from src.models.classifier import build_model
 from src.synth.inject import inject_signals
 from src.transforms.augment import mix_batch, random_flips
@@ -103,6 +105,9 @@ def prepare_run_dir(
     cfg = dataclasses.replace(cfg, run_name=name[0])
     run_dir = Path(cfg.out_dir) / cfg.run_name
     if state.is_main_process and not resume:
+        if run_dir.exists() and any(run_dir.iterdir()) and failed_start(run_dir, cfg):
+            print(f"replacing {run_dir}: it holds only what a start that failed wrote (no training state)")
+            shutil.rmtree(run_dir)
         if run_dir.exists() and any(run_dir.iterdir()):
             if not overwrite:
                 raise FileExistsError(
@@ -113,6 +118,14 @@ def prepare_run_dir(
         run_dir.mkdir(parents=True, exist_ok=True)
     state.wait_for_everyone()
     return cfg, run_dir
+
+
+def failed_start(run_dir: Path, cfg: Config) -> bool:
+    """Whether a run folder holds only what a start writes before training (its config, folds, an empty log):
+    no saved state, no fold checkpoint, no predictions, and nothing else. Such a folder is no run to keep or
+    resume, so it must not block the corrected command."""
+    start_files = {CONFIG_YAML, FOLDS_CSV, METRICS_CSV, BAD_FILES_CSV, STAGING_DIR, "wandb", cfg.project}
+    return latest_state(run_dir) is None and all(entry.name in start_files for entry in run_dir.iterdir())
 
 
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> Config:
@@ -508,7 +521,24 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
         require_cadence_files(cfg.data_dir, "train", labels["id"].tolist(), Path(cfg.data_dir) / TRAIN_LABELS)
     # read and checked once, before any folder is made
     pseudo = read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, labels["id"].tolist()) if cfg.pseudo_labels else None
+    if not resume:
+        build_model(cfg)  # an unknown backbone or unreadable pretrained weights stop here, before the run folder
     cfg, run_dir = prepare_run_dir(cfg, recipe_name, overwrite, resume)
+    try:
+        return train_in(cfg, run_dir, labels, pseudo, resume)
+    except KeyboardInterrupt:
+        raise Interrupted(
+            f"{run_dir}: its last saved state is intact; continue with: {launcher()} main.py --resume {run_dir}"
+        ) from None
+
+
+def launcher() -> str:
+    """How main.py was started, for the resume command: Accelerate's launcher sets its variables."""
+    return "accelerate launch" if any(k.startswith("ACCELERATE_") for k in os.environ) else "python"
+
+
+def train_in(cfg: Config, run_dir: Path, labels: pd.DataFrame, pseudo, resume: bool) -> dict[str, Any]:
+    """The training of a prepared run folder (see `train`)."""
     state_dir = latest_state(run_dir) if resume else None
     if resume and not (run_dir / FOLDS_CSV).is_file():
         raise CheckpointError(f"{run_dir}: no {FOLDS_CSV}; the run stopped before training began - start it again")

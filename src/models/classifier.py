@@ -15,6 +15,7 @@ import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from safetensors import SafetensorError
 
 from src.core.config import Config
 from src.core.errors import ModelError, error_summary
@@ -104,7 +105,17 @@ def create_backbone(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
-    except (RuntimeError, KeyError, ValueError, pickle.UnpicklingError) as err:  # unpickling: refused code
+    except (pickle.UnpicklingError, RuntimeError) as err:
+        if not isinstance(err, pickle.UnpicklingError) and "weights_only" not in str(err):
+            raise ModelError(f"pretrained weights {pretrained} do not fit {model_name}: {error_summary(err)}") from None
+        # torch's safe loader refused it: pickled code, or not a weights file at all
+        raise ModelError(
+            f"pretrained weights {pretrained}: not a plain weights file (the safe loader refused it; "
+            "weights are never loaded unsafely)"
+        ) from None
+    except (SafetensorError, OSError, EOFError) as err:  # unreadable: random bytes, truncated, a folder
+        raise ModelError(f"pretrained weights {pretrained}: unreadable ({error_summary(err)})") from None
+    except (KeyError, ValueError) as err:
         raise ModelError(f"pretrained weights {pretrained} do not fit {model_name}: {error_summary(err)}") from None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -8,6 +8,8 @@ import argparse
 import os
 import sys
 
+from src.core.cli import run_cli
+from src.core.errors import ConfigError
 from src.synth import generator
 from src.synth.generator import SHAPES, SNR_DISTRIBUTIONS, SynthConfig, write_dataset
 
@@ -97,11 +99,14 @@ def main(argv=None) -> None:
     a = build_parser().parse_args(argv)
     try:
         cfg, n_train = resolve(a)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    try:
         meta = write_dataset(a.out, cfg, n_train, a.n_test, workers=a.workers)
-    except (FileExistsError, ValueError) as e:
-        raise SystemExit(f"error: {e}") from None
+    except ValueError as e:  # the generator's own checks of its settings
+        raise ConfigError(str(e)) from None
     print(f"wrote {len(meta)} cadences ({int(meta.target.sum())} positives) to {a.out}", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

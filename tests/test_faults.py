@@ -1,0 +1,152 @@
+"""Faults a new user met (issue 17): each ends with one line and leaves nothing that blocks the next command.
+
+Unreadable weights through --pretrained; NaN and infinity in the config, from flags and from YAML; a key given
+twice in a recipe; start-up errors that used to leave a run folder behind, and such a folder blocking the
+corrected command; a read-only run folder failing a finished evaluation; Ctrl-C during training; and
+`python -m src.synth` exiting 2 like every other entry point."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from src.synth.generator import SynthConfig, write_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "WANDB_MODE": "disabled"}
+TINY = ["--model-name", "test_efficientnet", "--view", "channels", "--image-size", "32,64", "--n-folds", "2"]
+TINY += ["--batch-size", "8", "--num-workers", "0", "--tracker", "none", "--epochs", "1"]
+
+
+def run(*args, **popen) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600, **popen
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess, exit_code: int = 2, prefix: str = "error: ") -> str:
+    assert result.returncode == exit_code, f"exit {result.returncode}:\n{result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.replace("\r", "\n").split("\n") if line.strip() and "it/s" not in line]
+    lines = [line for line in lines if not line.startswith(("train:", "run folder:"))]
+    assert len(lines) == 1 and lines[0].startswith(prefix), result.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("faults") / "input"
+    write_dataset(path, SynthConfig(seed=7, pos_frac=0.5), n_train=16, n_test=4, workers=1, progress=False)
+    return path
+
+
+def train(data: Path, out: Path, *extra) -> subprocess.CompletedProcess:
+    return run("main.py", "--data-dir", data, "--out-dir", out, "--run-name", "r", *TINY, *extra)
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".bin"])
+def test_random_bytes_as_pretrained_weights(data, tmp_path, suffix):
+    weights = tmp_path / f"x{suffix}"
+    weights.write_bytes(os.urandom(5000))
+    message = one_error_line(train(data, tmp_path / "out", "--pretrained", weights))
+    assert str(weights) in message
+    assert "weights_only=False" not in message  # never a hint to turn the safe loader off
+    assert not (tmp_path / "out").exists()  # checked before the run folder is made
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--lr", "nan"), ("--weight-decay", "nan"), ("--grad-clip", "nan"), ("--min-lr", "inf")]
+)
+def test_non_finite_config_values_are_refused_up_front(data, tmp_path, flag, value):
+    message = one_error_line(train(data, tmp_path / "out", flag, value))
+    assert "must be a finite number" in message and flag[2:].replace("-", "_") in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_and_duplicate_keys_in_a_recipe(data, tmp_path):
+    nan_recipe = tmp_path / "nan.yaml"
+    nan_recipe.write_text("lr: .nan\n")
+    assert "lr: must be a finite number" in one_error_line(train(data, tmp_path / "out", "--config", nan_recipe))
+    twice = tmp_path / "twice.yaml"
+    twice.write_text("epochs: 1\nlr: 0.001\nepochs: 3\n")
+    assert "key 'epochs' given twice" in one_error_line(train(data, tmp_path / "out", "--config", twice))
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_backbone_leaves_no_folder_and_a_failed_start_does_not_block(data, tmp_path):
+    out = tmp_path / "out"
+    one_error_line(train(data, out, "--model-name", "nope"))
+    assert not out.exists()
+    # what an older failed start left: its config and folds, no training state
+    (out / "r").mkdir(parents=True)
+    (out / "r" / "config.yaml").write_text("model_name: nope\n")
+    (out / "r" / "folds.csv").write_text("id,target,fold\n")
+    result = train(data, out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "holds only what a start that failed wrote" in result.stdout
+    assert (out / "r" / "fold0.safetensors").is_file()
+
+
+def test_a_folder_with_other_files_still_blocks(data, tmp_path):
+    out = tmp_path / "out"
+    (out / "r").mkdir(parents=True)
+    (out / "r" / "config.yaml").write_text("x: 1\n")
+    (out / "r" / "notes.txt").write_text("mine")
+    assert "run folder already exists" in one_error_line(train(data, out))
+    assert (out / "r" / "notes.txt").read_text() == "mine"
+
+
+def test_evaluation_from_a_read_only_run_folder_keeps_its_submission(data, tmp_path):
+    out = tmp_path / "out"
+    assert train(data, out).returncode == 0
+    run_dir = out / "r"
+    (run_dir / "report.md").unlink()
+    (run_dir / "report.md").symlink_to("/proc/version")  # a file that cannot be appended to, even by root
+    submission = tmp_path / "elsewhere" / "submission.csv"
+    result = run("evaluate.py", "--run-dir", run_dir, "--out", submission)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert f"note: {run_dir / 'report.md'} was not updated" in result.stdout + result.stderr
+    assert len(pd.read_csv(submission)) == 4
+
+
+def test_ctrl_c_during_training_is_one_line_with_the_resume_command(data, tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "main.py", "--data-dir", data, "--out-dir", out, "--run-name", "r", *TINY]
+    command[command.index("--epochs") + 1] = "12"
+    process = subprocess.Popen(
+        [str(c) for c in command],
+        cwd=REPO,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's foreground job
+    )
+    deadline = time.monotonic() + 300
+    while not (out / "r" / "state").is_dir() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    result = subprocess.CompletedProcess(command, process.returncode, "", stderr)
+    message = one_error_line(result, exit_code=130, prefix="interrupted: ")
+    assert message.endswith(f"main.py --resume {out / 'r'}")
+    resumed = run("main.py", "--resume", out / "r")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (out / "r" / "oof.csv").is_file()
+
+
+def test_synth_refusal_exits_2(tmp_path):
+    (tmp_path / "train_labels.csv").write_text("id,target\n")
+    message = one_error_line(run("-m", "src.synth", "--out", tmp_path, "--n-train", "2", "--n-test", "1"))
+    assert "train_labels.csv" in message
+    assert "n_train and n_test must be >= 0" in one_error_line(
+        run("-m", "src.synth", "--out", tmp_path / "new", "--n-train", "2", "--n-test", "-1")
+    )
+    shutil.rmtree(tmp_path / "new", ignore_errors=True)
