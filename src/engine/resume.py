@@ -46,6 +46,8 @@ class Progress:
     skipped_batches: int = 0  # batches left out for a non-finite loss in this fold
     ema_updates: int = 0  # optimizer updates folded into the EMA weights in this fold (drives its warm-up)
     train_seconds: float = 0.0  # wall time spent training the run, over all sessions
+    epoch_loss_sum: float = 0.0  # training loss summed over the batches of `epoch` done (all processes)
+    epoch_loss_count: int = 0  # the batches in that sum: a resumed epoch reports the mean of all its batches
 
 
 def save_training_state(

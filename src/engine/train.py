@@ -219,7 +219,11 @@ def train_one_epoch(
     A non-finite loss stops the run before the optimizer steps (nonfinite_loss=stop) or leaves the batch out
     (skip); the resume state is saved at update boundaries once `save_every_minutes` have passed."""
     model.train()
-    total, count = torch.zeros((), device=accelerator.device), 0
+    # the batches of this epoch trained before a resume count too (once: on the main process), summed in float32
+    # in the same order as an uninterrupted epoch sums them
+    carried = progress.epoch_loss_sum if accelerator.is_main_process else 0.0
+    total = torch.tensor(carried, dtype=torch.float32, device=accelerator.device)
+    count = progress.epoch_loss_count if accelerator.is_main_process else 0
     first = progress.batches_done
     bar = tqdm(
         loader,
@@ -283,10 +287,18 @@ def train_one_epoch(
         if count and count % 10 == 0:
             bar.set_postfix(loss=f"{total.item() / count:.4f}")
         if accelerator.sync_gradients and save_due and progress.batches_done < first + len(loader):
+            progress.epoch_loss_sum, progress.epoch_loss_count = epoch_loss(accelerator, total, count)
             save_state()
             last_save = time.monotonic()
-    mean_loss = accelerator.reduce(total / max(count, 1), reduction="mean")
-    return float(mean_loss)
+    loss_sum, loss_count = epoch_loss(accelerator, total, count)
+    return loss_sum / max(loss_count, 1)
+
+
+def epoch_loss(accelerator: Accelerator, total: torch.Tensor, count: int) -> tuple[float, int]:
+    """The epoch's training loss sum and batch count over every process (saved with the state, so that a resumed
+    epoch reports the mean of all its batches, as the uninterrupted one does)."""
+    sums = accelerator.reduce(torch.stack([total, torch.tensor(float(count), device=total.device)]), "sum")
+    return float(sums[0]), round(float(sums[1]))
 
 
 def validate(
@@ -424,6 +436,7 @@ def train_fold(
             step=progress.step,
         )
         progress.epoch, progress.batches_done = epoch + 1, 0
+        progress.epoch_loss_sum, progress.epoch_loss_count = 0.0, 0
         save_state()
         accelerator.print(
             f"fold {fold} epoch {epoch + 1}/{cfg.epochs}: train_loss {train_loss:.4f} valid_loss {valid_loss:.4f} "
