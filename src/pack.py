@@ -9,6 +9,7 @@ import argparse
 from collections.abc import Sequence
 
 from src.core.cli import run_cli
+from src.core.errors import StorageError, out_of_space
 from src.data import packed
 
 
@@ -33,9 +34,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     splits = tuple(packed.SPLIT_TABLES) if args.split == "both" else (args.split,)
     for split in splits:
-        folder = packed.pack_split(
-            args.data_dir, split, args.out, args.view, args.shard_size, args.workers, args.overwrite
-        )
+        try:
+            folder = packed.pack_split(
+                args.data_dir, split, args.out, args.view, args.shard_size, args.workers, args.overwrite
+            )
+        except OSError as err:
+            if not out_of_space(err):
+                raise
+            raise StorageError(
+                f"{args.out}: no space left on the device while packing {split}; the shards already written are "
+                "kept: free space, then run the same command again to continue"
+            ) from None
         print(f"packed {split}: {folder}")
 
 

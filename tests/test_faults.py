@@ -150,3 +150,51 @@ def test_synth_refusal_exits_2(tmp_path):
         run("-m", "src.synth", "--out", tmp_path / "new", "--n-train", "2", "--n-test", "-1")
     )
     shutil.rmtree(tmp_path / "new", ignore_errors=True)
+
+
+class SmallDisk(type(Path())):
+    """A path on a small tmpfs that can grow in place."""
+
+    def grow(self, size: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={size}", str(self)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 600 KiB tmpfs (root and mount needed, else skipped)."""
+    mount_point = SmallDisk(tmp_path / "disk")
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(mount_point)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({mounted.stderr.decode().strip()})")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_disk_full_in_training_is_one_line_and_resume_continues(data, small_disk):
+    message = one_error_line(train(data, small_disk))
+    assert message.startswith(f"error: {small_disk / 'r'}: no space left on the device")
+    assert message.endswith(f"main.py --resume {small_disk / 'r'}")
+    small_disk.grow("64m")
+    resumed = run("main.py", "--resume", small_disk / "r")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (small_disk / "r" / "oof.csv").is_file()
+
+
+def test_disk_full_in_evaluation_and_packing(data, tmp_path, small_disk):
+    assert train(data, tmp_path / "out").returncode == 0
+    with open(small_disk / "filler", "wb", buffering=0) as filler, pytest.raises(OSError, match="No space left"):
+        while True:  # fill the disk
+            filler.write(b"\0" * 4096)
+    message = one_error_line(run("evaluate.py", "--run-dir", tmp_path / "out" / "r", "--out", small_disk / "s.csv"))
+    assert "s.csv: no space left on the device" in message
+    assert not (small_disk / "s.csv").exists()
+    (small_disk / "filler").unlink()
+    message = one_error_line(
+        run("-m", "src.pack", "--data-dir", data, "--out", small_disk / "packed", "--workers", "1")
+    )
+    assert "no space left on the device while packing" in message and "run the same command again" in message

@@ -47,15 +47,25 @@ def user_message(err: Exception) -> str:
     return last_line.split(": ", 1)[1] if ": " in last_line else last_line
 
 
+def close_progress_bars() -> None:
+    """Close the progress bars an error left open, so that its line starts on a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def run_cli(main: Callable[[], object]) -> None:
     """Run an entry point; a user error prints `error: <message>` to stderr and exits with code 2."""
     reuse_large_allocations()
     try:
         main()
     except USER_ERRORS as err:
+        close_progress_bars()
         print(f"error: {user_message(err)}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
     except KeyboardInterrupt as err:  # Ctrl-C: one line (from the first process only), not a traceback
+        close_progress_bars()
         if os.environ.get("RANK", "0") == "0":
-            print(f"\ninterrupted: {err}" if str(err) else "\ninterrupted", file=sys.stderr)
+            print(f"interrupted: {err}" if str(err) else "interrupted", file=sys.stderr)
         sys.exit(INTERRUPTED_EXIT_CODE)

@@ -4,6 +4,8 @@ every entry point can catch them."""
 
 from __future__ import annotations
 
+import errno
+
 
 class DataError(ValueError):
     """Input data that does not have the Kaggle layout, naming the file and what is wrong."""
@@ -30,6 +32,16 @@ class TrainingError(RuntimeError):
     """Training cannot go on; the message says where it stopped, why, and what to try."""
 
 
+class StorageError(OSError):
+    """A file could not be written for lack of space; the message says where and how to go on."""
+
+
+def out_of_space(err: BaseException) -> bool:
+    """Whether an error is a full device: OSError ENOSPC, or a library's wrapping of it (safetensors' Rust error
+    is not an OSError and says so only in its text)."""
+    return getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err)
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) during long work; the message says what is intact and how to continue."""
 
@@ -41,4 +53,13 @@ def error_summary(err: BaseException) -> str:
     return detail or (lines[0] if lines else type(err).__name__)
 
 
-USER_ERRORS = (DataError, FilterbankError, ConfigError, CheckpointError, ModelError, TrainingError, FileExistsError)
+USER_ERRORS = (
+    DataError,
+    FilterbankError,
+    ConfigError,
+    CheckpointError,
+    ModelError,
+    TrainingError,
+    StorageError,
+    FileExistsError,
+)

@@ -49,6 +49,13 @@ def shard_name(shard: int) -> str:
     return f"shard_{shard:05d}.npy"
 
 
+def allocate(path: Path) -> None:
+    """Give a new (sparse) shard file its disk blocks now: writing through a memory map into a sparse file on a
+    full disk kills the writer with SIGBUS, while allocating first fails with an ordinary ENOSPC OSError."""
+    with open(path, "r+b") as handle:
+        os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+
+
 def partial_shard_name(shard: int) -> str:
     return f".{shard_name(shard)}.tmp"
 
@@ -232,6 +239,7 @@ def pack_split(
             dtype=PACKED_DTYPE,
             shape=(packed.rows_in_shard(shard), *packed.sample_shape),
         ).flush()
+        allocate(folder / partial_shard_name(shard))
     tasks = []  # (shard, first row in it, the cadence files for rows first...)
     for shard in todo:
         rows = packed.rows_in_shard(shard)

@@ -21,6 +21,7 @@ from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
 from src.core.config import Config
+from src.core.errors import StorageError, out_of_space
 from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.datasets import PackedCadenceDataset, loader_workers, make_eval_loader, open_cadences
 from src.data.kaggle import SAMPLE_SUBMISSION, read_sample_submission, read_test_labels, require_cadence_files
@@ -229,9 +230,17 @@ def evaluate(
         if aligned["target"].notna().all():
             summary["test_auc"] = float(roc_auc_score(aligned["target"].astype(int), logits))
     if accelerator.is_main_process:
-        out_path.parent.mkdir(parents=True, exist_ok=True)
-        write_csv_atomically(submission, out_path)
-        write_text_atomically(out_path.with_name(out_path.stem + "_summary.json"), json.dumps(summary, indent=2))
+        try:
+            out_path.parent.mkdir(parents=True, exist_ok=True)
+            write_csv_atomically(submission, out_path)
+            write_text_atomically(out_path.with_name(out_path.stem + "_summary.json"), json.dumps(summary, indent=2))
+        except OSError as err:
+            if not out_of_space(err):
+                raise
+            raise StorageError(
+                f"{out_path}: no space left on the device to write the submission (nothing half-written is left); "
+                "free space or choose another --out, and run the same command again"
+            ) from None
         message = f"wrote {out_path} ({len(ids)} rows)"
         if "test_auc" in summary:
             message += f"; test ROC AUC {summary['test_auc']:.4f} against {data_dir}/test_labels.csv"

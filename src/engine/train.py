@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from src.core.cadence import loaded_observations
 from src.core.config import Config, load_config, save_config
-from src.core.errors import CheckpointError, ConfigError, Interrupted, TrainingError
+from src.core.errors import CheckpointError, ConfigError, Interrupted, StorageError, TrainingError, out_of_space
 from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.datasets import (
     CadenceDataset,
@@ -537,11 +537,18 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
     if not resume:
         build_model(cfg)  # an unknown backbone or unreadable pretrained weights stop here, before the run folder
     cfg, run_dir = prepare_run_dir(cfg, recipe_name, overwrite, resume)
+    resume_command = f"{launcher()} main.py --resume {run_dir}"
     try:
         return train_in(cfg, run_dir, labels, pseudo, resume)
     except KeyboardInterrupt:
-        raise Interrupted(
-            f"{run_dir}: its last saved state is intact; continue with: {launcher()} main.py --resume {run_dir}"
+        raise Interrupted(f"{run_dir}: its last saved state is intact; continue with: {resume_command}") from None
+    except Exception as err:
+        if not out_of_space(err):
+            raise
+        what = getattr(err, "filename", None) or "a checkpoint or the training state"
+        raise StorageError(
+            f"{run_dir}: no space left on the device to write {what}; the last saved state is intact: free space, "
+            f"then continue with: {resume_command}"
         ) from None
 
 

@@ -117,6 +117,8 @@ def create_backbone(
         raise ModelError(f"pretrained weights {pretrained}: unreadable ({error_summary(err)})") from None
     except (KeyError, ValueError) as err:
         raise ModelError(f"pretrained weights {pretrained} do not fit {model_name}: {error_summary(err)}") from None
+    except Exception as err:  # random bytes reach the unpickler, which fails in any way (IndexError, struct.error)
+        raise ModelError(f"pretrained weights {pretrained}: unreadable ({type(err).__name__}: {err})") from None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         untouched = timm.create_model(model_name, pretrained=False, **kwargs)
