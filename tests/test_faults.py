@@ -198,3 +198,19 @@ def test_disk_full_in_evaluation_and_packing(data, tmp_path, small_disk):
         run("-m", "src.pack", "--data-dir", data, "--out", small_disk / "packed", "--workers", "1")
     )
     assert "no space left on the device while packing" in message and "run the same command again" in message
+
+
+def test_too_few_cadences_for_the_folds_names_the_table_and_writes_nothing(data, tmp_path):
+    message = one_error_line(train(data, tmp_path / "out", "--n-folds", "20"))
+    assert message.startswith(f"error: {data / 'train_labels.csv'}: ") and "too few for 20 folds" in message
+    assert not (tmp_path / "out").exists()
+
+
+def test_ids_with_spaces_are_named_as_the_cause(data, tmp_path):
+    copy = tmp_path / "input"
+    shutil.copytree(data, copy)
+    labels = pd.read_csv(copy / "train_labels.csv", dtype=str)
+    labels.loc[0, "id"] = f" {labels.loc[0, 'id']}"
+    labels.to_csv(copy / "train_labels.csv", index=False)
+    message = one_error_line(train(copy, tmp_path / "out"))
+    assert "have spaces around them" in message and repr(labels.loc[0, "id"]) in message

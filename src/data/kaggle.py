@@ -155,6 +155,12 @@ def require_cadence_files(data_dir: str | Path, split: str, ids: Sequence[str], 
     """Stop before any model runs when the table `source` names ids without a cadence file under data_dir/split."""
     missing = missing_cadence_ids(data_dir, split, ids)
     if missing:
+        padded = [i for i in missing if i != i.strip()]
+        if padded:  # the usual cause: spaces around the ids in the table
+            raise DataError(
+                f"{source}: {len(padded)} id(s) have spaces around them, e.g. {padded[0]!r}, and no cadence file "
+                f"under {Path(data_dir) / split} matches them; remove the spaces from the table"
+            )
         examples = ", ".join(missing[:MISSING_EXAMPLES]) + (", ..." if len(missing) > MISSING_EXAMPLES else "")
         raise DataError(
             f"{source}: {len(missing)} of {len(ids)} ids have no cadence file under {Path(data_dir) / split}, "
@@ -183,13 +189,16 @@ def read_pseudo_labels(path: str | Path, data_dir: str | Path, train_ids: Sequen
     return table.assign(target=targets.astype(np.float32))
 
 
-def make_folds(labels: pd.DataFrame, n_folds: int, seed: int) -> pd.DataFrame:
-    """Stratified K folds: `labels` with a `fold` column. Deterministic for a given seed and label order."""
+def check_fold_sizes(labels: pd.DataFrame, n_folds: int, source: str | Path = TRAIN_LABELS) -> None:
+    """Every fold needs a positive and a negative to validate on."""
     n_pos = int(labels["target"].sum())
     if min(n_pos, len(labels) - n_pos) < n_folds:
-        raise DataError(
-            f"{TRAIN_LABELS}: {n_pos} positives / {len(labels) - n_pos} negatives: too few for {n_folds} folds"
-        )
+        raise DataError(f"{source}: {n_pos} positives / {len(labels) - n_pos} negatives: too few for {n_folds} folds")
+
+
+def make_folds(labels: pd.DataFrame, n_folds: int, seed: int, source: str | Path = TRAIN_LABELS) -> pd.DataFrame:
+    """Stratified K folds: `labels` with a `fold` column. Deterministic for a given seed and label order."""
+    check_fold_sizes(labels, n_folds, source)
     folds = labels.reset_index(drop=True)
     folds["fold"] = -1
     splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)

@@ -52,7 +52,14 @@ from src.data.datasets import (
     make_eval_loader,
     open_cadences,
 )
-from src.data.kaggle import TRAIN_LABELS, make_folds, read_pseudo_labels, read_train_labels, require_cadence_files
+from src.data.kaggle import (
+    TRAIN_LABELS,
+    check_fold_sizes,
+    make_folds,
+    read_pseudo_labels,
+    read_train_labels,
+    require_cadence_files,
+)
 from src.data.validation import scan_cadences, write_bad_list
 from src.engine.checkpoint import checkpoint_name, read_checkpoint_info, save_checkpoint
 from src.engine.inference import ordered_by_index, predict_logits
@@ -534,8 +541,9 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
         require_cadence_files(cfg.data_dir, "train", labels["id"].tolist(), Path(cfg.data_dir) / TRAIN_LABELS)
     # read and checked once, before any folder is made
     pseudo = read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, labels["id"].tolist()) if cfg.pseudo_labels else None
-    if not resume:
-        build_model(cfg)  # an unknown backbone or unreadable pretrained weights stop here, before the run folder
+    if not resume:  # what can be checked is checked before the run folder is made
+        check_fold_sizes(labels, cfg.n_folds, Path(cfg.data_dir) / TRAIN_LABELS)
+        build_model(cfg)  # an unknown backbone or unreadable pretrained weights
     cfg, run_dir = prepare_run_dir(cfg, recipe_name, overwrite, resume)
     resume_command = f"{launcher()} main.py --resume {run_dir}"
     try:
@@ -576,7 +584,9 @@ def train_in(cfg: Config, run_dir: Path, labels: pd.DataFrame, pseudo, resume: b
     )
     progress = read_progress(state_dir) if state_dir is not None else Progress(fold=cfg.train_folds[0])
     if not resume:
-        folds = make_folds(usable_labels(cfg, run_dir, labels, accelerator), cfg.n_folds, cfg.seed)
+        folds = make_folds(
+            usable_labels(cfg, run_dir, labels, accelerator), cfg.n_folds, cfg.seed, Path(cfg.data_dir) / TRAIN_LABELS
+        )
         if accelerator.is_main_process:
             save_config(cfg, run_dir / CONFIG_YAML)
             write_csv_atomically(folds, run_dir / FOLDS_CSV)
