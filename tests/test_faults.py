@@ -214,3 +214,15 @@ def test_ids_with_spaces_are_named_as_the_cause(data, tmp_path):
     labels.to_csv(copy / "train_labels.csv", index=False)
     message = one_error_line(train(copy, tmp_path / "out"))
     assert "have spaces around them" in message and repr(labels.loc[0, "id"]) in message
+
+
+def test_an_incomplete_cache_is_refused_before_the_run_folder(data, tmp_path):
+    packed = run(
+        "-m", "src.pack", "--data-dir", data, "--out", tmp_path / "packed", "--split", "train", "--workers", "1"
+    )
+    assert packed.returncode == 0, packed.stderr[-2000:]
+    for shard in (tmp_path / "packed" / "train-on").glob("shard_*.npy"):
+        shard.unlink()
+    message = one_error_line(train(data, tmp_path / "out", "--cache-dir", tmp_path / "packed", "--view", "on"))
+    assert "shard missing from the cache" in message
+    assert not (tmp_path / "out").exists()

@@ -543,6 +543,8 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
     pseudo = read_pseudo_labels(cfg.pseudo_labels, cfg.data_dir, labels["id"].tolist()) if cfg.pseudo_labels else None
     if not resume:  # what can be checked is checked before the run folder is made
         check_fold_sizes(labels, cfg.n_folds, Path(cfg.data_dir) / TRAIN_LABELS)
+        if cfg.cache_dir:  # an incomplete or damaged packed cache
+            open_cadences(cfg.data_dir, "train", labels["id"].tolist(), None, cfg.view, cfg.cache_dir, cfg.background)
         build_model(cfg)  # an unknown backbone or unreadable pretrained weights
     cfg, run_dir = prepare_run_dir(cfg, recipe_name, overwrite, resume)
     resume_command = f"{launcher()} main.py --resume {run_dir}"
