@@ -226,3 +226,14 @@ def test_an_incomplete_cache_is_refused_before_the_run_folder(data, tmp_path):
     message = one_error_line(train(data, tmp_path / "out", "--cache-dir", tmp_path / "packed", "--view", "on"))
     assert "shard missing from the cache" in message
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_training_cadence_found_in_training_leaves_no_folder(data, tmp_path):
+    copy = tmp_path / "input"
+    shutil.copytree(data, copy)
+    first = pd.read_csv(copy / "train_labels.csv", dtype=str)["id"][0]
+    path = copy / "train" / first[0] / f"{first}.npy"
+    path.write_bytes(path.read_bytes()[:1000])  # truncated: found when training first reads it
+    message = one_error_line(train(copy, tmp_path / "out"))
+    assert f"{path}: not a readable .npy file" in message
+    assert not (tmp_path / "out" / "r").exists()

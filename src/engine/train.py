@@ -41,7 +41,15 @@ from tqdm.auto import tqdm
 
 from src.core.cadence import loaded_observations
 from src.core.config import Config, load_config, save_config
-from src.core.errors import CheckpointError, ConfigError, Interrupted, StorageError, TrainingError, out_of_space
+from src.core.errors import (
+    USER_ERRORS,
+    CheckpointError,
+    ConfigError,
+    Interrupted,
+    StorageError,
+    TrainingError,
+    out_of_space,
+)
 from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.datasets import (
     CadenceDataset,
@@ -550,6 +558,13 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
     resume_command = f"{launcher()} main.py --resume {run_dir}"
     try:
         return train_in(cfg, run_dir, labels, pseudo, resume)
+    except USER_ERRORS as err:
+        # a bad training cadence found at its first read: a run that never saved a state leaves no folder behind
+        # (a TrainingError says how to go on with --resume, so its folder stays)
+        stays = resume or isinstance(err, TrainingError) or not PartialState().is_main_process
+        if not stays and run_dir.is_dir() and failed_start(run_dir, cfg):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     except KeyboardInterrupt:
         raise Interrupted(f"{run_dir}: its last saved state is intact; continue with: {resume_command}") from None
     except Exception as err:
