@@ -25,7 +25,8 @@ import numpy as np
 
 from src.core.cadence import CADENCE_SHAPE, DF_HZ, DT_S, FCH1_MHZ, ON_OBSERVATIONS
 from src.data.kaggle import cadence_path, load_cadence
-from src.synth.generator import SynthConfig, import_setigen, obs_start_times
+from src.synth.generator import SynthConfig, obs_start_times
+from src.synth.libraries import import_setigen
 
 TIME_ROWS = 16  # a power of two: turbo_seti's CPU search pads the time axis to one
 MAX_DRIFT_HZ_S = 0.05  # the OFF veto spans +-max_drift x observation length, so keep it small

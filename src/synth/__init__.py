@@ -3,6 +3,7 @@ command `python -m src.synth` in __main__.py), and the same signals drawn afresh
 on the device (inject.py). The generator's signal parameters live in generator.py and injection reads them
 from there, so the two draw the same signals. Filterbank cadences for the scan, six .h5/.fil files each with
 true headers, bandpass, DC spike and a truth table, are made by filterbank.py (`python -m src.synth.filterbank`).
+libraries.py imports setigen quietly for both.
 
 May import: core, data.
 """

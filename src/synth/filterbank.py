@@ -55,6 +55,7 @@ from src.core.cli import run_cli
 from src.core.errors import ConfigError
 from src.core.files import write_atomically, write_csv_atomically
 from src.data.filterbank import FilterbankHeader, with_path, write_fil, write_h5
+from src.synth.libraries import import_setigen
 
 N_OBS = len(CADENCE_ORDER)
 ALL_OBSERVATIONS = tuple(range(N_OBS))
@@ -109,15 +110,6 @@ TRUTH_COLUMNS = [
     "width_hz",
     "burst_rows",
 ]
-
-
-def import_setigen():
-    """setigen, imported quietly (blimpy warns about pkg_resources on import); generator.py's twin, not imported
-    from there because its module pulls in scikit-learn (0.8 s at every start of this command)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import setigen as stg
-    return stg
 
 
 # ---------------------------------------------------------------- settings ---

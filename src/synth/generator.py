@@ -33,6 +33,7 @@ from src.core.cadence import (
     T_SLEW_S,
 )
 from src.data.kaggle import SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS
+from src.synth.libraries import import_setigen
 
 N_OBS, TCHANS, FCHANS = CADENCE_SHAPE
 SHAPES = ("linear", "sine", "quadratic", "pulsed")
@@ -110,14 +111,6 @@ class SynthConfig:
 
 
 # ---------------------------------------------------------------- setigen ---
-
-
-def import_setigen():
-    """Import setigen lazily and quietly (blimpy warns about pkg_resources)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import setigen as stg
-    return stg
 
 
 def obs_start_times(cfg: SynthConfig) -> np.ndarray:
