@@ -5,10 +5,12 @@ observations but not the OFF ones, and report ranked, plotted candidates.
     python scan.py --catalog cadences.csv --out scans/night1                       # many: one row per file
     python scan.py --catalog cadences.csv --out scans/night1 --workers 2            # two cadences at a time
     python scan.py --catalog cadences.csv --out scans/night1 --engine ray --address auto   # on a Ray cluster
+    python scan.py --catalog cadences.csv --out scans/night1 --checkpoints outputs/<run>   # ranked by a model
 
 Each cadence gets a folder under --out with hits/*.dat (turbo_seti's format), hits.csv, events.csv,
 candidates.csv, plots/ and report.md; --out also holds all candidates and a summary report. A killed scan,
-rerun with the same command, continues from the coarse channels already done. See docs/scan.md.
+rerun with the same command, continues from the coarse channels already done. With --checkpoints, a model
+trained on scan snippets (configs/scan_cpu.yaml) scores every event and ranks the candidates. See docs/scan.md.
 """
 
 import argparse
@@ -16,8 +18,9 @@ from pathlib import Path
 
 from src.core.cli import run_cli
 from src.core.errors import ConfigError
+from src.engine.scan_model import open_scan_model, scan_with_model
 from src.search.cadence import open_cadence, read_catalog
-from src.search.scan import ENGINES, ScanSettings, check_device, scan_catalog
+from src.search.scan import ENGINES, Execution, ScanSettings, check_device, scan_catalog
 
 
 def parse_args() -> argparse.Namespace:
@@ -33,9 +36,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--filter-level",
         type=int,
-        default=3,
         choices=(1, 2, 3),
-        help="lowest event level in the candidate table (default 3)",
+        help="lowest event level in the candidate table (default 3; 1 with --checkpoints: the model ranks them all)",
     )
     parser.add_argument("--fine-per-coarse", type=int, help="fine channels per coarse channel (default: from the file)")
     parser.add_argument("--bandpass-bin", type=int, help="channels per bandpass bin (default: 1/1024 coarse channel)")
@@ -49,6 +51,15 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cpus-per-task", type=float, default=1.0, help="Ray CPUs per cadence (default 1)")
     parser.add_argument("--gpus-per-task", type=float, default=0.0, help="Ray GPUs per cadence (default 0)")
     parser.add_argument("--overwrite", action="store_true", help="replace cadence folders holding another scan")
+    model = parser.add_argument_group("scoring with a model (trained on scan snippets, e.g. configs/scan_cpu.yaml)")
+    model.add_argument("--checkpoints", nargs="+", type=Path, metavar="PATH", help="checkpoint files or run folders")
+    model.add_argument(
+        "--model-threshold", type=float, default=0.5, help="probability a candidate needs to be reviewed (default 0.5)"
+    )
+    model.add_argument("--model-batch-size", type=int, default=256, help="snippets per model batch (default 256)")
+    model.add_argument(
+        "--model-actors", type=int, default=1, help="Ray Data scoring actors with --engine ray (default 1)"
+    )
     return parser.parse_args()
 
 
@@ -58,7 +69,7 @@ def main() -> None:
         settings = ScanSettings(
             max_drift=args.max_drift,
             snr=args.snr,
-            filter_level=args.filter_level,
+            filter_level=args.filter_level or (1 if args.checkpoints else 3),
             fine_per_coarse=args.fine_per_coarse,
             bandpass_bin=args.bandpass_bin,
             flag_sigma=args.flag_sigma,
@@ -72,22 +83,26 @@ def main() -> None:
         raise ConfigError(f"--workers {args.workers}: at least 1")
     if args.engine == "local":  # Ray tasks take their devices on the cluster
         check_device(args.device)
+    if args.model_actors < 1:
+        raise ConfigError(f"--model-actors {args.model_actors}: at least 1")
+    model = open_scan_model(args.checkpoints, args.model_threshold, args.model_batch_size) if args.checkpoints else None
     if args.cadence:
         cadences = [open_cadence(args.cadence, args.pattern, args.name)]
     else:
         cadences = [open_cadence(files, args.pattern, name) for name, files in read_catalog(args.catalog)]
-    scan_catalog(
-        cadences,
-        args.out,
-        settings,
-        overwrite=args.overwrite,
+    run = Execution(
         device=args.device,
         engine=args.engine,
         workers=args.workers,
         address=args.address,
         cpus_per_task=args.cpus_per_task,
         gpus_per_task=args.gpus_per_task,
+        overwrite=args.overwrite,
     )
+    if model is None:
+        scan_catalog(cadences, args.out, settings, run)
+    else:
+        scan_with_model(cadences, args.out, settings, model, run, args.model_actors)
     print(f"scanned {len(cadences)} cadence(s): {args.out / 'report.md'}")
 
 

@@ -27,20 +27,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere: find src/
 
 from bench.lib.scan import DEFAULT_TURBO_SETI_PYTHON, TURBO_SETI_MODES, BenchSettings, run_benchmark
-from src.core.cli import run_cli
-from src.core.errors import ConfigError
-
-
-class _Parser(argparse.ArgumentParser):
-    """Mistakes in the arguments end in one `error:` line (exit 2), like every other failure the user can fix."""
-
-    def error(self, message: str):
-        raise ConfigError(message)
+from src.core.cli import ErrorLineParser, run_cli
 
 
 def build_parser() -> argparse.ArgumentParser:
     d = BenchSettings(data=Path("."), out=Path("."))
-    parser = _Parser(prog="bench/scan.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ErrorLineParser(
+        prog="bench/scan.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True, help="generated set (catalog.csv, truth.csv, cadence_*/)")
     parser.add_argument("--out", type=Path, default=Path("bench/results/scan"), help="report folder (%(default)s)")
     parser.add_argument("--work", type=Path, help="working folder (default: outputs/scan-bench/<name of --out>)")
@@ -85,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="fine channels per coarse channel of the memory runs (default: %(default)s)",
     )
     parser.add_argument("--memory-data", type=Path, help="where the memory cadences live (default: <data>/memory)")
+    parser.add_argument(
+        "--checkpoints",
+        nargs="+",
+        type=Path,
+        default=(),
+        help="a scan model's checkpoints or run folders: also "
+        "run the scan with the model (scan.py --checkpoints) and report it beside the scan alone",
+    )
+    parser.add_argument("--model-snr", type=float, help="hit SNR threshold of the scan with the model (default --snr)")
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier report and working files")
     return parser
 
@@ -111,6 +114,8 @@ def main() -> None:
             memory_coarse_channels=tuple(args.memory_coarse_channels),
             memory_fine_channels=args.memory_fine_channels,
             memory_data=args.memory_data,
+            checkpoints=tuple(args.checkpoints),
+            model_snr=args.model_snr,
             overwrite=args.overwrite,
             command=" ".join(shlex.quote(a) for a in ["python", *sys.argv]),
         )

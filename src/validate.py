@@ -3,6 +3,7 @@
     python -m src.validate --data-dir input                            # train and test, human summary
     python -m src.validate --data-dir input --split train --bad-list bad_files.csv
     python -m src.validate --data-dir /kaggle/input/seti-breakthrough-listen --workers 8 --json summary.json
+    python -m src.validate --data-dir input/snippets --observation-shape 16 256   # other data than Kaggle's
 
 Exit code 0: no problems; 1: problems listed (unreadable tables, missing or bad cadence files); 2: the data
 folder itself is missing.
@@ -14,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from src.core.cadence import OBSERVATION_SHAPE, observation_shape_problem
 from src.core.cli import run_cli
 from src.core.files import write_text_atomically
 from src.data import validation
@@ -29,12 +31,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default="input", help="Kaggle-layout data folder (default: input)")
     parser.add_argument("--workers", type=int, default=workers, help=f"reader threads (default: {workers})")
     parser.add_argument("--split", choices=("train", "test", "all"), default="all", help="which split to check")
+    parser.add_argument(
+        "--observation-shape",
+        type=int,
+        nargs=2,
+        metavar=("ROWS", "CHANNELS"),
+        default=list(OBSERVATION_SHAPE),
+        help="time rows and frequency channels of one observation, as the run's observation_shape (default: "
+        f"Kaggle's {OBSERVATION_SHAPE[0]} {OBSERVATION_SHAPE[1]}); a file of another shape is a problem",
+    )
     parser.add_argument("--json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--bad-list", type=Path, help="write the bad cadence files here as id,path,problem CSV")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers: must be >= 1")
+    problem = observation_shape_problem(args.observation_shape)
+    if problem:
+        parser.error(f"--observation-shape: {problem}")
     return args
 
 
@@ -42,7 +56,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the summary; 0 when clean, 1 when there is any problem (a missing folder raises DataError)."""
     args = parse_args(argv)
     splits = ("train", "test") if args.split == "all" else (args.split,)
-    summary = validation.validate_data_dir(args.data_dir, args.workers, splits, progress=not args.no_progress)
+    summary = validation.validate_data_dir(
+        args.data_dir,
+        args.workers,
+        splits,
+        progress=not args.no_progress,
+        observation_shape=tuple(args.observation_shape),
+    )
     print(summary.format())
     if args.json:
         write_text_atomically(args.json, json.dumps(summary.to_dict(), indent=2) + "\n")

@@ -6,15 +6,16 @@ Everything here is CPU-only, offline and small: timm's `test_*` models, a handfu
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from src.core.cadence import CADENCE_SHAPE
+from src.core.cadence import CADENCE_SHAPE, ON_OBSERVATIONS
 from src.core.config import Config
-from src.data.kaggle import SAMPLE_SUBMISSION, TRAIN_LABELS, cadence_path
+from src.data.kaggle import SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS, cadence_path
 
 
 @pytest.fixture
@@ -73,6 +74,43 @@ def small_dataset(tmp_path):
     return data_dir, train_ids, test_ids
 
 
+def write_snippet_dataset(data_dir, n_train: int, n_test: int, shape=(16, 256), seed: int = 0):
+    """A Kaggle-layout folder of (6, rows, channels) float16 snippets, as cut around scan candidates: noise, and in
+    half of them (alternately) a bright line in the ON observations restarting near the middle channel of each
+    (the windows follow the drift). Test truth in test_labels.csv. Returns (train ids, test ids)."""
+    rng = np.random.default_rng(seed)
+    rows, channels = shape
+    written = {}
+    for split, count in (("train", n_train), ("test", n_test)):
+        ids = [f"{'0123456789abcdef'[n % 16]}{split[:2]}{n:012d}" for n in range(count)]
+        targets = [n % 2 for n in range(count)]
+        for sample_id, target in zip(ids, targets, strict=True):
+            snippet = rng.standard_normal((6, rows, channels))
+            if target:
+                drift = rng.uniform(-1, 1)
+                for observation in ON_OBSERVATIONS:
+                    start = channels // 2 + rng.uniform(-2, 2)
+                    channel = np.round(start + drift * np.arange(rows)).astype(int)
+                    snippet[observation, np.arange(rows), channel] += 4.0
+            path = cadence_path(data_dir, split, sample_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, snippet.astype(np.float16))
+        written[split] = (ids, targets)
+    (train_ids, train_targets), (test_ids, test_targets) = written["train"], written["test"]
+    pd.DataFrame({"id": train_ids, "target": train_targets}).to_csv(data_dir / TRAIN_LABELS, index=False)
+    pd.DataFrame({"id": test_ids, "target": 0.5}).to_csv(data_dir / SAMPLE_SUBMISSION, index=False)
+    pd.DataFrame({"id": test_ids, "target": test_targets}).to_csv(data_dir / TEST_LABELS, index=False)
+    return train_ids, test_ids
+
+
+@pytest.fixture
+def snippet_dataset(tmp_path):
+    """A Kaggle-layout folder of 8 train and 3 test (6, 16, 256) snippets (see write_snippet_dataset)."""
+    data_dir = tmp_path / "snippets"
+    train_ids, test_ids = write_snippet_dataset(data_dir, 8, 3)
+    return data_dir, train_ids, test_ids
+
+
 @pytest.fixture(scope="session")
 def synth_dir(tmp_path_factory):
     """A tiny dataset made by the project's own generator (src.synth), shared by the whole session."""
@@ -95,3 +133,23 @@ def tiny_benchmark(tmp_path_factory):
         warnings.simplefilter("ignore")
         synth_main(["--preset", "benchmark", "--out", str(out), "--n-test", "24", "--seed", "1001", "--workers", "1"])
     return out
+
+
+# A scan model's checkpoint (scan.py --checkpoints) with random weights: for the plumbing, not the model's findings
+SCAN_MODEL_GEOMETRY = {"observation_shape": [16, 64], "window": "follows_drift"}
+
+
+def write_scan_checkpoint(path: Path, fold: int = 0, seed: int = 0, weights_of: dict | None = None, **fields) -> Path:
+    """Checkpoint of a tiny resnet10t on 16 x 64 scan snippets (config `fields` override it); `weights_of`: the
+    weights come from a model built with these other fields (weights that do not fit the config)."""
+    from src.core.config import make_config
+    from src.engine.checkpoint import save_checkpoint
+    from src.models.classifier import build_model
+
+    values = {"model_name": "resnet10t", "view": "channels", "first_conv_stride": [1, 2], "tracker": []}
+    values |= {"tta": ["identity", "hflip"], **SCAN_MODEL_GEOMETRY, **fields}
+    torch.manual_seed(seed)
+    network = build_model(make_config({**values, **(weights_of or {})}), load_pretrained=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, network, make_config(values), fold, 1, {})
+    return path

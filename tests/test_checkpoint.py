@@ -230,3 +230,28 @@ def test_find_checkpoints_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="empty"):
         find_checkpoints(tmp_path / "empty")
+
+
+def test_a_checkpoint_saved_before_the_data_geometry_fields_reads_as_kaggle_geometry():
+    """tests/fixtures/run-1c281e3's checkpoint has no observation_shape, resolution or window in its config:
+    read, they take the defaults, Kaggle's geometry."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    from src.core.cadence import CADENCE_SHAPE, DF_HZ, DT_S
+
+    path = Path(__file__).parent / "fixtures" / "run-1c281e3" / "fold0.safetensors"
+    with safe_open(str(path), framework="pt") as handle:
+        saved = json.loads(handle.metadata()["config"])
+    assert not {"observation_shape", "resolution", "window"} & set(saved)
+    cfg = read_checkpoint_info(path).config
+    assert cfg.observation_shape == CADENCE_SHAPE[1:] and cfg.cadence_shape == CADENCE_SHAPE
+    assert cfg.resolution == (DF_HZ, DT_S) and cfg.window == "fixed" and cfg.view == "dedoppler"
+
+
+def test_the_data_geometry_round_trips_through_a_checkpoint(tmp_path, make_cfg):
+    cfg = make_cfg(view="channels", observation_shape=(16, 256), resolution=(22.35, 18.25), window="follows_drift")
+    save_checkpoint(tmp_path / "fold0.safetensors", built(cfg, 0), cfg, 0, 1, {"valid_auc": 0.5})
+    read = read_checkpoint_info(tmp_path / "fold0.safetensors").config
+    assert read == cfg and read.cadence_shape == (6, 16, 256)

@@ -161,6 +161,15 @@ def test_bad_value_error_names_the_file(tmp_path):
         ({"inject_snr": [0, 5]}, "inject_snr"),
         ({"inject_snr": [5]}, "inject_snr"),
         ({"image_size": 64}, "image_size"),  # not a list
+        ({"observation_shape": [3, 256]}, "observation_shape"),  # rows >= 4
+        ({"observation_shape": [16, 7]}, "observation_shape"),  # channels >= 8
+        ({"observation_shape": [16]}, "observation_shape"),
+        ({"observation_shape": "16,256,6"}, "observation_shape"),
+        ({"resolution": [0, 18.25]}, "resolution"),
+        ({"resolution": [2.79, -1]}, "resolution"),
+        ({"resolution": [2.79]}, "resolution"),
+        ({"window": "sliding"}, "window"),
+        ({"window": "follows_drift", "view": "dedoppler"}, "window"),  # the planes need one path across the cadence
     ],
 )
 def test_bad_values_raise_config_error_naming_the_field(values, field):
@@ -319,6 +328,26 @@ def test_every_field_has_a_flag():
     flags = {opt for action in parser._actions for opt in action.option_strings}
     for f in dataclasses.fields(Config):
         assert "--" + f.name.replace("_", "-") in flags
+
+
+def test_data_geometry_defaults_are_kaggles_and_flags_set_it(tmp_path):
+    from src.core.cadence import CADENCE_SHAPE, DF_HZ, DT_S
+
+    cfg = Config()
+    assert cfg.observation_shape == CADENCE_SHAPE[1:] == (273, 256)
+    assert cfg.resolution == (DF_HZ, DT_S) and cfg.window == "fixed"
+    assert cfg.cadence_shape == CADENCE_SHAPE
+    cli = config_from_args(parse(["--observation-shape", "16,256", "--window", "follows_drift"]))
+    assert cli.observation_shape == (16, 256) and cli.cadence_shape == (6, 16, 256)
+    assert cli.window == "follows_drift" and isinstance(cli.observation_shape[0], int)
+    recipe = write_yaml(tmp_path / "r.yaml", "observation_shape: [16, 128]\nresolution: [22.35, 18.25]\n")
+    cfg = load_config(recipe, {"observation_shape": "32,64"})
+    assert cfg.observation_shape == (32, 64) and cfg.resolution == (22.35, 18.25)
+    save_config(cfg, tmp_path / "saved.yaml")
+    assert load_config(tmp_path / "saved.yaml") == cfg
+    # a config saved before these fields existed means Kaggle geometry
+    old = {k: v for k, v in cfg.to_dict().items() if k not in ("observation_shape", "resolution", "window")}
+    assert make_config(old).observation_shape == (273, 256) and make_config(old).window == "fixed"
 
 
 def test_cli_bad_value_is_a_config_error():

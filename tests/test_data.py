@@ -163,6 +163,40 @@ def test_load_cadence_wrong_shape(tmp_path, shape):
     assert "shape.npy" in str(err.value) and str(shape) in str(err.value)
 
 
+def test_load_cadence_of_another_observation_shape(tmp_path):
+    """Snippets of 16 rows x 256 channels per observation load with that shape, and only with it."""
+    path = tmp_path / "snippet.npy"
+    snippet = np.random.default_rng(0).standard_normal((6, 16, 256)).astype(np.float16)
+    np.save(path, snippet)
+    np.testing.assert_array_equal(load_cadence(path, (16, 256)), snippet)
+    np.testing.assert_array_equal(load_cadence(path, (6, 16, 256)), snippet)
+    with pytest.raises(CadenceError, match=r"shape \(6, 16, 256\), expected \(6, 273, 256\)") as err:
+        load_cadence(path)
+    assert err.value.kind == "shape"
+    with pytest.raises(CadenceError, match=r"shape \(6, 16, 256\), expected \(6, 16, 128\)"):
+        load_cadence(path, (16, 128))
+
+
+def test_datasets_and_images_take_the_observation_shape(tmp_path):
+    """A Kaggle-layout folder of (6, 16, 256) snippets: the dataset reads them whole with the shape given (and
+    refuses them with Kaggle's), and every view's images have the shape image_shape says."""
+    ids = ["a0", "b1", "c2"]
+    snippets = np.random.default_rng(1).standard_normal((3, 6, 16, 256)).astype(np.float16)
+    for sample_id, snippet in zip(ids, snippets, strict=True):
+        cadence_path(tmp_path, "train", sample_id).parent.mkdir(parents=True, exist_ok=True)
+        np.save(cadence_path(tmp_path, "train", sample_id), snippet)
+    channels = view_observations("channels")
+    batch = CadenceDataset(tmp_path, "train", ids, None, channels, (16, 256)).__getitems__([2, 0])
+    np.testing.assert_array_equal(batch["observations"].numpy(), snippets[[2, 0]])
+    with pytest.raises(CadenceError, match="expected"):
+        CadenceDataset(tmp_path, "train", ids, None, channels).__getitems__([0])
+    for view, size in (("on", None), ("all", None), ("channels", None), ("channels", (32, 64)), ("dedoppler", None)):
+        loaded = torch.from_numpy(snippets[:, list(view_observations(view))])
+        images = observations_to_images(loaded, view, "observation", size)
+        assert images.shape == (3, *image_shape(view, size, (16, 256)))
+    assert image_shape("on", None, (16, 256)) == (1, 48, 256) and image_shape("channels", None, (16, 64)) == (6, 16, 64)
+
+
 def _corrupt(path, cadence, how):
     np.save(path, cadence)
     raw = path.read_bytes()

@@ -163,3 +163,18 @@ def test_cadence_planes_of_noise_are_in_noise_sigmas_and_need_six_observations()
     assert 0.85 < float(inside.std()) < 1.15 and abs(float(inside.mean())) < 0.05
     with pytest.raises(ValueError, match="all 6"):
         dd.cadence_planes(noise(1, 3, ROWS, CHANS), n_drifts=32)
+
+
+def test_cadence_planes_align_observations_of_any_row_count():
+    """16-row observations with a slew of exactly one row (row_seconds = the 20 s slew): a straight path at one
+    channel per row across the cadence peaks on the same (drift, channel) pixel of every ON plane."""
+    rows, step = 16, 17
+    x = torch.zeros(1, 6, rows, CHANS)
+    for obs in dd.ON_OBSERVATIONS:
+        r = torch.arange(rows)
+        x[0, obs, r, 100 + (obs - dd.REFERENCE_OBSERVATION) * step + r] = 1.0
+    planes = dd.cadence_planes(x, n_drifts=97, row_seconds=dd.T_SLEW_S)[0]  # integer drifts -48..48
+    peaks = {divmod(int(planes[o].flatten().argmax()), CHANS) for o in dd.ON_OBSERVATIONS}
+    assert peaks == {(48 + rows - 1, 100)}  # drift 15 channels per observation, channel 100 at the reference row
+    assert float(planes[list(dd.ON_OBSERVATIONS)].amax()) == pytest.approx(rows / rows**0.5)
+    assert dd.observation_step_rows(ROWS) == dd.OBSERVATION_STEP_ROWS  # Kaggle's, unchanged

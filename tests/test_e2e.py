@@ -322,6 +322,30 @@ def test_compiled_training_writes_plain_checkpoints(data_dir: Path, tmp_path: Pa
     check_submission(run_dir / "submission.csv", data_dir)
 
 
+def test_snippets_of_another_geometry_train_and_evaluate_through_the_entry_points(tmp_path: Path) -> None:
+    """Scan-style snippets, (6, 16, 256) per cadence with each observation's window following the drift: the run
+    config says so (observation_shape, window), injection draws needles and interference in that frame, and
+    evaluate.py reads the test snippets with the checkpoint's geometry."""
+    from conftest import write_snippet_dataset
+
+    data_dir = tmp_path / "snippets"
+    write_snippet_dataset(data_dir, n_train=40, n_test=10, shape=(16, 256), seed=4)
+    out_dir = tmp_path / "outputs"
+    geometry = ["--observation-shape", "16,256", "--window", "follows_drift", "--view", "channels"]
+    options = ["--inject-prob", "0.3", "--inject-rfi-prob", "0.3", "--model-name", "resnet10t"]
+    tiny = ["--first-conv-stride", "1,2", "--epochs", "1", "--n-folds", "2", "--batch-size", "8", "--lr", "1e-3"]
+    quiet = ["--num-workers", "0", "--tracker", "none"]
+    command = [sys.executable, "main.py", "--data-dir", str(data_dir), "--out-dir", str(out_dir), "--run-name", "fb"]
+    run([*command, *geometry, *options, *tiny, *quiet])
+    run_dir = out_dir / "fb"
+    check_run(run_dir, data_dir)
+    config = (run_dir / "config.yaml").read_text()
+    assert "window: follows_drift" in config and "observation_shape:\n- 16\n- 256" in config
+    result = run([sys.executable, "evaluate.py", "--run-dir", str(run_dir)])
+    check_submission(run_dir / "submission.csv", data_dir)
+    assert len(pd.read_csv(run_dir / "submission.csv")) == 10 and "test ROC AUC" in result.stdout
+
+
 def test_a_run_folder_from_before_the_layout_change_still_evaluates(small_dataset, tmp_path):
     """tests/fixtures/run-1c281e3 holds a checkpoint and config written by commit 1c281e3 (the flat src/ of
     before the rooms), and the submission that commit's evaluate.py made from it on the `small_dataset`

@@ -33,7 +33,8 @@ def run(*args, **popen) -> subprocess.CompletedProcess:
 def one_error_line(result: subprocess.CompletedProcess, exit_code: int = 2, prefix: str = "error: ") -> str:
     assert result.returncode == exit_code, f"exit {result.returncode}:\n{result.stderr[-3000:]}"
     assert "Traceback" not in result.stderr, result.stderr
-    lines = [line for line in result.stderr.replace("\r", "\n").split("\n") if line.strip() and "it/s" not in line]
+    shown = result.stderr.replace("\r", "\n").split("\n")
+    lines = [line for line in shown if line.strip() and "it/s" not in line and "s/it" not in line]  # progress bars
     lines = [line for line in lines if not line.startswith(("train:", "run folder:"))]
     assert len(lines) == 1 and lines[0].startswith(prefix), result.stderr
     return lines[0]

@@ -1,5 +1,6 @@
 """Tests for src/synth/filterbank.py and `python -m src.synth.filterbank`: headers, reproducibility, where the
-signals are (needles in ON only, RFI in all six), the bandpass and DC spike, the tables and the command's errors."""
+signals are (needles in ON only, RFI in all six, --shapes, RFI near needles), the bandpass and DC spike, the tables
+and the command's errors."""
 
 from __future__ import annotations
 
@@ -118,6 +119,31 @@ def test_headers_read_back(tmp_path, fmt):
 
 def _files(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_new_flags_at_their_defaults_change_nothing(tmp_path):
+    """--shapes with all four (in any order) and --rfi-near-needles 0 give the set made without them, byte for
+    byte, with today's truth columns."""
+    base = ["--n-cadences", "1", "--fine-channels", str(FINE), "--needles", "3", "--rfi", "3", "--workers", "1"]
+    base += ["--seed", "4", "--max-drift", "1"]
+    fb.main(["--out", str(tmp_path / "a"), *base])
+    explicit = ["--shapes", "linear,sine,quadratic,pulsed", "--rfi-near-needles", "0"]
+    fb.main(["--out", str(tmp_path / "b"), *base, *explicit])
+    fb.main(["--out", str(tmp_path / "c"), *base, "--shapes", "pulsed,quadratic, sine,linear"])
+    a, b, c = (_files(tmp_path / name) for name in "abc")
+    assert len(a) == 8 and a == b == c
+    assert list(pd.read_csv(tmp_path / "a" / fb.TRUTH).columns) == fb.TRUTH_COLUMNS
+
+
+def test_new_flags_are_deterministic_whatever_the_workers(tmp_path):
+    kwargs = {"n_cadences": 1, "needles": 2, "rfi": 1, "shapes": "linear,quadratic", "rfi_near_needles": 0.5}
+    fb.generate(settings(tmp_path / "a", workers=1, **kwargs))
+    fb.generate(settings(tmp_path / "b", workers=2, **kwargs))
+    fb.generate(settings(tmp_path / "c", workers=1, n_cadences=1, needles=2, rfi=1))
+    a, b, c = (_files(tmp_path / name) for name in "abc")
+    assert len(a) == 8 and a == b and a != c
+    truth = pd.read_csv(tmp_path / "a" / fb.TRUTH)
+    assert truth.rfi_near.sum() == 2  # half of 2 coarse channels x 2 needles
 
 
 def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
@@ -247,6 +273,66 @@ def test_needle_drifts_fill_the_bins_and_stay_inside_their_channel():
         assert channels.min() >= 0.05 * s.fine_channels and channels.max() <= 0.95 * s.fine_channels
 
 
+def test_shapes_restrict_the_needles(tmp_path):
+    s = settings(tmp_path / "set", n_cadences=1, needles=6, rfi=1, shapes="sine,pulsed")
+    assert s.shapes == ("sine", "pulsed")
+    fb.generate(s)
+    truth = pd.read_csv(s.out / fb.TRUTH)
+    assert set(truth[truth.kind == "needle"]["shape"]) == {"sine", "pulsed"}
+    plan = fb.plan_cadence(fb.Settings(out=Path("unused"), n_cadences=1, needles=50, rfi=0, shapes=["quadratic"]), 0)
+    assert {signal.shape for signal in plan.signals} == {"quadratic"}
+
+
+def test_rfi_near_needles_takes_its_share_and_leaves_the_other_draws():
+    """Planning only: round(share x needles) needles per cadence get a line, drawn after everything else."""
+    plain = fb.Settings(out=Path("unused"), coarse_channels=COARSE, fine_channels=FINE, needles=5, rfi=3)
+    base = fb.plan_cadence(plain, 0).signals
+    for share, count in ((0.25, 3), (0.5, 5), (1.0, 10)):
+        signals = fb.plan_cadence(fb.dataclasses.replace(plain, rfi_near_needles=share), 0).signals
+        assert len(signals) == len(base) + count
+        assert [fb.dataclasses.replace(x, near=None) for x in signals[: len(base)]] == list(base)
+        lines = signals[len(base) :]
+        assert [x.signal_id for x in lines] == list(range(len(base), len(base) + count))
+        assert [signals[line.near].near for line in lines] == [line.signal_id for line in lines]
+        assert sorted(line.near for line in lines) == [line.near for line in lines]
+
+
+def test_rfi_near_needles_meet_their_needle_in_an_on_observation(tmp_path):
+    """--rfi-near-needles 1: every needle has an all-six line in its coarse channel which, from its truth
+    (frequency at each observation's start and drift), comes within NEAR_RFI_CHANNELS of the needle's path
+    during an ON observation; rfi_near marks the needles; the lines are in the files."""
+    s = settings(tmp_path / "set", n_cadences=2, needles=3, rfi=2, rfi_near_needles=1.0, snr_min=30.0, seed=2)
+    fb.generate(s)
+    truth = pd.read_csv(s.out / fb.TRUTH)
+    assert list(truth.columns) == [*fb.TRUTH_COLUMNS, "rfi_near"]
+    assert truth.rfi_near.dtype == bool and truth.rfi_near.eq(truth.kind == "needle").all()
+    assert len(truth) == 2 * COARSE * (3 + 2 + 3)
+    checked = 0
+    for index in range(2):
+        plan, _, data = cadence(s, index)
+        rows = truth[truth.cadence == index].set_index("signal_id")
+        starts = np.array([o.start_s for o in plan.observations])
+        for needle in plan.signals:
+            if needle.kind != "needle":
+                continue
+            line = rows.loc[needle.near]
+            assert line.kind in ("rfi_zero_drift", "rfi_drift") and line.coarse_channel == needle.coarse_channel
+            assert 10 <= line.snr <= 500 and (line.drift_hz_s == 0) == (line.kind == "rfi_zero_drift")
+            assert line[[f"f_mhz_obs{i}" for i in range(6)]].notna().all()
+            gaps = []
+            for i in ON_OBSERVATIONS:
+                t = starts[i] + np.linspace(0.0, ROWS * DT_S, ROWS * 8 + 1)
+                line_hz = line[f"f_mhz_obs{i}"] * 1e6 + line.drift_hz_s * (t - starts[i])
+                gaps.append(np.abs(line_hz - needle.path()(t)).min() / DF_HZ)
+            assert min(gaps) <= fb.NEAR_RFI_CHANNELS, (needle, gaps)
+            signal = plan.signals[needle.near]
+            for obs in plan.observations:
+                if not obs.on and isolated(plan, signal, obs):  # the needle is absent from OFF observations
+                    assert path_excess(data[obs.index], plan, signal, obs) > 5, (signal, obs.index)
+                    checked += 1
+    assert checked > 10
+
+
 # ------------------------------------------------------- bandpass and noise ---
 
 
@@ -329,6 +415,8 @@ def test_refuses_to_overwrite_an_earlier_set(tmp_path):
         (["--snr-min", "0"], "need 0 < --snr-min <= --snr-max"),
         (["--max-drift", "40"], "--max-drift 40.0 Hz/s moves a signal"),
         (["--needles", "many"], "argument --needles: invalid int value"),
+        (["--shapes", "linear,spiral"], "--shapes takes a comma-separated list of linear, sine, quadratic, pulsed"),
+        (["--rfi-near-needles", "1.5"], "--rfi-near-needles must be a share from 0 to 1, got 1.5"),
     ],
 )
 def test_bad_flags_give_one_error_line(tmp_path, args, message):

@@ -12,9 +12,11 @@ from src.synth.generator import SINE_AMPLITUDE_CHANNELS, SINE_DRIFT_SCALE, SINE_
 from src.synth.inject import (
     INJECTED_SHAPES,
     MAX_DRIFT_CHANNELS_PER_ROW,
+    MAX_FOLLOWED_DRIFT,
     N_FREQ,
     N_TIME,
     NEAR_ZERO_DRIFT,
+    POSITION_JITTER_CHANNELS,
     inject_signals,
     needle_paths,
     observation_rows,
@@ -215,3 +217,64 @@ def test_spectral_profiles_match_setigens(kind):
         )
         theirs = profile(offset[0].double().numpy() * DF_HZ, 0.0)
         assert row.double().numpy() == pytest.approx(theirs, abs=1e-5)
+
+
+def test_follows_drift_needles_restart_near_a_common_channel_in_every_on_observation():
+    """Snippets whose windows follow the candidate's drift, (B, 6, 16, 256): a needle in the ON observations only,
+    inside the band, moving at most one channel a row within an observation, each ON observation's path starting
+    within 2 channels of a common start channel."""
+    rows = observation_rows(range(6), torch.device("cpu"), 16)
+    on = torch.tensor([o in ON_OBSERVATIONS for o in range(6)])
+    generator = torch.Generator().manual_seed(11)
+    shapes = torch.randint(len(INJECTED_SHAPES), (1000,), generator=generator)
+    paths = needle_paths(1000, rows, on, generator, shapes, n_channels=256, window="follows_drift")
+    assert paths.shape == (1000, 6, 16)
+    steps = (paths[..., 1:] - paths[..., :-1]).abs()
+    assert MAX_FOLLOWED_DRIFT == 1 and float(steps.max()) <= 1 + 1e-4  # within an observation
+    linear = shapes == INJECTED_SHAPES.index("linear")
+    drift = (paths[linear, 0, -1] - paths[linear, 0, 0]) / 15
+    assert float(drift.min()) < -0.8 and float(drift.max()) > 0.8  # drifts drawn over +-1 channel per row
+    starts = paths[:, list(ON_OBSERVATIONS), 0]
+    assert float((starts.amax(dim=1) - starts.amin(dim=1)).max()) <= 2 * POSITION_JITTER_CHANNELS + 1e-4
+    assert float((starts.amax(dim=1) - starts.amin(dim=1)).max()) > 3  # each observation has its own jitter
+    at_on = paths[:, list(ON_OBSERVATIONS)]
+    assert float(at_on.min()) >= 4 - 1e-4 and float(at_on.max()) <= 255 - 4 + 1e-4
+    assert float(paths[:, 0, 0].std()) > 50  # the common start is drawn across the band
+
+    observations, targets = (
+        torch.randn(6, 6, 16, 256, generator=torch.Generator().manual_seed(12)).half(),
+        torch.zeros(6),
+    )
+    injected, labels = inject_signals(
+        observations, targets, range(6), 1.0, 0.0, (40, 40), torch.Generator().manual_seed(13), window="follows_drift"
+    )
+    assert torch.equal(labels, torch.ones(6))
+    added = injected - observations.float()
+    power = added.abs().sum(dim=(-2, -1))
+    assert bool((power[:, list(ON_OBSERVATIONS)] > 0).all()) and bool((power[:, [1, 3, 5]] == 0).all())
+    # the setigen SNR over 16 rows: the per-pixel peak is snr * noise_std / sqrt(16)
+    expected_peak = 40 * float(observations[0, 0].float().std()) / 4
+    assert float(added[0, 0].max()) == pytest.approx(expected_peak, rel=0.05)
+    # the brightest channel of every lit row: within the band, moving at most about a channel a row
+    peak_channel = added.argmax(dim=-1).float()[:, list(ON_OBSERVATIONS)]
+    lit = added.amax(dim=-1)[:, list(ON_OBSERVATIONS)] > 0
+    assert bool(((peak_channel >= 2) & (peak_channel <= 253))[lit].all())
+    both_lit = lit[..., 1:] & lit[..., :-1]
+    assert float((peak_channel[..., 1:] - peak_channel[..., :-1]).abs()[both_lit].max()) <= 2
+
+
+def test_follows_drift_interference_goes_into_all_six_and_the_fixed_window_is_unchanged():
+    observations = torch.randn(4, 6, 16, 256, generator=torch.Generator().manual_seed(14)).half()
+    injected = inject_signals(
+        observations, torch.zeros(4), range(6), 0.0, 1.0, (30, 30), torch.Generator().manual_seed(15), "follows_drift"
+    )[0]
+    assert bool(((injected - observations.float()).abs().sum(dim=(-2, -1)) > 0).all())
+    fixed = inject_signals(
+        observations, torch.zeros(4), range(6), 1.0, 1.0, (30, 30), torch.Generator().manual_seed(15)
+    )
+    default = inject_signals(
+        observations, torch.zeros(4), range(6), 1.0, 1.0, (30, 30), torch.Generator().manual_seed(15), window="fixed"
+    )
+    assert torch.equal(fixed[0], default[0])
+    with pytest.raises(ValueError, match="window"):
+        inject_signals(observations, torch.zeros(4), range(6), 1.0, 0.0, (30, 30), window="sliding")

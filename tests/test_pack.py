@@ -168,6 +168,35 @@ def test_pack_rejects_values_beyond_float16(small_dataset, tmp_path):
         pack_split(data_dir, "train", tmp_path / "cache", "on", workers=1, progress=False)
 
 
+def test_cache_of_another_observation_shape(snippet_dataset, tmp_path):
+    """Snippets of (6, 16, 256) pack with --observation-shape 16 256: the cache records the sample shape, serves a
+    run of that shape, and is not used (a fallback with the reason) for a run asking for another shape."""
+    data_dir, train_ids, _ = snippet_dataset
+    cache = tmp_path / "cache"
+    with pytest.raises(CadenceError, match=r"expected \(6, 273, 256\)"):  # Kaggle's shape by default
+        pack_split(data_dir, "train", cache, "all", workers=1, progress=False)
+    flags = f"--view all --split train --observation-shape 16 256 --workers 1 --overwrite --out {cache}".split()
+    run([sys.executable, "-m", "src.pack", "--data-dir", str(data_dir), *flags])
+    folder = cache / "train-all"
+    assert json.loads((folder / CACHE_META).read_text())["sample_shape"] == [6, 16, 256]
+    assert open_packed(folder).observation_shape == (16, 256)
+    dataset, note = open_cadences(data_dir, "train", train_ids, None, "channels", cache, observation_shape=(16, 256))
+    assert isinstance(dataset, PackedCadenceDataset), note
+    from_files = CadenceDataset(data_dir, "train", train_ids, None, view_observations("channels"), (16, 256))
+    everything = list(range(len(train_ids)))
+    assert torch.equal(
+        dataset.__getitems__(everything)["observations"], from_files.__getitems__(everything)["observations"]
+    )
+    dataset, note = open_cadences(data_dir, "train", train_ids, None, "on", cache, observation_shape=(16, 128))
+    assert type(dataset) is CadenceDataset and "16 rows x 256 channels" in note and "--observation-shape 16 128" in note
+    dataset, note = open_cadences(data_dir, "train", train_ids, None, "on", cache)  # Kaggle's shape by default
+    assert type(dataset) is CadenceDataset and "the run's observation_shape is 273 x 256" in note
+    with pytest.raises(DataError, match="16 rows x 256 channels, expected 273 x 256"):
+        PackedCadenceDataset(open_packed(folder), train_ids, None, view_observations("on"))
+    with pytest.raises(DataError, match="--observation-shape: must be"):
+        pack_split(data_dir, "train", cache, "all", workers=1, progress=False, observation_shape=(16, 4))
+
+
 def run(command: list[str]) -> subprocess.CompletedProcess:
     env = {
         **os.environ,

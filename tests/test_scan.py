@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import write_scan_checkpoint
 
 from src.synth.filterbank import main as synthesise
 
@@ -525,7 +526,7 @@ def test_ray_engine_without_address_starts_a_fresh_local_ray(monkeypatch, tmp_pa
     """Without --address the scan starts its own Ray (address="local"): a plain ray.init() would join the cluster
     recorded in /tmp/ray/ray_current_cluster, and where that cluster is gone it retries for minutes (seen here).
     Checked with a stand-in for ray (a real start takes ~10 s on this machine)."""
-    from src.search.scan import ScanSettings, scan_catalog
+    from src.search.scan import Execution, ScanSettings, scan_catalog
 
     addresses = []
 
@@ -537,5 +538,185 @@ def test_ray_engine_without_address_starts_a_fresh_local_ray(monkeypatch, tmp_pa
     monkeypatch.setitem(sys.modules, "ray", fake_ray)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     with pytest.raises(_RayInitCalled):
-        scan_catalog([], tmp_path, ScanSettings(), engine="ray", address=address)
+        scan_catalog([], tmp_path, ScanSettings(), Execution(engine="ray", address=address))
     assert addresses == [expected]
+
+
+# ------------------------------------------------------------------------------------ scoring with a model ---
+# Checkpoints made here with random weights: what is tested is the plumbing (snippets, scores, ranking,
+# resuming, refusals, Ray); what a trained model finds is the benchmark's (bench/scan.py).
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict[str, Path]:
+    """`run`: a run folder of two folds; `other`: another model of the same geometry; `kaggle`: the Kaggle
+    geometry; `rows`: 32 rows per observation; `damaged`: weights of another backbone than its config names."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    write_scan_checkpoint(root / "run" / "fold0.safetensors", 0, seed=0)
+    write_scan_checkpoint(root / "run" / "fold1.safetensors", 1, seed=1)
+    return {
+        "run": root / "run",
+        "other": write_scan_checkpoint(root / "other.safetensors", seed=2),
+        "kaggle": write_scan_checkpoint(root / "kaggle.safetensors", observation_shape=[273, 256], window="fixed"),
+        "rows": write_scan_checkpoint(root / "rows.safetensors", observation_shape=[32, 64]),
+        "damaged": write_scan_checkpoint(root / "damaged.safetensors", weights_of={"model_name": "resnet18d"}),
+    }
+
+
+@pytest.fixture(scope="module")
+def model_scans(data, checkpoints, tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, Path]]:
+    """The catalog scored by the two-fold run (`model`), cadence 0 searched first and scored afterwards in the
+    same folder (`later`), and the refusals (run on cadence 0)."""
+    root = tmp_path_factory.mktemp("model-scans")
+    catalog, one = data["catalog"] / "catalog.csv", cadence_files(data["catalog"])
+    first = scan("--cadence", *one, "--out", root / "later", *SCAN)  # searched without a model
+    assert first.returncode == 0
+    commands = {
+        "model": ("--catalog", catalog, "--out", root / "model", *SCAN, "--checkpoints", checkpoints["run"]),
+        "later": ("--cadence", *one, "--out", root / "later", *SCAN, "--checkpoints", checkpoints["run"]),
+    }
+    for name in ("kaggle", "rows", "damaged"):
+        commands[name] = ("--cadence", *one, "--out", root / name, *SCAN, "--checkpoints", checkpoints[name])
+    commands["missing"] = ("--cadence", *one, "--out", root / "missing", "--checkpoints", root / "no-such-run")
+    results = run_all({name: scan_command(*args) for name, args in commands.items()})
+    return {name: (results[name], root / name) for name in commands}
+
+
+def test_model_scores_every_event_and_ranks_the_candidates(model_scans, scans):
+    result, out = model_scans["model"]
+    succeeded(result)
+    for name in ("0", "1"):
+        events = pd.read_csv(out / name / "events.csv")
+        plain = pd.read_csv(scans["catalog"][1] / name / "events.csv")
+        assert len(events) > 0 and events["model_logit"].notna().all()
+        assert events["model_score"].between(0, 1).all()
+        # keeping snippets changes nothing the search reports
+        pd.testing.assert_frame_equal(events.drop(columns=["model_logit", "model_score"]), plain, obj=name)
+        candidates = pd.read_csv(out / name / "candidates.csv")
+        assert len(candidates) == len(events)  # --checkpoints lowers the default filter level to 1: the model ranks all
+        assert candidates["model_score"].is_monotonic_decreasing
+        report = (out / name / "report.md").read_text()
+        assert "Model: 2 checkpoint(s) of resnet10t, TTA identity, hflip" in report
+        passing = int((candidates["model_score"] >= 0.5).sum())
+        assert f"At the threshold 0.5: **{passing}** of {len(candidates)} to review" in report
+    combined = pd.read_csv(out / "candidates.csv")
+    assert combined["model_score"].is_monotonic_decreasing and len(combined) == sum(
+        len(pd.read_csv(out / n / "candidates.csv")) for n in ("0", "1")
+    )
+
+
+def test_model_scores_are_the_fold_ensemble_of_the_snippets(model_scans, checkpoints):
+    """The scores written are the two checkpoints' TTA-averaged logits of the chunk's snippets, averaged; and
+    each event's snippet follows it: a bright needle's ON windows hold its line near their centre."""
+    import numpy as np
+
+    from src.engine.scan_model import SnippetScorer, open_scan_model
+
+    out = model_scans["model"][1] / "0"
+    snippets = np.load(out / "chunks" / "00000.snippets.npy")
+    events = pd.read_csv(out / "chunks" / "00000.events.csv")
+    assert snippets.shape == (len(events), 6, 16, 64) and snippets.dtype == np.float16
+    written = pd.read_csv(out / "chunks" / "00000.model.csv")["model_logit"].to_numpy()
+    folds = [checkpoints["run"] / f"fold{k}.safetensors" for k in (0, 1)]
+    each = [SnippetScorer(open_scan_model([p]))(snippets) for p in folds]
+    np.testing.assert_allclose(written, (each[0] + each[1]) / 2, rtol=1e-4, atol=1e-4)
+    assert not np.allclose(each[0], each[1])
+    best = events.sort_values("snr", ascending=False).index[0]
+    centre = np.abs(snippets[best].astype(float)).argmax(axis=-1)[[0, 2, 4]]  # (ON observations, rows)
+    assert np.median(np.abs(centre - 32)) <= 4
+
+
+def test_a_searched_folder_is_scored_without_a_new_search_and_a_rerun_changes_nothing(model_scans):
+    result, out = model_scans["later"]
+    succeeded(result)
+    folder = out / "SYNTH_T000"
+    assert (folder / "model.json").is_file() and len(list((folder / "chunks").glob("*.model.csv"))) == 2
+    kept = {k: v for k, v in tree(out).items() if "/chunks/" in k or k.endswith("model.json")}
+    succeeded(scan(*result.args[2:]))  # the same command again: nothing searched or scored again
+    assert kept == {k: v for k, v in tree(out).items() if "/chunks/" in k or k.endswith("model.json")}
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("kaggle", "kaggle.safetensors: trained on Kaggle-style snippets (273 rows x 256 channels"),
+        ("rows", "rows.safetensors: trained on 32 rows per observation; "),
+        ("damaged", "damaged.safetensors: weights do not fit the model"),
+        ("missing", "no-such-run: no such checkpoint file or run folder"),
+    ],
+)
+def test_a_model_that_does_not_fit_is_one_error_line_before_anything_is_written(model_scans, name, expected):
+    result, out = model_scans[name]
+    assert expected in one_error_line(result)
+    assert not out.exists() or not any(out.rglob("*.csv"))
+
+
+def test_other_checkpoints_on_a_scored_folder_are_refused(model_scans, checkpoints, data):
+    out = model_scans["later"][1]
+    before = tree(out)
+    refused = scan(
+        "--cadence",
+        *cadence_files(data["catalog"]),
+        "--out",
+        out,
+        *SCAN,
+        "--checkpoints",
+        checkpoints["other"],
+        check=False,
+    )
+    assert "holds scores of other checkpoints (model.json); pass --overwrite" in one_error_line(refused)
+    assert tree(out) == before
+
+
+def test_ray_engine_scores_what_one_process_scores(ray_cluster, model_scans, data, checkpoints, tmp_path):
+    out, alone = tmp_path / "ray", model_scans["model"][1]
+    scan(
+        *("--catalog", data["catalog"] / "catalog.csv", "--out", out, *SCAN, "--checkpoints", checkpoints["run"]),
+        *("--engine", "ray", "--address", ray_cluster, "--model-actors", "2"),
+    )
+    for name in ("0", "1"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(out / name / "events.csv"), pd.read_csv(alone / name / "events.csv"), obj=name, atol=1e-4
+        )
+    pd.testing.assert_frame_equal(pd.read_csv(out / "candidates.csv"), pd.read_csv(alone / "candidates.csv"), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A tiny model trained the way a user trains the shipped one: `python -m src.synth.snippets` data and
+    `main.py --config configs/scan_cpu.yaml`, shrunk (64-pixel windows, one epoch, one fold of two)."""
+    root = tmp_path_factory.mktemp("trained")
+    generate = [sys.executable, "-m", "src.synth.snippets", "--out", root / "snippets", "--n-train", "48"]
+    generate += ["--n-test", "16", "--channels", "64", "--seed", "0", "--workers", "1"]
+    made = subprocess.run(list(map(str, generate)), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    succeeded(made)
+    command = [sys.executable, "main.py", "--config", "configs/scan_cpu.yaml", "--data-dir", root / "snippets"]
+    command += ["--out-dir", root / "runs", "--run-name", "tiny", "--observation-shape", "16,64", "--epochs", "1"]
+    command += ["--n-folds", "2", "--batch-size", "16", "--eval-batch-size", "32", "--num-workers", "0"]
+    trained = subprocess.run(list(map(str, command)), cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    succeeded(trained)
+    return root / "runs" / "tiny"
+
+
+def test_a_model_trained_by_main_py_scans_a_cadence_here_and_on_ray(trained_run, ray_cluster, data, tmp_path):
+    """What CI runs end to end: the trained run folder given to scan.py, in this process and with Ray's actors."""
+    files = cadence_files(data["catalog"])
+    local, on_ray = tmp_path / "local", tmp_path / "ray"
+    scan("--cadence", *files, "--out", local, *SCAN, "--checkpoints", trained_run)
+    scan(
+        "--cadence",
+        *files,
+        "--out",
+        on_ray,
+        *SCAN,
+        "--checkpoints",
+        trained_run,
+        "--engine",
+        "ray",
+        "--address",
+        ray_cluster,
+    )
+    events = pd.read_csv(local / "SYNTH_T000" / "events.csv")
+    assert len(events) and events["model_score"].between(0, 1).all()
+    assert (
+        "Model: 1 checkpoint(s) of resnet10t, TTA identity, hflip" in (local / "SYNTH_T000" / "report.md").read_text()
+    )
+    pd.testing.assert_frame_equal(events, pd.read_csv(on_ray / "SYNTH_T000" / "events.csv"), atol=1e-4)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from src.search.clean import bandpass, blank_dc, clean_block, flag_persistent
+from src.data.clean import bandpass, blank_dc, clean_block, flag_persistent
 from src.search.events import ObservationClock, find_events
 from src.search.hits import (
     boxcar,

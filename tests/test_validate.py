@@ -196,3 +196,16 @@ def test_write_bad_list_content(tmp_path):
     write_bad_list([], path)  # replaced whole: a run with nothing skipped says so
     assert path.read_text() == "id,path,problem\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad_files.csv"]  # no temporary left behind
+
+
+def test_command_checks_snippets_of_another_observation_shape(snippet_dataset, capsys):
+    """--observation-shape ROWS CHANNELS: (6, 16, 256) snippets are clean with 16 256, all shape problems without."""
+    data_dir, train_ids, test_ids = snippet_dataset
+    assert main(["--data-dir", str(data_dir), "--observation-shape", "16", "256", "--no-progress"]) == 0
+    assert "result: OK, no problems" in capsys.readouterr().out
+    assert main(["--data-dir", str(data_dir), "--no-progress"]) == 1
+    assert f"shape ({len(train_ids) + len(test_ids)}):" in capsys.readouterr().out
+    assert scan_cadences(data_dir, "test", test_ids, progress=False, observation_shape=(16, 256)) == []
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--data-dir", str(data_dir), "--observation-shape", "2", "256"])
+    assert exit_info.value.code == 2 and "--observation-shape: must be [rows, channels]" in capsys.readouterr().err

@@ -92,6 +92,8 @@ class BenchSettings:
     memory_coarse_channels: tuple[int, ...] = (1, 4)
     memory_fine_channels: int = 1 << 20
     memory_data: Path | None = None  # default <data>/memory
+    checkpoints: tuple[Path, ...] = ()  # a scan model's checkpoints or run folders: the scan with the model too
+    model_snr: float | None = None  # hit SNR threshold of the scan with the model (default: --snr)
     overwrite: bool = False
     command: str = ""
 
@@ -365,22 +367,27 @@ def turbo_seti_noise_estimate(header) -> dict:
 # --------------------------------------------------------------- our scan ---
 
 
-def run_scan(cadences, work: Path, settings: BenchSettings) -> dict:
-    """scan_catalog over every cadence at filter level 1 (every event in events.csv), timed."""
+def run_scan(cadences, work: Path, settings: BenchSettings, with_model: bool = False) -> dict:
+    """scan_catalog over every cadence at filter level 1 (every event in events.csv), timed; `with_model`: the
+    same scan keeping snippets, with every event scored by the model of `settings.checkpoints`."""
     import torch
 
-    from src.search.scan import ScanSettings, scan_catalog
+    from src.engine.scan_model import open_scan_model, scan_with_model
+    from src.search.scan import Execution, ScanSettings, scan_catalog
 
-    scan_settings = ScanSettings(
-        max_drift=settings.max_drift, snr=settings.snr, filter_level=1, plot_top=settings.plot_top
-    )
+    snr = settings.model_snr if with_model and settings.model_snr else settings.snr
+    scan_settings = ScanSettings(max_drift=settings.max_drift, snr=snr, filter_level=1, plot_top=settings.plot_top)
     previous = torch.get_num_threads()
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
     try:
         threads = torch.get_num_threads()
         started = time.perf_counter()
-        folders = scan_catalog(cadences, work, scan_settings)
+        if with_model:
+            model = open_scan_model(settings.checkpoints)
+            folders = scan_with_model(cadences, work, scan_settings, model, Execution())
+        else:
+            folders = scan_catalog(cadences, work, scan_settings)
         seconds = time.perf_counter() - started
     finally:
         torch.set_num_threads(previous)
@@ -418,6 +425,9 @@ def scan_events(folders: Sequence[Path], cadences) -> pd.DataFrame:
                     "snr": table["SNR"].astype(float).to_numpy(),
                     "drift_hz_s": table["DriftRate"].astype(float).to_numpy(),
                     "event": table["Hit_ID"].astype(str).to_numpy(),
+                    **(
+                        {"model_score": table["model_score"].astype(float).to_numpy()} if "model_score" in table else {}
+                    ),
                 }
             )
         )
@@ -535,8 +545,8 @@ def threshold_at(curve: pd.DataFrame, false_budget: int) -> float:
 
 
 def needle_groups(needles: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Masks over the needles: all, SNR bins, |drift| bins (Hz/s) and path shapes (a bin holds its lower edge; the
-    last bin of each also its upper one)."""
+    """Masks over the needles: all, SNR bins, |drift| bins (Hz/s), path shapes (a bin holds its lower edge; the
+    last bin of each also its upper one) and, where truth says, whether all-six interference crosses their path."""
     snr = needles["snr"].to_numpy(dtype=float)
     drift = np.abs(needles["drift_hz_s"].to_numpy(dtype=float))
     groups = {"all": np.ones(len(needles), bool)}
@@ -547,6 +557,10 @@ def needle_groups(needles: pd.DataFrame) -> dict[str, np.ndarray]:
     shapes += sorted(set(needles["shape"]) - set(SHAPE_ORDER))
     for shape in shapes:
         groups[f"shape {shape}"] = (needles["shape"] == shape).to_numpy()
+    if "rfi_near" in needles:  # sets made with --rfi-near-needles: all-six interference across the needle's path
+        near = needles["rfi_near"].astype(str).str.lower() == "true"
+        groups["all-six RFI near"] = near.to_numpy()
+        groups["no RFI near"] = (~near).to_numpy()
     return groups
 
 
@@ -730,8 +744,11 @@ POINT_COLOURS = {
 }
 
 
-def plot_recall_vs_false(path: Path, curve: pd.DataFrame, report: dict) -> None:
-    """Our recall-vs-false-events curve with turbo_seti's points, linear and symmetric-log false-event axes."""
+def plot_recall_vs_false(
+    path: Path, curve: pd.DataFrame, report: dict, model_curve: pd.DataFrame | None = None
+) -> None:
+    """Our recall-vs-false-events curve (and the scan's with the model, when it ran) with turbo_seti's points,
+    linear and symmetric-log false-event axes."""
     plt = _pyplot()
     points = report["points"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 5.4))
@@ -746,6 +763,14 @@ def plot_recall_vs_false(path: Path, curve: pd.DataFrame, report: dict) -> None:
     right = max(max(xs, default=0.0), 1.0) * 1.05
     for ax, log_x in zip(axes, (False, True), strict=True):
         ax.step(x, curve["recall"], where="post", color="C0", label="ours: events of level >= 2 ranked by score")
+        if model_curve is not None:
+            ax.step(
+                model_curve["false_per_cadence"],
+                model_curve["recall"],
+                where="post",
+                color="C3",
+                label="ours + model: every event ranked by the model",
+            )
         for name, (marker, colour, label) in markers.items():
             if name in points and points[name]["recall"] is not None:
                 p = points[name]
@@ -923,8 +948,25 @@ def markdown(report: dict) -> str:
             f"{h['false_per_cadence']:.2f} per cadence), our scan finds **{_f(h['ours'])}** of the injected needles "
             f"(score threshold {h['threshold']:.2f}); turbo_seti level 3 finds **{_f(h['turbo_seti'])}**."
         )
+        if h.get("ours_with_model") is not None:
+            lines.append(
+                f"With the model ranking every event, our scan finds **{_f(h['ours_with_model'])}** at that count."
+            )
     else:
         lines.append(f"turbo_seti was skipped: {report['skipped'].get('turbo_seti')}. Our points only.")
+    m = report.get("model")
+    if m:
+        lines += [
+            "",
+            f"Model ({', '.join(m['checkpoints'])}; hit SNR >= {m['snr']:g}): {m['events']} events scored, "
+            f"{m['needle_events']} of them matching a needle; ROC AUC of its scores, needle events against all "
+            f"others (RFI and noise): **{_f(m['snippet_auc'])}**. The scan with the model took {m['seconds']:.1f} s "
+            f"against {m['scan_seconds']:.1f} s without ({_f(m['seconds_per_coarse_channel'], 2)} s against "
+            f"{_f(m['scan_seconds_per_coarse_channel'], 2)} s per coarse channel, all six observations: "
+            f"{100 * m['added_share']:+.0f}%, outputs and plots included in both). Scoring alone: "
+            f"{_f(m['snippets_per_second'], 0)} snippets/s ({m['snippets_timed']} snippets, "
+            f"{m.get('torch_threads')} torch thread(s)).",
+        ]
     noise = report.get("turbo_seti_noise_estimate")
     if noise:
         lines += [
@@ -1152,7 +1194,7 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 
 def work_parts(work: Path) -> list[Path]:
-    return [work / name for name in ("scan", "turboseti", "memory")]
+    return [work / name for name in ("scan", "model", "turboseti", "memory")]
 
 
 def check_work(work: Path, overwrite: bool) -> None:
@@ -1170,15 +1212,23 @@ def clear_work(work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
 
 
-def write_report(out: Path, report: dict, curve: pd.DataFrame, events: pd.DataFrame, needles: pd.DataFrame) -> None:
+def write_report(
+    out: Path,
+    report: dict,
+    curve: pd.DataFrame,
+    events: pd.DataFrame,
+    needles: pd.DataFrame,
+    model_curve: pd.DataFrame | None = None,
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     writers: dict[str, Callable[[Path], None]] = {
         "results.json": lambda p: p.write_text(json.dumps(report, indent=1, default=_json_default)),
         "results.csv": lambda p: results_rows(report).to_csv(p, index=False),
         "curve.csv": lambda p: curve.to_csv(p, index=False),
+        **({"curve_model.csv": lambda p: model_curve.to_csv(p, index=False)} if model_curve is not None else {}),
         "events.csv": lambda p: events.to_csv(p, index=False),
         "needles.csv": lambda p: needles.to_csv(p, index=False),
-        "recall_vs_false.png": lambda p: plot_recall_vs_false(p, curve, report),
+        "recall_vs_false.png": lambda p: plot_recall_vs_false(p, curve, report, model_curve),
         "recall_by_group.png": lambda p: plot_recall_by_group(p, report),
         "report.md": lambda p: p.write_text(markdown(report)),
     }
@@ -1241,6 +1291,64 @@ NOTES = (
 )
 
 
+def model_report(scored: pd.DataFrame, modelled: dict, scan: dict, s: BenchSettings) -> dict:
+    """The model's own figures: ROC AUC of its scores, needle events against all others (RFI and noise), and
+    the time it adds to the scan per coarse channel."""
+    from sklearn.metrics import roc_auc_score
+
+    rate = snippet_rate([Path(f) for f in modelled["folders"]], s.checkpoints, s.torch_threads)
+    is_needle = (scored["needle_row"] != NO_MATCH).to_numpy()
+    auc = float(roc_auc_score(is_needle, scored["model_score"])) if 0 < is_needle.sum() < len(is_needle) else None
+    chunks = sum(len(chunk_seconds(Path(f))) for f in scan["folders"])
+    return {
+        "checkpoints": [str(p) for p in s.checkpoints],
+        "snr": s.model_snr or s.snr,
+        "events": len(scored),
+        "needle_events": int(is_needle.sum()),
+        "snippet_auc": auc,
+        "seconds": modelled["seconds"],
+        "scan_seconds": scan["seconds"],
+        "seconds_per_coarse_channel": modelled["seconds"] / chunks if chunks else None,
+        "scan_seconds_per_coarse_channel": scan["seconds"] / chunks if chunks else None,
+        "added_share": modelled["seconds"] / scan["seconds"] - 1 if scan["seconds"] else None,
+        **rate,
+    }
+
+
+def snippet_rate(
+    folders: Sequence[Path], checkpoints: Sequence[Path], threads: int | None = None, most: int = 4096
+) -> dict:
+    """Snippets the model scores per second in this process with the scan's torch threads (its own timing, after
+    one warm-up batch), on up to `most` of the snippets the scan kept."""
+    import torch
+
+    from src.engine.scan_model import SnippetScorer, open_scan_model
+    from src.search.outputs import CHUNK_FOLDER
+
+    parts, total = [], 0
+    for path in (p for f in folders for p in sorted((f / CHUNK_FOLDER).glob("*.snippets.npy"))):
+        if total >= most:
+            break
+        parts.append(np.load(path))
+        total += len(parts[-1])
+    snippets = np.concatenate(parts)[:most] if parts else np.zeros((0,))
+    model = open_scan_model(checkpoints)
+    scorer = SnippetScorer(model)
+    if len(snippets) == 0:
+        return {"snippets_timed": 0, "snippets_per_second": None}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or previous)
+    try:
+        scorer(snippets[: model.batch_size])
+        started = time.perf_counter()
+        scorer(snippets)
+        seconds = time.perf_counter() - started
+        used = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+    return {"snippets_timed": len(snippets), "snippets_per_second": len(snippets) / seconds, "torch_threads": used}
+
+
 def run_benchmark(s: BenchSettings) -> dict:
     """Generate (when asked), run both pipelines, match, measure memory, and write the report; returns it."""
     from src.search.cadence import open_cadence, read_catalog
@@ -1286,6 +1394,11 @@ def run_benchmark(s: BenchSettings) -> dict:
     folders = [Path(f) for f in scan["folders"]]
     log(f"our scan: {scan['seconds']:.1f} s")
     load_after_scan = os.getloadavg()
+    modelled = None
+    if s.checkpoints:
+        log("our scan with the model: scan_with_model")
+        modelled = run_scan(cadences, work / "model", s, with_model=True)
+        log(f"our scan with the model: {modelled['seconds']:.1f} s")
 
     df_hz, obs_length = data["df_hz"], data["obs_length_s"]
     needles = truth[truth["kind"] == "needle"]
@@ -1320,6 +1433,26 @@ def run_benchmark(s: BenchSettings) -> dict:
         Point("ours level 3", "ours", "events of level 3 (every ON, no OFF)", ours[ours["level"] == 3]),
         Point("ours level >= 2 (all)", "ours", "every event of level >= 2", ranked),
     ]
+    model_curve, model_summary = None, None
+    if modelled is not None:
+        model_folders = [Path(f) for f in modelled["folders"]]
+        scored = match_events(scan_events(model_folders, cadences), truth, df_hz, obs_length)
+        model_curve = recall_curve(scored.assign(score=scored["model_score"]), len(needles), n_cad)
+        budgets = {"our level 3": int((ours[ours["level"] == 3]["needle_row"] == NO_MATCH).sum())}
+        if turbo is not None:
+            budgets["turbo_seti L3"] = int((ts[3]["needle_row"] == NO_MATCH).sum())
+        for label, budget in budgets.items():
+            cut = threshold_at(model_curve, budget)
+            points.append(
+                Point(
+                    f"ours + model @ {label} false count",
+                    "ours + model",
+                    f"every event, model score >= {cut:.3f} (at most {budget} false events)",
+                    scored[scored["model_score"] >= cut],
+                )
+            )
+        all_events.append(scored.assign(method="ours + model"))
+        model_summary = model_report(scored, modelled, scan, s)
     evaluated = evaluate_points(points, needles, n_cad)
     if turbo is not None:
         l3 = evaluated["turbo_seti level 3"]
@@ -1330,6 +1463,8 @@ def run_benchmark(s: BenchSettings) -> dict:
             "ours": evaluated["ours @ turbo_seti L3 false count"]["recall"],
             "turbo_seti": l3["recall"],
         }
+        if modelled is not None:
+            headline["ours_with_model"] = evaluated["ours + model @ turbo_seti L3 false count"]["recall"]
     check = {
         name: point_metrics(m, len(needles), n_cad)["recall"]
         for name, m in (
@@ -1383,6 +1518,7 @@ def run_benchmark(s: BenchSettings) -> dict:
         else {k: turbo[k] for k in ("turbo_seti", "numpy", "pandas", "python")} | {"interpreter": str(python)},
         "scan_settings": scan["settings"],
         "before_filter": before_filter,
+        "model": model_summary,
         "turbo_seti_noise_estimate": turbo_seti_noise_estimate(cadences[0].headers[0]) if turbo is not None else None,
         "skipped": skipped,
         "notes": notes,
@@ -1394,6 +1530,6 @@ def run_benchmark(s: BenchSettings) -> dict:
     needle_table = needles.copy()
     for p in points:
         needle_table[f"found: {p.name}"] = needle_table.index.isin(list(p.events["needle_row"]))
-    write_report(s.out, report, curve, events_table, needle_table)
+    write_report(s.out, report, curve, events_table, needle_table, model_curve)
     log(f"wrote {s.out / 'report.md'}")
     return report

@@ -178,11 +178,13 @@ def loader_results(
         shard_size=512,
         workers=workers + 1,
         progress=False,
+        observation_shape=cfg.observation_shape,
     )
     pack_seconds = time.perf_counter() - started
     packed = open_packed(folder)
-    files = CadenceDataset(settings.data_dir, "train", ids, None, observations)
-    cached = PackedCadenceDataset(packed, ids, None, observations, access="map")  # as training reads it
+    shape = cfg.observation_shape
+    files = CadenceDataset(settings.data_dir, "train", ids, None, observations, shape)
+    cached = PackedCadenceDataset(packed, ids, None, observations, "map", shape)  # as training reads it
 
     def batch_work(batch):
         return batch_to_images(batch["observations"], cfg)
@@ -214,7 +216,9 @@ def loader_results(
         "packed_delivery_vs_raw_copy": round(rates["raw_copy"] / rates["project_packed_delivery"], 2),
         "bytes_read_per_sample": {
             "file_tree": round(bytes_read_per_sample(files, n_bytes)),
-            "packed": round(bytes_read_per_sample(PackedCadenceDataset(packed, ids, None, observations), n_bytes)),
+            "packed": round(
+                bytes_read_per_sample(PackedCadenceDataset(packed, ids, None, observations, "read", shape), n_bytes)
+            ),
             "raw_file_size": paths[0].stat().st_size,
         },
         "pack_cadences_per_second": round(len(ids) / pack_seconds, 1),
@@ -227,7 +231,7 @@ def loader_results(
 def model_results(cfg: Config, recipe: str, batch_size: int, steps: int, device: torch.device) -> dict:
     """Training-step and inference samples/s on in-memory tensors of the recipe's input shape."""
     model, optimizer, autocast = bench_model(cfg, device)
-    images = torch.randn(batch_size, *image_shape(cfg.view, cfg.image_size), device=device)
+    images = torch.randn(batch_size, *image_shape(cfg.view, cfg.image_size, cfg.observation_shape), device=device)
     if cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     targets = torch.randint(0, 2, (batch_size,), device=device).float()

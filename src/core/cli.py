@@ -7,17 +7,26 @@ names the file and the problem; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import os
 import sys
 from collections.abc import Callable
 
-from src.core.errors import USER_ERRORS
+from src.core.errors import USER_ERRORS, ConfigError
 
 USER_ERROR_EXIT_CODE = 2
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 LARGE_BLOCK_BYTES = 1 << 30
+
+
+class ErrorLineParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are ConfigErrors: under `run_cli` a bad flag ends in one `error:` line
+    and exit 2, like every other mistake the user can fix (argparse's own prints the usage first)."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
 
 
 def reuse_large_allocations() -> bool:

@@ -21,7 +21,14 @@ from typing import Any
 
 import yaml
 
-from src.core.cadence import CADENCE_SHAPE, loaded_observations
+from src.core.cadence import (
+    ALL_OBSERVATIONS,
+    DF_HZ,
+    DT_S,
+    OBSERVATION_SHAPE,
+    loaded_observations,
+    observation_shape_problem,
+)
 from src.core.errors import ConfigError
 from src.core.files import write_text_atomically
 
@@ -35,6 +42,7 @@ TTA_VIEWS = ("identity", "hflip", "vflip", "hvflip")
 TRACKERS = ("wandb", "tensorboard")
 NONFINITE_LOSS_ACTIONS = ("stop", "skip")
 BACKGROUNDS = ("none", "off_spectrum")
+WINDOWS = ("fixed", "follows_drift")
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,10 @@ class Config:
     image_size: tuple[int, int] | None = None  # (height, width) after resizing; None keeps the native size
     normalize: str = "sample"  # sample: one mean/std per sample; observation: per observation; none
     background: str = "none"  # off_spectrum: subtract the OFF observations' mean spectrum from all (reads all six)
+    observation_shape: tuple[int, int] = OBSERVATION_SHAPE  # time rows, frequency channels of one observation
+    resolution: tuple[float, float] = (DF_HZ, DT_S)  # channel width (Hz), time row (s) of the data
+    window: str = "fixed"  # fixed: the same channels in all six observations (Kaggle); follows_drift: each
+    # observation's window centred where the candidate is at that observation (snippets cut around scan candidates)
     n_folds: int = 5
     folds: tuple[int, ...] | None = None  # which folds to train; None trains all of them
     seed: int = 42
@@ -109,6 +121,19 @@ class Config:
         _check_choice("view", self.view, VIEWS)
         _check_choice("normalize", self.normalize, NORMALIZATIONS)
         _check_choice("background", self.background, BACKGROUNDS)
+        _check_choice("window", self.window, WINDOWS)
+        problem = observation_shape_problem(self.observation_shape)
+        if problem:
+            raise ConfigError(f"observation_shape: {problem}")
+        if len(self.resolution) != 2 or min(self.resolution) <= 0:
+            raise ConfigError(
+                f"resolution: must be [channel width in Hz, time row in s], both > 0, got {list(self.resolution)}"
+            )
+        if self.view == "dedoppler" and self.window == "follows_drift":
+            raise ConfigError(
+                "window: follows_drift re-centres each observation's window on the candidate, so no straight path "
+                "runs across the cadence for view dedoppler's aligned planes; use view channels, all or on"
+            )
         _check_choice("pool", self.pool, POOLS)
         _check_choice("mix", self.mix, MIX_MODES)
         _check_choice("mix_label", self.mix_label, MIX_LABELS)
@@ -132,7 +157,7 @@ class Config:
         for name in ("hflip_p", "vflip_p", "mix_prob", "sampler_strength", "inject_prob", "inject_rfi_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
-        if self.inject_rfi_prob > 0 and len(loaded_observations(self.view, self.background)) < CADENCE_SHAPE[0]:
+        if self.inject_rfi_prob > 0 and len(loaded_observations(self.view, self.background)) < len(ALL_OBSERVATIONS):
             raise ConfigError(
                 "inject_rfi_prob: interference goes into all six observations, but view 'on' loads only the "
                 "ON ones; use view all, channels or dedoppler (or background off_spectrum, which loads all six)"
@@ -149,6 +174,11 @@ class Config:
             raise ConfigError(f"image_size: must be [height, width] of at least 8 each, got {self.image_size}")
         if self.first_conv_stride is not None and (len(self.first_conv_stride) != 2 or min(self.first_conv_stride) < 1):
             raise ConfigError(f"first_conv_stride: must be [stride_h, stride_w] >= 1, got {self.first_conv_stride}")
+
+    @property
+    def cadence_shape(self) -> tuple[int, int, int]:
+        """(6, rows, channels): one whole sample of the data."""
+        return (len(ALL_OBSERVATIONS), *self.observation_shape)
 
     @property
     def train_folds(self) -> tuple[int, ...]:

@@ -10,6 +10,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -30,6 +31,16 @@ def write_text_atomically(path: str | Path, text: str) -> None:
 
 def write_csv_atomically(table: pd.DataFrame, path: str | Path) -> None:
     write_atomically(path, lambda temporary: table.to_csv(temporary, index=False))
+
+
+def write_npy_atomically(array, path: str | Path) -> None:
+    """An array as a .npy file (np.save given a file object: given a name, it would append `.npy` to it)."""
+
+    def write(temporary: Path) -> None:
+        with temporary.open("wb") as handle:
+            np.save(handle, array)
+
+    write_atomically(path, write)
 
 
 def link_layout(folder: str | Path, links: Mapping[str, str | Path]) -> Path:

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
-from src.core.cadence import CADENCE_SHAPE, loaded_observations
+from src.core.cadence import OBSERVATION_SHAPE, loaded_observations
+from src.core.errors import DataError
 from src.data.kaggle import CadenceError, cadence_path, load_cadence, to_float16
 from src.data.packed import find_packed
 
@@ -51,7 +52,8 @@ class BatchReadDataset(Dataset):
 
 class CadenceDataset(BatchReadDataset):
     """Cadences of one split read from the file tree: each sample's view observations as float16
-    (n_obs, 273, 256); `target` is -1 when unknown (test). Batches are read whole into one array."""
+    (n_obs, rows, channels), `observation_shape` (Kaggle's 273 x 256 by default; a file of another shape is a
+    CadenceError); `target` is -1 when unknown (test). Batches are read whole into one array."""
 
     source = "file tree"
 
@@ -62,24 +64,26 @@ class CadenceDataset(BatchReadDataset):
         ids: Sequence[str],
         targets: Sequence[float] | None,
         observations: Sequence[int],
+        observation_shape: Sequence[int] = OBSERVATION_SHAPE,
     ) -> None:
         self.paths = [cadence_path(data_dir, split, i) for i in ids]
         self.targets = target_array(targets, len(ids))
         self.observations = list(observations)
+        self.observation_shape = tuple(observation_shape)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def read_into(self, out: np.ndarray, index: int) -> None:
         path = self.paths[index]
-        out[...] = to_float16(load_cadence(path)[self.observations], path)
+        out[...] = to_float16(load_cadence(path, self.observation_shape)[self.observations], path)
 
     def read_batch_into(self, array: np.ndarray, indices: Sequence[int]) -> None:
         for row, index in enumerate(indices):
             self.read_into(array[row], index)
 
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
-        observations = batch_tensor((len(indices), len(self.observations), *CADENCE_SHAPE[1:]))
+        observations = batch_tensor((len(indices), len(self.observations), *self.observation_shape))
         self.read_batch_into(observations.numpy(), indices)
         return {
             "observations": observations,
@@ -107,9 +111,17 @@ class PackedCadenceDataset(CadenceDataset):
         targets: Sequence[float] | None,
         observations: Sequence[int],
         access: str = "read",
+        observation_shape: Sequence[int] = OBSERVATION_SHAPE,
     ) -> None:
         if access not in PACKED_ACCESS:
             raise ValueError(f"access must be one of {PACKED_ACCESS}, got {access!r}")
+        (rows, channels), (want_rows, want_channels) = packed.observation_shape, observation_shape
+        if (rows, channels) != (want_rows, want_channels):
+            raise DataError(
+                f"{packed.path}: holds observations of {rows} rows x {channels} channels, expected {want_rows} x "
+                f"{want_channels}; repack with --observation-shape {want_rows} {want_channels}"
+            )
+        self.observation_shape = packed.observation_shape
         self.access = access
         self.packed = packed
         self.source = f"packed cache {packed.path}"
@@ -185,10 +197,15 @@ class PackedCadenceDataset(CadenceDataset):
 
 
 class CombinedCadences(BatchReadDataset):
-    """Datasets read as one, e.g. a fold's training cadences and the pseudo-labelled test cadences."""
+    """Datasets read as one, e.g. a fold's training cadences and the pseudo-labelled test cadences; all parts
+    deliver the same observations of the same shape (`observation_shape`, taken from them)."""
 
     def __init__(self, parts: Sequence[CadenceDataset]) -> None:
         self.parts = list(parts)
+        shapes = {(tuple(p.observations), p.observation_shape) for p in self.parts}
+        if len(shapes) != 1:
+            raise ValueError(f"combined datasets must deliver the same observations and shape, got {sorted(shapes)}")
+        self.observation_shape = self.parts[0].observation_shape
         self.starts = np.cumsum([0] + [len(p) for p in self.parts])
         self.targets = np.concatenate([p.targets for p in self.parts])
         self.source = " + ".join(p.source for p in self.parts)
@@ -199,7 +216,7 @@ class CombinedCadences(BatchReadDataset):
     def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         indices = np.asarray(indices, dtype=np.int64)
         part_of = np.searchsorted(self.starts, indices, side="right") - 1
-        shape = (len(self.parts[0].observations), *CADENCE_SHAPE[1:])
+        shape = (len(self.parts[0].observations), *self.observation_shape)
         observations = batch_tensor((len(indices), *shape))
         for number, part in enumerate(self.parts):
             rows = np.flatnonzero(part_of == number)
@@ -234,20 +251,23 @@ def open_cadences(
     cache_dir: str | Path | None = None,
     background: str = "none",
     access: str = "read",
+    observation_shape: Sequence[int] = OBSERVATION_SHAPE,
 ) -> tuple[CadenceDataset, str]:
     """The dataset for `ids`: from the packed cache under `cache_dir` when one holds them with the observations
-    the view (and background cleaning) reads (with `access`, see PackedCadenceDataset), else from the file tree.
-    All deliver the same float16 values. Returns it and a line saying which source it reads and, on a fallback, why."""
+    the view (and background cleaning) reads, of `observation_shape` (with `access`, see PackedCadenceDataset),
+    else from the file tree, whose files must have that shape. All deliver the same float16 values. Returns it
+    and a line saying which source it reads and, on a fallback, why."""
     observations = loaded_observations(view, background)
+    observation_shape = tuple(observation_shape)
     if cache_dir is not None:
-        packed, reason = find_packed(cache_dir, split, ids, observations)
+        packed, reason = find_packed(cache_dir, split, ids, observations, observation_shape)
         if packed is not None:
-            dataset = PackedCadenceDataset(packed, ids, targets, observations, access)
+            dataset = PackedCadenceDataset(packed, ids, targets, observations, access, observation_shape)
             return dataset, f"{split}: reading the packed cache {reason}"
         note = f"{split}: reading the file tree under {data_dir} ({reason})"
     else:
         note = f"{split}: reading the file tree under {data_dir}"
-    return CadenceDataset(data_dir, split, ids, targets, observations), note
+    return CadenceDataset(data_dir, split, ids, targets, observations, observation_shape), note
 
 
 def loader_workers(num_workers: int | None, num_processes: int = 1, packed: bool = False) -> int:

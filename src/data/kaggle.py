@@ -4,6 +4,8 @@ Layout (the competition's, also written by `python -m src.synth`):
     <data_dir>/train_labels.csv          id,target
     <data_dir>/sample_submission.csv     id,target
     <data_dir>/{train,test}/{id[0]}/{id}.npy   float16 (6, 273, 256): ABACAD observations x time x frequency
+                                         (other data in this layout: (6, rows, channels), as its run's
+                                         config's observation_shape says)
 
 Every reader here names the file and the problem in its error (DataError, CadenceError), which the entry
 points print as one `error:` line.
@@ -18,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
-from src.core.cadence import CADENCE_SHAPE
+from src.core.cadence import CADENCE_SHAPE, cadence_shape
 from src.core.errors import DataError
 
 TRAIN_LABELS = "train_labels.csv"
@@ -91,9 +93,13 @@ def read_test_labels(data_dir: str | Path) -> pd.DataFrame | None:
     return read_id_table(path) if path.is_file() else None
 
 
-def load_cadence(path: str | Path) -> np.ndarray:
-    """A (6, 273, 256) float cadence with only finite values, or a CadenceError naming the file and the problem."""
+def load_cadence(path: str | Path, shape: Sequence[int] = CADENCE_SHAPE) -> np.ndarray:
+    """A float cadence of `shape` with only finite values, or a CadenceError naming the file and the problem.
+
+    `shape` is the whole cadence's (6, rows, channels), Kaggle's (6, 273, 256) by default, or one observation's
+    (rows, channels), e.g. a run's `observation_shape`."""
     path = Path(path)
+    expected = tuple(shape) if len(shape) == len(CADENCE_SHAPE) else cadence_shape(tuple(shape))
     try:
         cadence = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -105,8 +111,8 @@ def load_cadence(path: str | Path) -> np.ndarray:
     if not isinstance(cadence, np.ndarray):  # an .npz archive under a .npy name
         cadence.close()
         raise CadenceError(f"{path}: holds an .npz archive, expected a single array")
-    if cadence.shape != CADENCE_SHAPE:
-        raise CadenceError(f"{path}: shape {cadence.shape}, expected {CADENCE_SHAPE}", "shape")
+    if cadence.shape != expected:
+        raise CadenceError(f"{path}: shape {cadence.shape}, expected {expected}", "shape")
     if cadence.dtype.newbyteorder("=").name not in CADENCE_DTYPES:  # in either byte order
         raise CadenceError(f"{path}: dtype {cadence.dtype}, expected one of {', '.join(CADENCE_DTYPES)}", "dtype")
     check_finite(cadence, path)

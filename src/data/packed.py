@@ -5,7 +5,8 @@ Written by `python -m src.pack` (src/pack.py); read by src/data/datasets.py when
 Layout of one packed split, `<out>/<split>-<on|all>/`:
     cache.json         what it holds: split, observations, sample shape, shard size, source, complete or not
     index.csv          the ids, in row order (row r lives in shard r // shard_size)
-    shard_00000.npy    (rows, n_observations, 273, 256) float16, a plain .npy (np.load(mmap_mode="r") opens it)
+    shard_00000.npy    (rows, n_observations, 273, 256) float16, a plain .npy (np.load(mmap_mode="r") opens it);
+                       other data: (rows, n_observations, *observation_shape), as packed with --observation-shape
 
 Every cadence is read and checked (shape, dtype, finite values, and within float16's range) as it is packed.
 Shards are filled in parallel worker processes, each under a hidden temporary name renamed into place when
@@ -26,7 +27,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from src.core.cadence import CADENCE_SHAPE, view_observations
+from src.core.cadence import OBSERVATION_SHAPE, observation_shape_problem, view_observations
 from src.core.errors import DataError
 from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.kaggle import (
@@ -75,10 +76,11 @@ class PackedSplit:
     shard_size: int
     ids: tuple[str, ...]
     offsets: tuple[int, ...] = ()  # byte offset of row 0 in each shard file, read once by open_packed
+    observation_shape: tuple[int, int] = OBSERVATION_SHAPE  # time rows, frequency channels of one observation
 
     @property
     def sample_shape(self) -> tuple[int, int, int]:
-        return (len(self.observations), *CADENCE_SHAPE[1:])
+        return (len(self.observations), *self.observation_shape)
 
     @property
     def row_bytes(self) -> int:
@@ -142,8 +144,17 @@ def open_packed(folder: str | Path) -> PackedSplit:
             f"{folder}: packing was interrupted; run the same `python -m src.pack` command again to finish it"
         )
     index = pd.read_csv(folder / CACHE_INDEX, dtype={"id": str})
+    observations = tuple(meta["observations"])
+    sample_shape = tuple(meta.get("sample_shape", (len(observations), *OBSERVATION_SHAPE)))
+    if len(sample_shape) != 3 or sample_shape[0] != len(observations):
+        raise DataError(f"{folder / CACHE_META}: sample_shape {list(sample_shape)} does not fit {list(observations)}")
     packed = PackedSplit(
-        folder, meta["split"], tuple(meta["observations"]), int(meta["shard_size"]), tuple(index["id"])
+        folder,
+        meta["split"],
+        observations,
+        int(meta["shard_size"]),
+        tuple(index["id"]),
+        observation_shape=tuple(int(n) for n in sample_shape[1:]),
     )
     if len(packed.ids) != meta["n_cadences"]:
         raise DataError(f"{folder / CACHE_INDEX}: {len(packed.ids)} ids, {CACHE_META} says {meta['n_cadences']}")
@@ -159,10 +170,17 @@ def open_packed(folder: str | Path) -> PackedSplit:
 
 
 def find_packed(
-    cache_dir: str | Path, split: str, ids: Sequence[str], observations: Sequence[int]
+    cache_dir: str | Path,
+    split: str,
+    ids: Sequence[str],
+    observations: Sequence[int],
+    observation_shape: Sequence[int] = OBSERVATION_SHAPE,
 ) -> tuple[PackedSplit | None, str]:
-    """The cache under `cache_dir` that holds `ids` of `split` with at least `observations`, or None and why not."""
+    """The cache under `cache_dir` that holds `ids` of `split` with at least `observations`, each of
+    `observation_shape` (rows, channels), or None and why not."""
+    observation_shape = tuple(observation_shape)
     names = (cache_folder_name(split, observations), cache_folder_name(split, view_observations("all")))
+    other_shape = None  # a cache of the right observations, but of another shape
     for name in dict.fromkeys(names):  # the view's own cache first, then one of all six (once, if that is the same)
         folder = Path(cache_dir) / name
         if not (folder / CACHE_META).is_file():
@@ -170,11 +188,19 @@ def find_packed(
         packed = open_packed(folder)
         if not set(observations) <= set(packed.observations):
             continue
+        if packed.observation_shape != observation_shape:
+            other_shape = other_shape or (
+                f"{folder} holds observations of {packed.observation_shape[0]} rows x "
+                f"{packed.observation_shape[1]} channels, the run's observation_shape is {observation_shape[0]} x "
+                f"{observation_shape[1]}; repack it with --observation-shape {observation_shape[0]} "
+                f"{observation_shape[1]}"
+            )
+            continue
         missing = set(ids) - set(packed.ids)
         if missing:
             return None, f"{folder} lacks {len(missing)} of the {len(ids)} ids (e.g. {sorted(missing)[0]}); repack it"
         return packed, f"{folder}"
-    return None, f"no {split} cache with observations {list(observations)} under {cache_dir}"
+    return None, other_shape or f"no {split} cache with observations {list(observations)} under {cache_dir}"
 
 
 def split_ids(data_dir: Path, split: str) -> list[str]:
@@ -185,11 +211,18 @@ def split_ids(data_dir: Path, split: str) -> list[str]:
     return ids
 
 
-def fill_rows(shard_file: str, first_row: int, paths: Sequence[str], observations: Sequence[int]) -> int:
-    """Worker task: write the cadences at `paths` into rows first_row... of an open shard file."""
+def fill_rows(
+    shard_file: str,
+    first_row: int,
+    paths: Sequence[str],
+    observations: Sequence[int],
+    observation_shape: Sequence[int] = OBSERVATION_SHAPE,
+) -> int:
+    """Worker task: write the cadences at `paths` (each of `observation_shape`) into rows first_row... of an
+    open shard file."""
     shard = np.load(shard_file, mmap_mode="r+")
     for row, path in enumerate(paths, start=first_row):
-        shard[row] = to_float16(load_cadence(path)[list(observations)], Path(path))
+        shard[row] = to_float16(load_cadence(path, observation_shape)[list(observations)], Path(path))
     shard.flush()
     del shard
     return len(paths)
@@ -208,13 +241,20 @@ def pack_split(
     workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    observation_shape: Sequence[int] = OBSERVATION_SHAPE,
 ) -> Path:
-    """Pack one split; continues an interrupted pack of the same ids; returns the cache folder."""
+    """Pack one split of cadences whose observations are `observation_shape` (rows, channels; Kaggle's by
+    default; a file of another shape stops the pack); continues an interrupted pack of the same ids and shape;
+    returns the cache folder."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data directory not found")
     if shard_size < 1:
         raise DataError(f"--shard-size: must be >= 1, got {shard_size}")
+    observation_shape = tuple(int(n) for n in observation_shape)
+    problem = observation_shape_problem(observation_shape)
+    if problem:
+        raise DataError(f"--observation-shape: {problem}")
     observations = view_observations(view)
     ids = split_ids(data_dir, split)
     folder = Path(out_dir) / cache_folder_name(split, observations)
@@ -222,7 +262,7 @@ def pack_split(
         "format": CACHE_FORMAT,
         "split": split,
         "observations": list(observations),
-        "sample_shape": [len(observations), *CADENCE_SHAPE[1:]],
+        "sample_shape": [len(observations), *observation_shape],
         "dtype": PACKED_DTYPE.name,
         "shard_size": shard_size,
         "n_cadences": len(ids),
@@ -230,7 +270,7 @@ def pack_split(
         "complete": False,
     }
     start_or_continue(folder, meta, ids, overwrite)
-    packed = PackedSplit(folder, split, observations, shard_size, tuple(ids))
+    packed = PackedSplit(folder, split, observations, shard_size, tuple(ids), observation_shape=observation_shape)
     todo = [s for s in range(packed.n_shards) if not packed.shard_path(s).is_file()]
     for shard in todo:  # a partial shard of an interrupted pack is simply filled again
         np.lib.format.open_memmap(
@@ -251,7 +291,9 @@ def pack_split(
     bar = tqdm(total=len(ids), initial=done, desc=f"packing {split} -> {folder}", unit="cadence", disable=not progress)
     with ProcessPoolExecutor(max_workers=workers or default_workers()) as pool:
         futures = {
-            pool.submit(fill_rows, str(folder / partial_shard_name(shard)), first, paths, observations): shard
+            pool.submit(
+                fill_rows, str(folder / partial_shard_name(shard)), first, paths, observations, observation_shape
+            ): shard
             for shard, first, paths in tasks
         }
         try:

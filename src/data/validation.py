@@ -20,6 +20,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
+from src.core.cadence import OBSERVATION_SHAPE
 from src.core.errors import DataError
 from src.core.files import write_csv_atomically
 from src.data.kaggle import (
@@ -52,23 +53,33 @@ class BadCadence:
     kind: str
 
 
-def check_cadence(sample_id: str, path: Path) -> BadCadence | None:
-    """None when the cadence loads; else what is wrong, without the path the message starts with."""
+def check_cadence(
+    sample_id: str, path: Path, observation_shape: Sequence[int] = OBSERVATION_SHAPE
+) -> BadCadence | None:
+    """None when the cadence loads (with observations of `observation_shape`); else what is wrong, without the
+    path the message starts with."""
     try:
-        load_cadence(path)
+        load_cadence(path, observation_shape)
     except CadenceError as err:
         return BadCadence(sample_id, str(path), str(err).removeprefix(f"{path}: "), err.kind)
     return None
 
 
 def scan_cadences(
-    data_dir: str | Path, split: str, ids: Sequence[str], workers: int = DEFAULT_WORKERS, progress: bool = True
+    data_dir: str | Path,
+    split: str,
+    ids: Sequence[str],
+    workers: int = DEFAULT_WORKERS,
+    progress: bool = True,
+    observation_shape: Sequence[int] = OBSERVATION_SHAPE,
 ) -> list[BadCadence]:
-    """Load every cadence of `ids` as training would; the bad ones, in the order of `ids` whatever `workers`."""
+    """Load every cadence of `ids` as training would (observations of `observation_shape`); the bad ones, in the
+    order of `ids` whatever `workers`."""
     paths = [cadence_path(data_dir, split, i) for i in ids]
+    shapes = [tuple(observation_shape)] * len(paths)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         results = tqdm(
-            pool.map(check_cadence, ids, paths),
+            pool.map(check_cadence, ids, paths, shapes),
             total=len(paths),
             desc=f"checking {split}",
             unit="file",
@@ -196,7 +207,9 @@ def unlisted_files(data_dir: Path, split: str, ids: Sequence[str]) -> list[str]:
     return sorted(str(p) for p in (data_dir / split).rglob("*.npy") if p not in expected)
 
 
-def check_split(data_dir: Path, split: str, workers: int, progress: bool) -> tuple[SplitReport, list[str] | None]:
+def check_split(
+    data_dir: Path, split: str, workers: int, progress: bool, observation_shape: Sequence[int] = OBSERVATION_SHAPE
+) -> tuple[SplitReport, list[str] | None]:
     """The split's report and its ids (None when its table cannot be read)."""
     report = SplitReport(split, SPLIT_TABLES[split])
     try:
@@ -208,7 +221,7 @@ def check_split(data_dir: Path, split: str, workers: int, progress: bool) -> tup
     report.ids = len(ids)
     if split == "train":
         report.positives = int(table["target"].sum())
-    report.bad = scan_cadences(data_dir, split, ids, workers, progress)
+    report.bad = scan_cadences(data_dir, split, ids, workers, progress, observation_shape)
     report.unlisted = unlisted_files(data_dir, split, ids)
     return report, ids
 
@@ -237,15 +250,17 @@ def validate_data_dir(
     workers: int = DEFAULT_WORKERS,
     splits: Sequence[str] = ("train", "test"),
     progress: bool = True,
+    observation_shape: Sequence[int] = OBSERVATION_SHAPE,
 ) -> ValidationSummary:
-    """Check the tables and every cadence of `splits`; table problems are reported, not raised, so one run
-    shows everything. Only a missing data folder raises (DataError)."""
+    """Check the tables and every cadence of `splits` (observations of `observation_shape`, Kaggle's by default);
+    table problems are reported, not raised, so one run shows everything. Only a missing data folder raises
+    (DataError)."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: data directory not found")
     summary = ValidationSummary(str(data_dir), [])
     for split in splits:
-        report, ids = check_split(data_dir, split, workers, progress)
+        report, ids = check_split(data_dir, split, workers, progress, observation_shape)
         summary.splits.append(report)
         if split == "test":
             summary.test_labels, summary.notes = check_test_labels(data_dir, ids)

@@ -1,7 +1,7 @@
 """Fold-ensemble inference with flip TTA: logits averaged over TTA views and checkpoints, then sigmoid.
 
 Each checkpoint carries its own config, so a run's folds (or checkpoints of different runs) are read
-with the view, normalisation and image size they were trained with.
+with the view, normalisation, image size and data geometry (observation_shape) they were trained with.
 """
 
 from __future__ import annotations
@@ -128,11 +128,18 @@ def checkpoint_logits(
     model = model.to(accelerator.device).eval()
     if cfg.compile:
         model = torch.compile(model)
-    dataset, note = open_cadences(data_dir, split, ids, None, cfg.view, cache_dir, cfg.background)
+    dataset, note = open_cadences(
+        data_dir, split, ids, None, cfg.view, cache_dir, cfg.background, observation_shape=cfg.observation_shape
+    )
     accelerator.print(note)
     workers = loader_workers(num_workers, accelerator.num_processes, isinstance(dataset, PackedCadenceDataset))
     batch_size = fitting_batch_size(
-        model, image_shape(cfg.view, cfg.image_size), batch_size, accelerator, tta, cfg.channels_last
+        model,
+        image_shape(cfg.view, cfg.image_size, cfg.observation_shape),
+        batch_size,
+        accelerator,
+        tta,
+        cfg.channels_last,
     )
     while True:
         try:

@@ -261,7 +261,14 @@ def train_one_epoch(
             observations, targets = batch["observations"], batch["target"]
             if cfg.inject_prob > 0 or cfg.inject_rfi_prob > 0:
                 observations, targets = inject_signals(
-                    observations, targets, loaded, cfg.inject_prob, cfg.inject_rfi_prob, cfg.inject_snr, generator
+                    observations,
+                    targets,
+                    loaded,
+                    cfg.inject_prob,
+                    cfg.inject_rfi_prob,
+                    cfg.inject_snr,
+                    generator,
+                    window=cfg.window,
                 )
             images = random_flips(batch_to_images(observations, cfg), cfg.hflip_p, cfg.vflip_p, generator)
             images, targets = mix_batch(
@@ -354,6 +361,7 @@ def train_fold(
             cfg.cache_dir,
             cfg.background,
             access="map",  # every epoch reads the same cadences again
+            observation_shape=cfg.observation_shape,
         )
         accelerator.print(note)
         return found
@@ -373,6 +381,7 @@ def train_fold(
             cfg.cache_dir,
             cfg.background,
             access="map",
+            observation_shape=cfg.observation_shape,
         )
         accelerator.print(f"{note}; {len(pseudo)} pseudo-labelled cadences join the training set")
         train_set = CombinedCadences([train_set, test_set])
@@ -529,7 +538,9 @@ def usable_labels(cfg: Config, run_dir: Path, labels: pd.DataFrame, accelerator:
         return labels
     bad_list = run_dir / BAD_FILES_CSV
     if accelerator.is_main_process:
-        bad = scan_cadences(cfg.data_dir, "train", labels["id"].tolist(), progress=True)
+        bad = scan_cadences(
+            cfg.data_dir, "train", labels["id"].tolist(), progress=True, observation_shape=cfg.observation_shape
+        )
         write_bad_list(bad, bad_list)
         if bad:
             accelerator.print(f"skip_bad: leaving out {len(bad)} unreadable training cadence(s), listed in {bad_list}")
@@ -552,7 +563,16 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
     if not resume:  # what can be checked is checked before the run folder is made
         check_fold_sizes(labels, cfg.n_folds, Path(cfg.data_dir) / TRAIN_LABELS)
         if cfg.cache_dir:  # an incomplete or damaged packed cache
-            open_cadences(cfg.data_dir, "train", labels["id"].tolist(), None, cfg.view, cfg.cache_dir, cfg.background)
+            open_cadences(
+                cfg.data_dir,
+                "train",
+                labels["id"].tolist(),
+                None,
+                cfg.view,
+                cfg.cache_dir,
+                cfg.background,
+                observation_shape=cfg.observation_shape,
+            )
         build_model(cfg)  # an unknown backbone or unreadable pretrained weights
     cfg, run_dir = prepare_run_dir(cfg, recipe_name, overwrite, resume)
     resume_command = f"{launcher()} main.py --resume {run_dir}"

@@ -33,7 +33,7 @@ N_OBS, N_ROWS, N_CHANS = CADENCE_SHAPE
 MAX_DRIFT = 48  # channels over one observation: 0.027 Hz/s, above the generator's 0.025 Hz/s
 WIDTH = 1  # channels summed across each line (boxcar); 1 = single-channel lines
 MAD_TO_STD = 1.4826  # MAD of a Gaussian times this is its standard deviation
-OBSERVATION_STEP_ROWS = N_ROWS + T_SLEW_S / DT_S  # rows from one observation's start to the next's
+OBSERVATION_STEP_ROWS = N_ROWS + T_SLEW_S / DT_S  # rows from one Kaggle observation's start to the next's
 REFERENCE_OBSERVATION = ON_OBSERVATIONS[1]  # the planes are aligned at the first row of the middle ON observation
 
 
@@ -159,9 +159,18 @@ def cadence_score(snr: torch.Tensor) -> torch.Tensor:
     return snr[:, list(ON_OBSERVATIONS)].amin(dim=1) - snr[:, list(OFF_OBSERVATIONS)].amax(dim=1)
 
 
-def cadence_planes(observations: torch.Tensor, n_drifts: int, max_drift: int = MAX_DRIFT) -> torch.Tensor:
+def observation_step_rows(n_rows: int, row_seconds: float = DT_S) -> float:
+    """Rows from one observation's start to the next's: its own rows plus the slew, in rows of `row_seconds`."""
+    return n_rows + T_SLEW_S / row_seconds
+
+
+def cadence_planes(
+    observations: torch.Tensor, n_drifts: int, max_drift: int = MAX_DRIFT, row_seconds: float = DT_S
+) -> torch.Tensor:
     """(B, 6, rows, chans) normalised observations -> (B, 6, n_drifts, chans) de-Doppler planes aligned across
-    the cadence, in noise sigmas for unit-variance input.
+    the cadence, in noise sigmas for unit-variance input. Any rows and chans: the observations follow each other
+    at the batch's own row count plus the slew in rows of `row_seconds` (Kaggle's: 273 + 20 s / 18.25 s). The
+    observations must share one frequency window (a fixed window, not one that follows a candidate's drift).
 
     Entry [k, d, f] sums observation k along the straight line of drift d (channels per observation) that is at
     channel f at the first row of the middle ON observation, continued across the slews. A linearly drifting
@@ -175,7 +184,8 @@ def cadence_planes(observations: torch.Tensor, n_drifts: int, max_drift: int = M
         n_rows
     )  # (B, 6, D, F), each line from its own start
     drifts = drift_steps(max_drift, n_drifts)
-    steps = (torch.arange(N_OBS, dtype=torch.float64) - REFERENCE_OBSERVATION) * OBSERVATION_STEP_ROWS / (n_rows - 1)
+    step_rows = observation_step_rows(n_rows, row_seconds)
+    steps = (torch.arange(N_OBS, dtype=torch.float64) - REFERENCE_OBSERVATION) * step_rows / (n_rows - 1)
     offsets = (
         torch.round(steps[:, None] * drifts[None]).long().to(observations.device)
     )  # (6, D): channel shift at obs start

@@ -146,15 +146,16 @@ def event_table(events: pd.DataFrame, hits: pd.DataFrame, cadence, bounds, max_d
 
 
 def candidate_table(events: pd.DataFrame, cadence, bounds, filter_level: int) -> pd.DataFrame:
-    """Events at `filter_level` or above, ranked by score, with what a person reads first and what a model
-    needs to cut each observation's snippet."""
-    kept = events[events["level"] >= filter_level].sort_values("score", ascending=False, kind="stable")
+    """Events at `filter_level` or above, ranked by the model's score where a model scored them, else by the
+    search's score, with what a person reads first and what a model needs to cut each observation's snippet."""
+    kept = events[events["level"] >= filter_level].sort_values(ranking_column(events), ascending=False, kind="stable")
     n_obs = len(cadence.headers)
     first_on = cadence.on.index(True)
     table = pd.DataFrame(
         {
             "rank": np.arange(1, len(kept) + 1),
             "cadence": cadence.name,
+            **({"model_score": kept["model_score"].to_numpy()} if "model_score" in kept else {}),
             "score": kept["score"].to_numpy(),
             "level": kept["level"].to_numpy(),
             "frequency": kept[f"freq_obs{first_on}"].to_numpy(),
@@ -176,25 +177,53 @@ def candidate_table(events: pd.DataFrame, cadence, bounds, filter_level: int) ->
     return table
 
 
+def ranking_column(table: pd.DataFrame) -> str:
+    """What candidates are ranked by: the model's score when a model scored them, else the search's."""
+    return "model_score" if "model_score" in table else "score"
+
+
 def chunk_paths(folder: Path, chunk: int) -> tuple[Path, Path, Path]:
     """A chunk's hits, events and done marker (written last) under the cadence folder."""
     base = folder / CHUNK_FOLDER / f"{chunk:05d}"
     return base.with_suffix(".hits.csv"), base.with_suffix(".events.csv"), base.with_suffix(".done.json")
 
 
-def read_chunks(folder: Path, bounds) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+def snippet_path(folder: Path, chunk: int) -> Path:
+    """A chunk's event snippets for a model, (events, observations, rows, channels) float16, in the events' order."""
+    return folder / CHUNK_FOLDER / f"{chunk:05d}.snippets.npy"
+
+
+def model_score_path(folder: Path, chunk: int) -> Path:
+    """A model's logits for a chunk's events (one row each, in the events' order)."""
+    return folder / CHUNK_FOLDER / f"{chunk:05d}.model.csv"
+
+
+def read_chunks(folder: Path, bounds, with_model: bool = False) -> tuple[pd.DataFrame, pd.DataFrame, list[dict]]:
+    """The chunks' hits, events (with `with_model`, their model logits as `model_logit`) and summaries."""
     hits, events, summaries = [], [], []
     for chunk in range(len(bounds)):
         hits_path, events_path, done_path = chunk_paths(folder, chunk)
         hits.append(pd.read_csv(hits_path))
-        events.append(pd.read_csv(events_path))
+        chunk_events = pd.read_csv(events_path)
+        if with_model:
+            logits = pd.read_csv(model_score_path(folder, chunk))["model_logit"].to_numpy()
+            if len(logits) != len(chunk_events):
+                raise ValueError(
+                    f"{model_score_path(folder, chunk)}: {len(logits)} scores for {len(chunk_events)} events"
+                )
+            chunk_events["model_logit"] = logits
+        events.append(chunk_events)
         summaries.append(json.loads(done_path.read_text()))
     return pd.concat(hits, ignore_index=True), pd.concat(events, ignore_index=True), summaries
 
 
-def write_cadence_outputs(folder: Path, cadence, settings, bounds) -> None:
-    """Every output of a cadence whose chunks are all done (rewritten from the chunk files each time)."""
-    raw_hits, raw_events, summaries = read_chunks(folder, bounds)
+def write_cadence_outputs(folder: Path, cadence, settings, bounds, model: dict | None = None) -> None:
+    """Every output of a cadence whose chunks are all done (rewritten from the chunk files each time). With
+    `model` (what scored the events: its description and threshold), every chunk has its model scores, the
+    candidates are ranked by them and the report says how many pass the threshold."""
+    raw_hits, raw_events, summaries = read_chunks(folder, bounds, with_model=model is not None)
+    if model is not None:
+        raw_events["model_score"] = 1.0 / (1.0 + np.exp(-raw_events["model_logit"].to_numpy(float)))
     hits = hit_table(raw_hits, cadence, bounds)
     (folder / "hits").mkdir(exist_ok=True)
     for k, header in enumerate(cadence.headers):
@@ -207,10 +236,13 @@ def write_cadence_outputs(folder: Path, cadence, settings, bounds) -> None:
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
     write_atomically(plots / "overview.png", lambda tmp: plot_overview(tmp, hits, events, cadence))
+    for stale in plots.glob("candidate_*.png"):  # of an earlier assembly, ranked otherwise
+        stale.unlink()
     for candidate in candidates.head(settings.plot_top).itertuples(index=False):
         path = plots / f"candidate_{candidate.rank:03d}.png"
         write_atomically(path, lambda tmp, c=candidate: plot_candidate(tmp, c, cadence))
-    write_text_atomically(folder / "report.md", cadence_report(cadence, settings, hits, events, candidates, summaries))
+    report = cadence_report(cadence, settings, hits, events, candidates, summaries, model)
+    write_text_atomically(folder / "report.md", report)
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -218,7 +250,19 @@ def _markdown(table: pd.DataFrame) -> str:
     return header + "".join("| " + " | ".join(str(v) for v in row) + " |\n" for row in table.itertuples(index=False))
 
 
-def cadence_report(cadence, settings, hits, events, candidates, summaries) -> str:
+def model_lines(model: dict | None, candidates: pd.DataFrame) -> list[str]:
+    """What the model did, and how many candidates a person must review at its threshold."""
+    if model is None:
+        return []
+    passing = int((candidates["model_score"] >= model["threshold"]).sum())
+    return [
+        f"Model: {model['description']}. Candidates are ranked by its score (probability of a needle). At the "
+        f"threshold {model['threshold']:g}: **{passing}** of {len(candidates)} to review.",
+        "",
+    ]
+
+
+def cadence_report(cadence, settings, hits, events, candidates, summaries, model: dict | None = None) -> str:
     seconds = [s["seconds"] for s in summaries]
     files = pd.DataFrame(
         {
@@ -235,6 +279,7 @@ def cadence_report(cadence, settings, hits, events, candidates, summaries) -> st
     shown = pd.DataFrame(
         {
             "rank": top["rank"],
+            **({"model score": top["model_score"].map("{:.3f}".format)} if model is not None else {}),
             "score": top["score"].map("{:.1f}".format),
             "level": top["level"],
             "frequency (MHz)": top["frequency"].map("{:.6f}".format),
@@ -257,8 +302,14 @@ def cadence_report(cadence, settings, hits, events, candidates, summaries) -> st
         _markdown(files),
         f"Events: level 1 (hits): {levels[1]}, level 2 (in an ON, no OFF): {levels[2]}, "
         f"level 3 (in every ON, no OFF): {levels[3]}. Candidates (level >= {settings.filter_level}): "
-        f"**{len(candidates)}** to review, ranked by score (sqrt(#ON) x (mean ON SNR - strongest OFF SNR)).",
+        f"**{len(candidates)}**"
+        + (
+            ", ranked by the model's score."
+            if model
+            else " to review, ranked by score (sqrt(#ON) x (mean ON SNR - strongest OFF SNR))."
+        ),
         "",
+        *model_lines(model, candidates),
         _markdown(shown) if len(shown) else "No candidate passed the filter.",
         f"Search time: {sum(seconds):.1f} s in all, {np.mean(seconds):.2f} s per coarse channel for the "
         f"{len(cadence.headers)} observations. Overview: [plots/overview.png](plots/overview.png). Files: hits/*.dat "
@@ -280,12 +331,12 @@ def write_catalog_outputs(out: Path, folders: list[Path]) -> None:
                 "cadence": f"[{folder.name}]({folder.name}/report.md)",
                 "hits": sum(s["hits"] for s in summaries),
                 "candidates": len(candidates),
-                "best score": f"{candidates['score'].max():.1f}" if len(candidates) else "",
+                "best score": f"{candidates[ranking_column(candidates)].max():.3g}" if len(candidates) else "",
                 "seconds": f"{sum(s['seconds'] for s in summaries):.1f}",
             }
         )
     combined = pd.concat(tables, ignore_index=True)
-    combined = combined.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
+    combined = combined.sort_values(ranking_column(combined), ascending=False, kind="stable").reset_index(drop=True)
     combined.insert(0, "catalog_rank", np.arange(1, len(combined) + 1))
     write_csv_atomically(combined, out / "candidates.csv")
     text = (

@@ -22,24 +22,34 @@ import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from src.core.errors import USER_ERRORS, ConfigError
-from src.core.files import write_csv_atomically, write_text_atomically
+from src.core.files import write_csv_atomically, write_npy_atomically, write_text_atomically
+from src.data.clean import clean_block
 from src.data.filterbank import fine_channels_per_coarse, read_block
+from src.data.snippets import cut_snippets
 from src.search.cadence import Cadence
-from src.search.clean import clean_block
 from src.search.events import ObservationClock, find_events
 from src.search.hits import dedoppler_profile, find_hits
-from src.search.outputs import CHUNK_FOLDER, chunk_paths, write_cadence_outputs, write_catalog_outputs
+from src.search.outputs import (
+    CHUNK_FOLDER,
+    chunk_paths,
+    snippet_path,
+    write_cadence_outputs,
+    write_catalog_outputs,
+)
 
 STATE_FILE = "scan.json"
+ASSEMBLY_SETTINGS = ("filter_level", "plot_top")  # settings of the outputs only: a rerun may change them
 ENGINES = ("local", "ray")
 
 
@@ -99,10 +109,29 @@ def clocks(cadence: Cadence) -> list[ObservationClock]:
     ]
 
 
+def event_snippets(events: pd.DataFrame, blocks: list[torch.Tensor], cadence: Cadence, n_channels: int) -> np.ndarray:
+    """(events, n_obs, rows, n_channels) float16 snippets of a chunk's events (channels within the block), each
+    observation's window where the event's track is in it (src/data/snippets.py)."""
+    n_obs = len(cadence.headers)
+    starts = events[[f"channel_obs{k}" for k in range(n_obs)]].to_numpy(float).reshape(len(events), n_obs)
+    clock = clocks(cadence)
+    rates = np.array([clock[o].rate(d) for o, d in zip(events["obs"], events["drift"], strict=True)], dtype=float)
+    spans = np.array([(c.n_rows - 1) * c.tsamp for c in clock], dtype=float)
+    drifts = rates.reshape(-1, 1) * spans[None]
+    snippets = cut_snippets(blocks, starts, drifts, events["width"].to_numpy(), n_channels)
+    return snippets.to(torch.float16).cpu().numpy()
+
+
 def search_chunk(
-    cadence: Cadence, chunk: int, bounds: tuple[int, int], settings: ScanSettings, device: torch.device
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hits (every observation) and events of one coarse channel, channels counted in the file."""
+    cadence: Cadence,
+    chunk: int,
+    bounds: tuple[int, int],
+    settings: ScanSettings,
+    device: torch.device,
+    snippet_channels: int | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | None]:
+    """Hits (every observation) and events of one coarse channel, channels counted in the file, and with
+    `snippet_channels` every event's snippet (in the events' order) for a model to score."""
     start, stop = bounds
     profiles, hits, blocks = [], [], []
     for k, header in enumerate(cadence.headers):
@@ -126,19 +155,22 @@ def search_chunk(
         profiles.append(profile)
     hit_table = pd.concat(hits, ignore_index=True)
     events = find_events(hit_table, clocks(cadence), profiles, blocks, settings.snr, settings.keep_zero_drift)
+    snippets = event_snippets(events, blocks, cadence, snippet_channels) if snippet_channels else None
     for table in (hit_table, events):
         table.insert(0, "chunk", chunk)
         for column in [c for c in table.columns if c == "channel" or c.startswith("channel_obs")]:
             table[column] += start
-    return hit_table, events
+    return hit_table, events, snippets
 
 
 def state_of(cadence: Cadence, settings: ScanSettings) -> dict:
-    """What a finished chunk's results depend on: the settings and the files (path, size, modification time)."""
+    """What a finished chunk's results depend on: the search's settings (not ASSEMBLY_SETTINGS, which only shape
+    the tables and plots assembled from the chunks on every run) and the files (path, size, modification time)."""
     files = [
         {"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in cadence.paths
     ]
-    return {"settings": dataclasses.asdict(settings), "files": files, "pattern": cadence.pattern()}
+    search = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ASSEMBLY_SETTINGS}
+    return {"settings": search, "files": files, "pattern": cadence.pattern()}
 
 
 def prepare_folder(folder: Path, state: dict, overwrite: bool) -> None:
@@ -164,8 +196,12 @@ def scan_cadence(
     overwrite: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    snippet_channels: int | None = None,
+    assemble: bool = True,
 ) -> Path:
-    """Scan one cadence into `out/<cadence name>/`; returns that folder."""
+    """Scan one cadence into `out/<cadence name>/`; returns that folder. With `snippet_channels`, each chunk also
+    keeps its events' snippets (a chunk done without them is searched again: the same results, plus them);
+    `assemble` writes the cadence's outputs at the end (a model's scores are added first when it is False)."""
     folder = Path(out) / cadence.name
     bounds = chunk_bounds(cadence, settings)  # checked before anything is written
     torch_device = torch.device(device)
@@ -175,37 +211,51 @@ def scan_cadence(
     ) as bar:
         for chunk, chunk_range in enumerate(bounds):
             hits_path, events_path, done_path = chunk_paths(folder, chunk)
-            if not done_path.is_file():
+            snippets_path = snippet_path(folder, chunk)
+            if not done_path.is_file() or (snippet_channels and not snippets_path.is_file()):
                 started = time.perf_counter()
-                hits, events = search_chunk(cadence, chunk, chunk_range, settings, torch_device)
+                hits, events, snippets = search_chunk(
+                    cadence, chunk, chunk_range, settings, torch_device, snippet_channels
+                )
                 write_csv_atomically(hits, hits_path)
                 write_csv_atomically(events, events_path)
+                if snippets is not None:
+                    write_npy_atomically(snippets, snippets_path)
                 summary = {"seconds": time.perf_counter() - started, "hits": len(hits), "events": len(events)}
                 write_text_atomically(done_path, json.dumps(summary))
             bar.update(1)
-    write_cadence_outputs(folder, cadence, settings, bounds)
+    if assemble:
+        write_cadence_outputs(folder, cadence, settings, bounds)
     return folder
 
 
-def _scan_task(cadence: Cadence, out: Path, settings: ScanSettings, overwrite: bool, device: str) -> Path:
+@dataclass(frozen=True)
+class Execution:
+    """How a catalog is run; none of it changes the results. `snippet_channels`: keep every event's snippet of
+    that many channels for a model; `assemble`: write each cadence's outputs when its search ends (False when a
+    model's scores are to be added first)."""
+
+    device: str = "cpu"
+    engine: str = "local"
+    workers: int = 1
+    address: str | None = None
+    cpus_per_task: float = 1.0
+    gpus_per_task: float = 0.0
+    overwrite: bool = False
+    snippet_channels: int | None = None
+    assemble: bool = True
+
+
+def _scan_task(cadence: Cadence, out: Path, settings: ScanSettings, run: Execution) -> Path:
     """One cadence in a worker (a pool process or a Ray task): no progress bar of its own."""
     torch.set_num_threads(1)
-    return scan_cadence(cadence, out, settings, overwrite, device, progress=False)
+    return scan_cadence(cadence, out, settings, run.overwrite, run.device, False, run.snippet_channels, run.assemble)
 
 
 def scan_catalog(
-    cadences: list[Cadence],
-    out: Path,
-    settings: ScanSettings,
-    overwrite: bool = False,
-    device: str = "cpu",
-    engine: str = "local",
-    workers: int = 1,
-    address: str | None = None,
-    cpus_per_task: float = 1.0,
-    gpus_per_task: float = 0.0,
+    cadences: list[Cadence], out: Path, settings: ScanSettings, run: Execution = Execution()
 ) -> list[Path]:
-    """Scan every cadence (one per worker) and write the catalog's summary into `out`."""
+    """Scan every cadence (one per worker) and, when `run.assemble`, write the catalog's summary into `out`."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = [c.name for c in cadences]
@@ -214,65 +264,81 @@ def scan_catalog(
     with tqdm(
         total=len(cadences), desc="cadences", unit="cadence", leave=False, dynamic_ncols=True, disable=len(cadences) < 2
     ) as bar:
-        if engine == "ray":
-            folders = _run_ray(
-                cadences, out, settings, overwrite, device, address, cpus_per_task, gpus_per_task, bar.update
-            )
-        elif workers > 1 and len(cadences) > 1:
-            folders = _run_pool(cadences, out, settings, overwrite, device, workers, bar.update)
+        if run.engine == "ray":
+            with ray_session(run.address):
+                folders = _run_ray(cadences, out, settings, run, bar.update)
+        elif run.workers > 1 and len(cadences) > 1:
+            folders = _run_pool(cadences, out, settings, run, bar.update)
         else:
             folders = []
             for cadence in cadences:
-                folders.append(scan_cadence(cadence, out, settings, overwrite, device, progress=True))
+                folders.append(
+                    scan_cadence(
+                        cadence, out, settings, run.overwrite, run.device, True, run.snippet_channels, run.assemble
+                    )
+                )
                 bar.update(1)
-    write_catalog_outputs(out, folders)
+    if run.assemble:
+        write_catalog_outputs(out, folders)
     return folders
 
 
-def _run_pool(cadences, out, settings, overwrite, device, workers, done: Callable[[int], object]) -> list[Path]:
+def _run_pool(cadences, out, settings, run: Execution, done: Callable[[int], object]) -> list[Path]:
     folders: dict[str, Path] = {}
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(_scan_task, c, out, settings, overwrite, device): c.name for c in cadences}
+    with ProcessPoolExecutor(max_workers=run.workers, mp_context=get_context("spawn")) as pool:
+        futures = {pool.submit(_scan_task, c, out, settings, run): c.name for c in cadences}
         for future in as_completed(futures):
             folders[futures[future]] = future.result()
             done(1)
     return [folders[c.name] for c in cadences]
 
 
-def _run_ray(
-    cadences, out, settings, overwrite, device, address, cpus, gpus, done: Callable[[int], object]
-) -> list[Path]:
-    """One Ray task per cadence with the resources asked for, on a local Ray started here (address None) or on
-    the cluster at `address` ("auto", "host:6379"; the output folder must be on storage that every node sees)."""
+@contextmanager
+def ray_session(address: str | None):
+    """Ray for the block: the one already running in this process, else one started here (a fresh local
+    instance for address None, never a stale one recorded in /tmp/ray; or the cluster at `address`, "auto" or
+    "host:6379", whose nodes must all see the output folder) and shut down at the end."""
     os.environ.setdefault("RAY_AUTH_MODE", "token")  # Ray's default, set so that it does not warn about it
     import ray
 
     started_here = not ray.is_initialized()
     if started_here:
         ray.init(
-            address=address or "local",  # "local": a fresh instance, never a stale one recorded in /tmp/ray
+            address=address or "local",
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.WARNING,
         )
     try:
-        available = ray.cluster_resources().get("GPU", 0)
-        if gpus > available:
-            raise ConfigError(f"--gpus-per-task {gpus:g}: the Ray cluster has {available:g} GPU(s)")
-        task = ray.remote(_scan_task).options(num_cpus=cpus, num_gpus=gpus)
-        pending = {task.remote(c, out.resolve(), settings, overwrite, device): c.name for c in cadences}
-        folders: dict[str, Path] = {}
-        waiting = list(pending)
-        while waiting:
-            ready, waiting = ray.wait(waiting, num_returns=1)
-            try:
-                folders[pending[ready[0]]] = ray.get(ready[0])
-            except ray.exceptions.RayTaskError as err:  # a user's error in a task: its own message, not Ray's trace
-                if isinstance(err.cause, USER_ERRORS):
-                    raise err.cause from None
-                raise
-            done(1)
+        yield ray
     finally:
         if started_here:
             ray.shutdown()
+
+
+def ray_result(ray, ref):
+    """A finished Ray task's value; a user's error raised in the task comes back as itself, not Ray's trace."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as err:
+        if isinstance(err.cause, USER_ERRORS):
+            raise err.cause from None
+        raise
+
+
+def _run_ray(cadences, out, settings, run: Execution, done: Callable[[int], object]) -> list[Path]:
+    """One Ray task per cadence with the resources asked for."""
+    import ray
+
+    available = ray.cluster_resources().get("GPU", 0)
+    if run.gpus_per_task > available:
+        raise ConfigError(f"--gpus-per-task {run.gpus_per_task:g}: the Ray cluster has {available:g} GPU(s)")
+    task = ray.remote(_scan_task).options(num_cpus=run.cpus_per_task, num_gpus=run.gpus_per_task)
+    pending = {task.remote(c, out.resolve(), settings, run): c.name for c in cadences}
+    folders: dict[str, Path] = {}
+    waiting = list(pending)
+    while waiting:
+        ready, waiting = ray.wait(waiting, num_returns=1)
+        folders[pending[ready[0]]] = ray_result(ray, ready[0])
+        done(1)
     return [folders[c.name] for c in cadences]

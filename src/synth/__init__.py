@@ -4,6 +4,7 @@ on the device (inject.py). The generator's signal parameters live in generator.p
 from there, so the two draw the same signals. Filterbank cadences for the scan, six .h5/.fil files each with
 true headers, bandpass, DC spike and a truth table, are made by filterbank.py (`python -m src.synth.filterbank`).
 libraries.py imports setigen quietly for both.
+snippets.py (`python -m src.synth.snippets`) makes labelled (6, 16, 256) snippets like the scan's candidates'.
 
 May import: core, data.
 """

@@ -17,11 +17,21 @@ Signals are setigen paths on the cadence's clock (t = 0 at the first row of obse
 at any observation follows from its path through the observations and slews before it. Doppler smearing spreads a
 drift of more than a channel per row over the channels it crosses in that row, conserving the row's power.
 - needles, in the three ON observations only: linear, sine (a linear drift with a sinusoidal wobble), quadratic
-  (the drift rate changing over the cadence) or pulsed (linear, on and off in time); |drift| up to --max-drift,
-  both signs, each of the bins 0-1/8, 1/8-1/4, 1/4-1/2 and 1/2-1 of it equally likely, plus some near zero; kept
-  inside the inner 90% of their coarse channel during the ON observations.
+  (the drift rate changing over the cadence) or pulsed (linear, on and off in time), equally likely among those
+  --shapes names (default all four); |drift| up to --max-drift, both signs, each of the bins 0-1/8, 1/8-1/4,
+  1/4-1/2 and 1/2-1 of it equally likely, plus some near zero; kept inside the inner 90% of their coarse channel
+  during the ON observations.
 - RFI, in all six observations: zero-drift lines, drifting lines (one drift across the cadence), and broadband
   bursts (a row or two of raised power over a whole coarse channel in one to three observations).
+- RFI near needles (--rfi-near-needles SHARE, default 0: none): for round(SHARE x the cadence's needles) needles,
+  picked at random, one more line in all six observations and the needle's coarse channel that meets the
+  needle's path during an ON observation: at a moment drawn uniformly in one of the three ON observations it is
+  within NEAR_RFI_CHANNELS (30) channels of the needle (offset uniform in +-30). A zero-drift line (45 : 40 odds,
+  as for RFI) sits at a frequency the needle passes, a drifting line (a drift drawn as for any RFI) crosses or
+  passes the needle's path; SNR as for RFI (10-500). Needles in cadences with all-six RFI beside their path, that
+  a search must still find. These lines follow the cadence's other signals (signal_id from coarse_channels x
+  (needles + rfi) on), one per chosen needle, in the needles' order. They and the choice of needles come from a
+  generator stream of their own, so every other draw, and the files and truth without them, stay the same.
 
 SNR is setigen's: a signal of SNR s has a per-pixel level of s * noise_std / sqrt(rows) (`Frame.get_intensity`),
 i.e. s is the SNR of its power summed over one observation's rows, relative to the noise of one pixel; noise_std
@@ -30,8 +40,11 @@ is that observation's and coarse channel's, and the bandpass scales both alike.
 `truth.csv` holds one row per signal: cadence, signal_id, kind (needle, rfi_zero_drift, rfi_drift,
 rfi_broadband), shape, snr, drift_hz_s (Hz/s at t = 0), coarse_channel, f_mhz_obs0..5 (the frequency at each
 observation's start, empty where the signal is absent), chan_obs0..5 (the file's channel index there), width_hz
-(FWHM) and burst_rows (broadband: `obs:row` pairs). `catalog.csv` lists the files (`cadence,path`, relative to
-it) in ABACAD order. The same settings give byte-identical files, whatever the number of workers.
+(FWHM) and burst_rows (broadband: `obs:row` pairs); with --rfi-near-needles > 0 only (so that a set made
+without it is unchanged), a last column rfi_near: True for a needle given a line near it, False for every other
+row. `catalog.csv` lists the files (`cadence,path`, relative to it) in ABACAD order. The same settings give
+byte-identical files, whatever the number of workers; --shapes naming all four shapes (in any order) and
+--rfi-near-needles 0 give the same set as leaving them out.
 """
 
 from __future__ import annotations
@@ -51,7 +64,7 @@ import numpy as np
 import pandas as pd
 
 from src.core.cadence import CADENCE_ORDER, DF_HZ, DT_S, ON_OBSERVATIONS
-from src.core.cli import run_cli
+from src.core.cli import ErrorLineParser, run_cli
 from src.core.errors import ConfigError
 from src.core.files import write_atomically, write_csv_atomically
 from src.data.filterbank import FilterbankHeader, with_path, write_fil, write_h5
@@ -96,7 +109,12 @@ BANDPASS_RIPPLE_CYCLES = (4.0, 12.0)
 DC_SPIKE_FACTOR = (4.0, 10.0)  # the centre channel's level over its neighbours'
 NOISE_JITTER = 0.03  # an observation's noise level differs from its cadence's by up to this share (pointing)
 PATH_SAMPLES_PER_ROW = 8
-PLAN_STREAM, NOISE_STREAM = 0, 1
+# RFI near needles: a line within this many channels of the needle's path at a moment of an ON observation
+NEAR_RFI_CHANNELS = 30.0
+NEAR_RFI_KINDS = ("rfi_zero_drift", "rfi_drift")
+NEAR_RFI_SHARES = (0.45 / 0.85, 0.4 / 0.85)  # RFI_SHARES' odds of the two line kinds
+NEAR_RFI_RATE_TRIES = 20  # drifts drawn for a drifting line before settling for a zero-drift one that fits
+PLAN_STREAM, NOISE_STREAM, NEAR_STREAM = 0, 1, 2
 TRUTH_COLUMNS = [
     "cadence",
     "signal_id",
@@ -110,6 +128,7 @@ TRUTH_COLUMNS = [
     "width_hz",
     "burst_rows",
 ]
+RFI_NEAR_COLUMN = "rfi_near"  # only with --rfi-near-needles > 0
 
 
 # ---------------------------------------------------------------- settings ---
@@ -134,9 +153,14 @@ class Settings:
     rfi: int = 12
     overwrite: bool = False
     workers: int = 1
+    shapes: tuple[str, ...] | str = NEEDLE_SHAPES  # a tuple or "linear,sine"; kept as a tuple in NEEDLE_SHAPES' order
+    rfi_near_needles: float = 0.0  # the share of needles given an all-six line near their path
 
     def __post_init__(self):
         object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "shapes", parse_shapes(self.shapes))
+        if not (math.isfinite(self.rfi_near_needles) and 0 <= self.rfi_near_needles <= 1):
+            raise ConfigError(f"--rfi-near-needles must be a share from 0 to 1, got {self.rfi_near_needles}")
         for name, least in (("n_cadences", 1), ("coarse_channels", 1), ("fine_channels", MIN_FINE_CHANNELS)):
             if getattr(self, name) < least:
                 raise ConfigError(f"{_flag(name)} must be at least {least}, got {getattr(self, name)}")
@@ -167,6 +191,18 @@ class Settings:
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def parse_shapes(shapes: str | Sequence[str]) -> tuple[str, ...]:
+    """The needle shapes named (a comma-separated string or a sequence), in NEEDLE_SHAPES' order: the order given
+    does not change the draw, and all four give the default set."""
+    names = [n.strip() for n in (shapes.split(",") if isinstance(shapes, str) else shapes)]
+    unknown = [n for n in names if n not in NEEDLE_SHAPES]
+    if unknown or not names:
+        raise ConfigError(
+            f"--shapes takes a comma-separated list of {', '.join(NEEDLE_SHAPES)}, got {','.join(names)!r}"
+        )
+    return tuple(shape for shape in NEEDLE_SHAPES if shape in names)
 
 
 def observation_length_s(rows: int) -> float:
@@ -203,6 +239,7 @@ class Signal:
     acceleration: float = 0.0  # quadratic: Hz/s^2
     pulse: tuple[float, float, float] = (1.0, 1.0, 0.0)  # pulsed: period (s), duty cycle, phase (s)
     burst_rows: tuple[tuple[int, int], ...] = ()  # broadband: (observation, row)
+    near: int | None = None  # a needle: the signal_id of the line placed near it; such a line: the needle's
 
     def path(self):
         """Frequency (Hz) against cadence time (s), from setigen's path functions; its slope at t = 0 is `rate`."""
@@ -273,7 +310,7 @@ def place(rng: np.random.Generator, signal: Signal, starts_s, settings: Settings
 
 def draw_needle(rng, settings: Settings, starts_s, top_hz: float, coarse: int, signal_id: int) -> Signal:
     """A needle of a random shape, in the ON observations only, placed to stay inside its coarse channel there."""
-    shape = NEEDLE_SHAPES[rng.integers(len(NEEDLE_SHAPES))]
+    shape = settings.shapes[rng.integers(len(settings.shapes))]
     rate = draw_rate(rng, settings.max_drift)
     span_s = starts_s[-1] + observation_length_s(settings.rows)
     needle = Signal(
@@ -307,6 +344,58 @@ def draw_rfi(rng, settings: Settings, starts_s, top_hz: float, coarse: int, sign
     shape = "constant" if kind == "rfi_zero_drift" else "linear"
     line = Signal(signal_id, kind, shape, coarse, ALL_OBSERVATIONS, snr, rate=rate, width_hz=width)
     return place(rng, line, starts_s, settings, top_hz)
+
+
+def fits(signal: Signal, starts_s, settings: Settings, top_hz: float) -> bool:
+    """Whether the signal's path stays inside its coarse channel's edges while it is present (as `place` keeps it)."""
+    times = observation_times(starts_s, signal.observations, settings.rows)
+    channels = (top_hz - signal.path()(times)) / DF_HZ
+    edge = edge_channels(settings.fine_channels, signal.width_hz)
+    return bool(channels.min() >= edge and channels.max() <= settings.fine_channels - 1 - edge)
+
+
+def draw_near_rfi(rng, settings: Settings, starts_s, top_hz: float, needle: Signal, signal_id: int) -> Signal:
+    """A line in all six observations and the needle's coarse channel that, at a moment drawn in one of the ON
+    observations, is within NEAR_RFI_CHANNELS of the needle: zero-drift (a frequency the needle passes) or
+    drifting (crossing or passing its path). A drifting line is redrawn until it keeps inside the coarse channel's
+    edges, and becomes a zero-drift one if none does; a zero-drift line nearer an edge than allowed moves inwards,
+    which keeps it within NEAR_RFI_CHANNELS (the needle's own edge margin is at most 9 channels narrower)."""
+    kind = str(rng.choice(NEAR_RFI_KINDS, p=NEAR_RFI_SHARES))
+    snr = _log_uniform(rng, *RFI_SNR)
+    width = float(DF_HZ * rng.uniform(*RFI_WIDTH_CHANNELS))
+    obs = ON_OBSERVATIONS[rng.integers(len(ON_OBSERVATIONS))]
+    meet_s = starts_s[obs] + observation_length_s(settings.rows) * rng.uniform()
+    meet_hz = float(needle.path()(meet_s)) + DF_HZ * rng.uniform(-NEAR_RFI_CHANNELS, NEAR_RFI_CHANNELS)
+    line = Signal(signal_id, "rfi_zero_drift", "constant", needle.coarse_channel, ALL_OBSERVATIONS, snr)
+    line = dataclasses.replace(line, width_hz=width, near=needle.signal_id)
+    if kind == "rfi_drift":
+        for _ in range(NEAR_RFI_RATE_TRIES):
+            rate = draw_rate(rng, settings.max_drift)
+            drifting = dataclasses.replace(line, kind=kind, shape="linear", rate=rate, f0_hz=meet_hz - rate * meet_s)
+            if rate != 0 and fits(drifting, starts_s, settings, top_hz):
+                return drifting
+    edge = edge_channels(settings.fine_channels, width)
+    channel = min(max((top_hz - meet_hz) / DF_HZ, edge), settings.fine_channels - 1 - edge)
+    return dataclasses.replace(line, f0_hz=float(top_hz - channel * DF_HZ))
+
+
+def add_near_rfi(settings: Settings, plan_index: int, signals: list[Signal], starts_s, top_of) -> list[Signal]:
+    """The signals with lines near round(--rfi-near-needles x needles) of the needles, from the cadence's own
+    NEAR_STREAM (so the other draws do not change), each line after all the others; `top_of(coarse)` is a coarse
+    channel's top frequency."""
+    needles = [i for i, signal in enumerate(signals) if signal.kind == "needle"]
+    count = math.floor(settings.rfi_near_needles * len(needles) + 0.5)
+    if count == 0:
+        return signals
+    rng = np.random.default_rng([settings.seed, plan_index, NEAR_STREAM])
+    chosen = sorted(int(k) for k in rng.choice(len(needles), size=count, replace=False))
+    signals = list(signals)
+    for k in chosen:
+        needle = signals[needles[k]]
+        line = draw_near_rfi(rng, settings, starts_s, top_of(needle.coarse_channel), needle, len(signals))
+        signals[needles[k]] = dataclasses.replace(needle, near=line.signal_id)
+        signals.append(line)
+    return signals
 
 
 # ------------------------------------------------------------------- plans ---
@@ -442,6 +531,8 @@ def plan_cadence(settings: Settings, index: int) -> CadencePlan:
             signals.append(draw_needle(rng, settings, starts, top, coarse, len(signals)))
         for _ in range(settings.rfi):
             signals.append(draw_rfi(rng, settings, starts, top, coarse, len(signals)))
+    if settings.rfi_near_needles > 0:
+        signals = add_near_rfi(settings, index, signals, starts, lambda c: plan.top_hz(c, settings.fine_channels))
     return dataclasses.replace(plan, signals=tuple(signals))
 
 
@@ -552,6 +643,8 @@ def truth_rows(settings: Settings, plan: CadencePlan) -> list[dict]:
             "width_hz": signal.width_hz,
             "burst_rows": " ".join(f"{o}:{r}" for o, r in signal.burst_rows),
         }
+        if settings.rfi_near_needles > 0:
+            row[RFI_NEAR_COLUMN] = signal.kind == "needle" and signal.near is not None
         centre_hz = plan.top_hz(signal.coarse_channel, settings.fine_channels) - settings.fine_channels // 2 * DF_HZ
         for obs in plan.observations:
             present = obs.index in signal.observations
@@ -563,7 +656,8 @@ def truth_rows(settings: Settings, plan: CadencePlan) -> list[dict]:
 
 
 def truth_table(settings: Settings, plans: Sequence[CadencePlan]) -> pd.DataFrame:
-    table = pd.DataFrame([row for plan in plans for row in truth_rows(settings, plan)], columns=TRUTH_COLUMNS)
+    columns = TRUTH_COLUMNS + ([RFI_NEAR_COLUMN] if settings.rfi_near_needles > 0 else [])
+    table = pd.DataFrame([row for plan in plans for row in truth_rows(settings, plan)], columns=columns)
     for i in ALL_OBSERVATIONS:
         table[f"chan_obs{i}"] = table[f"chan_obs{i}"].astype("Int64")
     return table
@@ -615,16 +709,9 @@ def generate(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
     return catalog, truth
 
 
-class _Parser(argparse.ArgumentParser):
-    """An argparse parser whose mistakes are ConfigErrors, so the command reports them in one `error:` line."""
-
-    def error(self, message: str):
-        raise ConfigError(message)
-
-
 def build_parser() -> argparse.ArgumentParser:
     d = Settings(out=Path("."))
-    parser = _Parser(
+    parser = ErrorLineParser(
         prog="python -m src.synth.filterbank", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, required=True, help="output folder (must hold no earlier set)")
@@ -644,6 +731,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--snr-max", type=float, default=d.snr_max, help="needles' highest SNR, log-uniform (50)")
     parser.add_argument("--needles", type=int, default=d.needles, help="per coarse channel per cadence (default: 19)")
     parser.add_argument("--rfi", type=int, default=d.rfi, help="RFI signals per coarse channel per cadence (12)")
+    parser.add_argument(
+        "--shapes",
+        default=",".join(d.shapes),
+        help="needle shapes to draw from, equally likely, comma-separated (default: linear,sine,quadratic,pulsed)",
+    )
+    parser.add_argument(
+        "--rfi-near-needles",
+        type=float,
+        default=d.rfi_near_needles,
+        help="share of needles given an all-six RFI line meeting their path in an ON observation (default: 0)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier set in --out")
     parser.add_argument(
         "--workers", type=int, default=len(os.sched_getaffinity(0)), help="processes; output does not depend on it"
@@ -656,9 +754,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     began = time.perf_counter()
     catalog, truth = generate(settings)
     needles = int((truth.kind == "needle").sum())
+    near = f" ({int(truth[RFI_NEAR_COLUMN].sum())} with RFI near)" if RFI_NEAR_COLUMN in truth else ""
     print(
-        f"wrote {len(catalog)} files ({settings.n_cadences} cadences), {needles} needles and {len(truth) - needles} "
-        f"RFI signals to {settings.out} in {time.perf_counter() - began:.1f} s",
+        f"wrote {len(catalog)} files ({settings.n_cadences} cadences), {needles} needles{near} and "
+        f"{len(truth) - needles} RFI signals to {settings.out} in {time.perf_counter() - began:.1f} s",
         file=sys.stderr,
     )
 

@@ -3,13 +3,23 @@
 Every batch draws new paths (linear, quadratic, sinusoidal or pulsed), widths and SNRs, so the model never
 sees the same signal twice. A signal is drawn the way the generator draws one (src/synth/generator.py), in the same
 units: setigen's SNR is that of the time-summed spectrum of one observation, so its per-pixel peak is
-snr * noise_std / sqrt(273); the noise std is measured on each observation of the cadence itself. Signals
-follow one continuous path across the cadence (the telescope slews between observations).
+snr * noise_std / sqrt(rows); the noise std is measured on each observation of the cadence itself. Rows and
+channels are the batch's own (Kaggle's 273 x 256, or a run's `observation_shape`).
 
 - a needle goes into the ON observations only and makes the sample a positive (`add_needles`);
 - interference goes into all six observations and leaves the label alone (`add_interference`): drawn
   like a needle, often with the near-zero drift of terrestrial RFI, it is the negative that only the OFF
   observations tell apart from a needle - the crux of the task - made fresh every batch.
+
+Where a path runs depends on how the data's frequency windows were cut (`window`, the run's Config.window):
+
+- `fixed` (Kaggle): the same channels in all six observations; a signal follows one continuous path across
+  the cadence (the telescope slews between observations), with the generator's parameters in channels and
+  rows of the Kaggle frame;
+- `follows_drift` (snippets cut around scan candidates): each observation's window is centred where the
+  candidate is at that observation, so the signal restarts near the same channel in every observation (a
+  common start plus a jitter of up to POSITION_JITTER_CHANNELS, the candidate's position error) and moves
+  within it at most MAX_FOLLOWED_DRIFT channels per row (the scan bins frequency by the candidate's boxcar).
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ from collections.abc import Sequence
 
 import torch
 
-from src.core.cadence import CADENCE_SHAPE, DF_HZ, DT_S, ON_OBSERVATIONS
+from src.core.cadence import ALL_OBSERVATIONS, CADENCE_SHAPE, DF_HZ, DT_S, ON_OBSERVATIONS
 from src.synth.generator import (
     EDGE_MARGIN,
     F_PROFILES,
@@ -34,11 +44,14 @@ from src.synth.generator import (
     SynthConfig,
 )
 
-N_TIME, N_FREQ = CADENCE_SHAPE[1:]
+N_TIME, N_FREQ = CADENCE_SHAPE[1:]  # Kaggle's; the functions here take the batch's own rows and channels
 SLEW_ROWS = 1  # about one 18 s row between observations (synth's t_slew of 20 s)
 MAX_DRIFT_CHANNELS_PER_ROW = SynthConfig.max_drift * DT_S / DF_HZ  # the generator's default largest drift
 INJECTED_SHAPES = ("linear", "quadratic", "sine", "pulsed")
 SINC2_HALF_MAXIMUM = 0.442946470689452  # sinc(x)^2 = 1/2 at this x (setigen's FWHM of a sinc squared)
+WINDOWS = ("fixed", "follows_drift")  # how the data's frequency windows were cut (Config.window)
+MAX_FOLLOWED_DRIFT = 1.0  # follows_drift: channels per row at most, the linear drift drawn uniform in +-this
+POSITION_JITTER_CHANNELS = 2.0  # follows_drift: each observation's start, uniform within +-this of a common one
 
 
 def draw_uniform(n: int, bounds: Sequence[float], generator: torch.Generator | None) -> torch.Tensor:
@@ -47,10 +60,20 @@ def draw_uniform(n: int, bounds: Sequence[float], generator: torch.Generator | N
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
-def observation_rows(observation_ids: Sequence[int], device: torch.device) -> torch.Tensor:
-    """(n_obs, 273) cadence-time row index of every row of the given observations."""
-    start = torch.tensor([o * (N_TIME + SLEW_ROWS) for o in observation_ids], dtype=torch.float32, device=device)
-    return start[:, None] + torch.arange(N_TIME, dtype=torch.float32, device=device)[None]
+def check_window(window: str) -> None:
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {', '.join(WINDOWS)}, got {window!r}")
+
+
+def edge_margin(n_channels: int) -> int:
+    """Channels kept free at each band edge: the generator's EDGE_MARGIN, less in a band too narrow for it."""
+    return min(EDGE_MARGIN, (n_channels - 1) // 4)
+
+
+def observation_rows(observation_ids: Sequence[int], device: torch.device, n_rows: int = N_TIME) -> torch.Tensor:
+    """(n_obs, n_rows) cadence-time row index of every row of the given observations."""
+    start = torch.tensor([o * (n_rows + SLEW_ROWS) for o in observation_ids], dtype=torch.float32, device=device)
+    return start[:, None] + torch.arange(n_rows, dtype=torch.float32, device=device)[None]
 
 
 def needle_paths(
@@ -60,46 +83,66 @@ def needle_paths(
     generator: torch.Generator,
     shape: torch.Tensor,
     near_zero: bool = False,
+    n_channels: int = N_FREQ,
+    window: str = "fixed",
 ) -> torch.Tensor:
-    """(n, n_obs, 273) channel of the signal's centre at every row: a drift (plus curvature or a sine for the
-    quadratic and sine shapes, indices into INJECTED_SHAPES; pulsed paths are linear), with the generator's
-    parameter ranges (src/synth/generator.py; a sine's phase is drawn here, where the generator starts it at zero). Over
-    the observations marked in `fit` the path stays inside the band: one that would span more channels than
-    the band holds is flattened to fit, then its start is drawn. `near_zero` gives half of the paths the small
-    drift of RFI."""
+    """(n, n_obs, rows) channel of the signal's centre at every row (of `rows`, from `observation_rows`) in a
+    band of `n_channels`: a drift (plus curvature or a sine for the quadratic and sine shapes, indices into
+    INJECTED_SHAPES; pulsed paths are linear), with the generator's parameter ranges (src/synth/generator.py; a
+    sine's phase is drawn here, where the generator starts it at zero). Over the observations marked in `fit`
+    the path stays inside the band: one that would span more channels than the band holds is flattened to fit,
+    then its start is drawn. `near_zero` gives half of the paths the small drift of RFI.
+
+    `window` fixed: one continuous path across the cadence. follows_drift: within each observation the path is
+    drift * row (drift uniform in +-MAX_FOLLOWED_DRIFT channels per row), plus the bend and the sine measured from
+    that observation's first row, flattened where it would move more than MAX_FOLLOWED_DRIFT channels in a row;
+    each observation's path starts at the common start plus its own jitter (uniform in
+    +-POSITION_JITTER_CHANNELS)."""
+    check_window(window)
+    follows = window == "follows_drift"
 
     def uniform(low: float, high: float) -> torch.Tensor:
         return draw_uniform(n, (low, high), generator)
 
-    span = 6 * (N_TIME + SLEW_ROWS)
+    n_obs, n_rows = rows.shape
+    span = 6 * (n_rows + SLEW_ROWS)
     sine = shape == INJECTED_SHAPES.index("sine")
-    drift = uniform(-MAX_DRIFT_CHANNELS_PER_ROW, MAX_DRIFT_CHANNELS_PER_ROW)
+    largest = MAX_FOLLOWED_DRIFT if follows else MAX_DRIFT_CHANNELS_PER_ROW
+    drift = uniform(-largest, largest)
     if near_zero:
         drift = torch.where(torch.rand(n, generator=generator) < 0.5, drift * NEAR_ZERO_DRIFT, drift)
     drift = torch.where(sine, drift * SINE_DRIFT_SCALE, drift)
     bend = uniform(*QUADRATIC_BEND_CHANNELS) * torch.sign(uniform(-1, 1))
     bend = torch.where(shape == INJECTED_SHAPES.index("quadratic"), bend, torch.zeros(n))
     amplitude = torch.where(sine, uniform(*SINE_AMPLITUDE_CHANNELS), torch.zeros(n))
-    period = N_TIME * torch.exp(uniform(*(math.log(p) for p in SINE_PERIOD_OBSERVATIONS)))
+    period = n_rows * torch.exp(uniform(*(math.log(p) for p in SINE_PERIOD_OBSERVATIONS)))
     phase = uniform(0, 2 * math.pi)
-    t = rows.reshape(-1).cpu()
+    t = (rows - rows[:, :1] if follows else rows).reshape(-1).cpu()  # follows_drift: rows within the observation
     offset = (
         drift[:, None] * t
         + bend[:, None] * (t / span) ** 2
         + amplitude[:, None] * torch.sin(2 * math.pi * t / period[:, None] + phase[:, None])
     )
-    fitted = offset[:, fit.repeat_interleave(rows.shape[1]).cpu()]
-    band = N_FREQ - 1 - 2 * EDGE_MARGIN
+    if follows:
+        offset = offset.reshape(n, n_obs, n_rows)
+        offset = offset - offset[..., :1]  # each observation's path starts where its window is centred
+        steepest = (offset[..., 1:] - offset[..., :-1]).abs().amax(dim=(1, 2)).clamp(min=1e-12)
+        offset = offset * (MAX_FOLLOWED_DRIFT / steepest).clamp(max=1.0)[:, None, None]
+        jitter = draw_uniform(n * n_obs, (-POSITION_JITTER_CHANNELS, POSITION_JITTER_CHANNELS), generator)
+        offset = (offset + jitter.reshape(n, n_obs, 1)).reshape(n, -1)
+    fitted = offset[:, fit.repeat_interleave(n_rows).cpu()]
+    margin = edge_margin(n_channels)
+    band = n_channels - 1 - 2 * margin
     flatten = (band / (fitted.max(dim=1).values - fitted.min(dim=1).values)).clamp(max=1.0)[:, None]
     offset, fitted = offset * flatten, fitted * flatten
-    low = EDGE_MARGIN - fitted.min(dim=1).values
-    high = N_FREQ - 1 - EDGE_MARGIN - fitted.max(dim=1).values
+    low = margin - fitted.min(dim=1).values
+    high = n_channels - 1 - margin - fitted.max(dim=1).values
     start = low + (high - low).clamp(min=0) * torch.rand(n, generator=generator)
     return (start[:, None] + offset).reshape(n, *rows.shape)
 
 
 def pulse_trains(n: int, rows: torch.Tensor, pulsed: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """(n, n_obs, 273) intensity of each signal at every row: 1, or for `pulsed` ones an on/off square train
+    """(n, n_obs, rows) intensity of each signal at every row: 1, or for `pulsed` ones an on/off square train
     with the generator's pulse periods (4-60 rows) and duty cycles (0.3-0.7)."""
     period = draw_uniform(n, PULSE_PERIOD_ROWS, generator)
     duty = draw_uniform(n, PULSE_DUTY, generator)
@@ -129,28 +172,33 @@ def add_signals(
     snr_range: Sequence[float],
     generator: torch.Generator | None,
     near_zero: bool = False,
+    window: str = "fixed",
 ) -> None:
-    """Add, in place, one fresh signal to each `chosen` sample of a float32 (B, n_obs, 273, 256) batch, in
-    the observations listed in `present` (cadence indices) and kept inside the band there."""
+    """Add, in place, one fresh signal to each `chosen` sample of a float32 (B, n_obs, rows, channels) batch, in
+    the observations listed in `present` (cadence indices) and kept inside the band there, on a path for the
+    data's `window` (see `needle_paths`)."""
+    check_window(window)
     n = int(chosen.sum())
     if n == 0:
         return
     device = observations.device
-    rows = observation_rows(observation_ids, device)
+    n_rows, n_channels = observations.shape[-2:]
+    rows = observation_rows(observation_ids, device, n_rows)
     holds = torch.tensor([o in present for o in observation_ids], device=device)
     shape = torch.randint(len(INJECTED_SHAPES), (n,), generator=generator)
-    centre = needle_paths(n, rows, holds, generator, shape, near_zero).to(device)  # (n, n_obs, 273)
+    centre = needle_paths(n, rows, holds, generator, shape, near_zero, n_channels, window)  # (n, n_obs, rows)
+    centre = centre.to(device)
     intensity = pulse_trains(n, rows, shape == INJECTED_SHAPES.index("pulsed"), generator).to(device)
     low, high = math.log(snr_range[0]), math.log(snr_range[1])
     snr = torch.exp(low + (high - low) * torch.rand(n, generator=generator)).to(device)
     fwhm = draw_uniform(n, WIDTH_CHANNELS, generator)
     sinc2 = torch.rand(n, generator=generator) < 1 / len(F_PROFILES)
-    channels = torch.arange(N_FREQ, dtype=torch.float32, device=device)
+    channels = torch.arange(n_channels, dtype=torch.float32, device=device)
     profile = spectral_profiles(channels - centre[..., None], fwhm.to(device), sinc2.to(device))
     chosen = chosen.to(device)
     selected = observations[chosen]
     noise_std = selected.std(dim=(-2, -1), keepdim=True)
-    level = snr[:, None, None, None] * noise_std / math.sqrt(N_TIME) * holds.float()[None, :, None, None]
+    level = snr[:, None, None, None] * noise_std / math.sqrt(n_rows) * holds.float()[None, :, None, None]
     observations[chosen] = selected + level * intensity[..., None] * profile
 
 
@@ -161,15 +209,17 @@ def add_needles(
     probability: float,
     snr_range: Sequence[float],
     generator: torch.Generator | None = None,
+    window: str = "fixed",
 ) -> torch.Tensor:
-    """Add, in place, a fresh needle to the ON observations of each sample of a float32 (B, n_obs, 273, 256)
-    batch with `probability`; returns the targets with those samples' set to 1 (a new tensor when any are)."""
+    """Add, in place, a fresh needle to the ON observations of each sample of a float32 (B, n_obs, rows,
+    channels) batch with `probability`; returns the targets with those samples' set to 1 (a new tensor when any
+    are)."""
     chosen = (
         torch.rand(observations.shape[0], generator=generator) < probability
     )  # drawn on the CPU: same on any device
     if not chosen.any():
         return targets
-    add_signals(observations, chosen, observation_ids, ON_OBSERVATIONS, snr_range, generator)
+    add_signals(observations, chosen, observation_ids, ON_OBSERVATIONS, snr_range, generator, window=window)
     targets = targets.clone()
     targets[chosen.to(targets.device)] = 1.0
     return targets
@@ -181,15 +231,16 @@ def add_interference(
     probability: float,
     snr_range: Sequence[float],
     generator: torch.Generator | None = None,
+    window: str = "fixed",
 ) -> None:
-    """Add, in place, fresh interference to all six observations of each sample of a float32 (B, 6, 273, 256)
-    batch with `probability`, labels unchanged: a negative stays a negative that holds a needle-like signal in
-    its OFF observations too, a positive becomes a positive with interference. Needs all six observations:
+    """Add, in place, fresh interference to all six observations of each sample of a float32 (B, 6, rows,
+    channels) batch with `probability`, labels unchanged: a negative stays a negative that holds a needle-like
+    signal in its OFF observations too, a positive becomes a positive with interference. Needs all six observations:
     interference seen only in the ON ones would be a needle."""
-    if sorted(observation_ids) != list(range(6)):
+    if sorted(observation_ids) != list(ALL_OBSERVATIONS):
         raise ValueError(f"interference injection needs all six observations loaded, got {list(observation_ids)}")
     chosen = torch.rand(observations.shape[0], generator=generator) < probability
-    add_signals(observations, chosen, observation_ids, range(6), snr_range, generator, near_zero=True)
+    add_signals(observations, chosen, observation_ids, ALL_OBSERVATIONS, snr_range, generator, True, window)
 
 
 def inject_signals(
@@ -200,13 +251,18 @@ def inject_signals(
     interference_probability: float,
     snr_range: Sequence[float],
     generator: torch.Generator | None = None,
+    window: str = "fixed",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """A training batch (B, n_obs, 273, 256) as float32 observations (one new tensor; the loader's batch is
+    """A training batch (B, n_obs, rows, channels) as float32 observations (one new tensor; the loader's batch is
     left alone) with fresh needles in a `needle_probability` share of its samples (made positives), then fresh
-    all-six interference in an `interference_probability` share (labels kept). Returns observations, targets."""
+    all-six interference in an `interference_probability` share (labels kept), on paths for the data's `window`
+    (see `needle_paths`). Returns observations, targets."""
+    check_window(window)
     observations = observations.to(torch.float32, copy=True)
     if needle_probability > 0:
-        targets = add_needles(observations, targets, observation_ids, needle_probability, snr_range, generator)
+        targets = add_needles(
+            observations, targets, observation_ids, needle_probability, snr_range, generator, window=window
+        )
     if interference_probability > 0:
-        add_interference(observations, observation_ids, interference_probability, snr_range, generator)
+        add_interference(observations, observation_ids, interference_probability, snr_range, generator, window=window)
     return observations, targets

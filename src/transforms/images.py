@@ -1,9 +1,10 @@
 """Observations to model images: the batch transform that training, evaluation and the benchmarks share.
 
-The loader delivers raw float16 observations (B, n_obs, 273, 256); everything that turns them into the
-model's input runs here, once per batch on the accelerator: background cleaning with the OFF observations,
-normalisation, arranging the observations (stacked in time or as channels), the antialiased resize, and the
-`dedoppler` view's aligned de-Doppler planes.
+The loader delivers raw float16 observations (B, n_obs, rows, channels: Kaggle's 273 x 256, or the run's
+`observation_shape`); everything that turns them into the model's input runs here, on the batch's own shape,
+once per batch on the accelerator: background cleaning with the OFF observations, normalisation, arranging
+the observations (stacked in time or as channels), the antialiased resize, and the `dedoppler` view's aligned
+de-Doppler planes.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from src.core.cadence import CADENCE_SHAPE, OFF_OBSERVATIONS, loaded_observations, view_observations
+from src.core.cadence import (
+    ALL_OBSERVATIONS,
+    DT_S,
+    OBSERVATION_SHAPE,
+    OFF_OBSERVATIONS,
+    loaded_observations,
+    view_observations,
+)
 from src.core.config import Config
 from src.search.dedoppler import cadence_planes
 
@@ -34,7 +42,7 @@ def subtract_off_spectrum(observations: torch.Tensor) -> torch.Tensor:
 
 def view_channels(view: str) -> int:
     """Input channels of the model for a view: the six observations, plus their de-Doppler planes for dedoppler."""
-    return {"channels": CADENCE_SHAPE[0], "dedoppler": 2 * CADENCE_SHAPE[0]}.get(view, 1)
+    return {"channels": len(ALL_OBSERVATIONS), "dedoppler": 2 * len(ALL_OBSERVATIONS)}.get(view, 1)
 
 
 def normalize(observations: torch.Tensor, mode: str) -> torch.Tensor:
@@ -87,10 +95,13 @@ def resize(images: torch.Tensor, size: Sequence[int] | None) -> torch.Tensor:
     return images
 
 
-def image_shape(view: str, image_size: Sequence[int] | None) -> tuple[int, int, int]:
-    """(channels, height, width) of the model's input."""
+def image_shape(
+    view: str, image_size: Sequence[int] | None, observation_shape: Sequence[int] = OBSERVATION_SHAPE
+) -> tuple[int, int, int]:
+    """(channels, height, width) of the model's input, for observations of `observation_shape` (rows, channels)."""
     n_obs = len(view_observations(view))
-    native = (CADENCE_SHAPE[1] if view in CHANNEL_VIEWS else n_obs * CADENCE_SHAPE[1], CADENCE_SHAPE[2])
+    rows, channels = observation_shape
+    native = (rows if view in CHANNEL_VIEWS else n_obs * rows, channels)
     return (view_channels(view), *(tuple(image_size) if image_size is not None else native))
 
 
@@ -101,18 +112,20 @@ def observations_to_images(
     image_size: Sequence[int] | None,
     channels_last: bool = False,
     background: str = "none",
+    row_seconds: float = DT_S,
 ) -> torch.Tensor:
-    """The model's input for a batch as the loader delivers it, (B, n_obs, 273, 256) float16, on its device:
-    convert, clean the background (all six observations needed), normalise, arrange, resize; for the dedoppler
-    view, add the observations' aligned de-Doppler planes (one drift rate per image row) as six more channels.
-    Done once per batch on the accelerator, not per sample in the workers."""
+    """The model's input for a batch as the loader delivers it, (B, n_obs, rows, channels) float16, on its
+    device: convert, clean the background (all six observations needed), normalise, arrange, resize; for the
+    dedoppler view, add the observations' aligned de-Doppler planes (one drift rate per image row; the slew
+    between observations in rows of `row_seconds`) as six more channels. Done once per batch on the
+    accelerator, not per sample in the workers."""
     if background != "none":
         cleaned = subtract_off_spectrum(observations.to(torch.float32, copy=True))
         observations = cleaned[:, list(view_observations(view))]
     normalized = normalize(observations, normalization)
     images = resize(arrange(normalized, view), image_size)
     if view == "dedoppler":
-        planes = cadence_planes(normalized, n_drifts=images.shape[-2])
+        planes = cadence_planes(normalized, n_drifts=images.shape[-2], row_seconds=row_seconds)
         images = torch.cat([images, resize(planes, images.shape[-2:])], dim=1)
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
@@ -120,7 +133,7 @@ def observations_to_images(
 def batch_to_images(observations: torch.Tensor, cfg: Config) -> torch.Tensor:
     """`observations_to_images` with a run's settings: what training, evaluation and the benchmarks feed the model."""
     return observations_to_images(
-        observations, cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last, cfg.background
+        observations, cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last, cfg.background, cfg.resolution[1]
     )
 
 

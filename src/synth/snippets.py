@@ -1,0 +1,622 @@
+"""Labelled six-observation snippets like the ones the filterbank scan cuts around its candidates, for training and
+testing a model that scores those candidates. The command:
+
+    python -m src.synth.snippets --out input/snippets --n-train 6000 --n-test 1000 --seed 0   # ~40 samples/s a core
+
+The scan (src/search/scan.py) turns the hits of a real cadence (ABACAD, 2.79 Hz x 18.25 s, 16 rows per
+observation) into candidates, and `src.data.snippets.cut_snippets` cuts each one from the cleaned blocks as a
+(6, rows, channels) snippet: windows that follow the candidate's drift across the cadence, frequency binned by
+the hit's boxcar width. A model scoring candidates must be trained on exactly that kind of picture, so each
+sample here is made the way the scan would see it:
+
+1. A cadence clock: six observations of --rows rows of 18.25 s, with slews drawn from filterbank.py's SLEW_S.
+2. The candidate, one of
+   - a needle (target 1, a share --pos-frac): filterbank.py's `draw_needle` (linear, sine, quadratic or pulsed;
+     |drift| up to --max-drift; setigen SNR log-uniform in [--snr-min, --snr-max]), in the ON observations only;
+     in POSITIVE_RFI_SHARE of them also interference in all six observations crossing the snippet's window;
+   - interference in all six observations (`rfi`): filterbank.py's zero-drift and drifting lines, or lines of
+     the needles' shapes (sine, quadratic, pulsed too), so shape alone does not tell them apart; SNR drawn like
+     the needles' (sometimes up to RFI_SNR_MAX); in RFI_FADE_SHARE of them faint or absent in one or two OFF
+     observations, as real interference fades;
+   - pure noise with a random candidate track (`noise`), a signal in the OFF observations only (`off_only`), or
+     broadband bursts (filterbank.py's `add_burst`) in a few observations with a noise track (`burst`), in the
+     shares NEGATIVE_SHARES.
+3. Each observation's block: rows x (channels x b + MARGIN_CHANNELS) fine channels around its window, of
+   chi-squared noise at a level drawn from real GBT statistics (filterbank.py's `real_noise`), the signals
+   rendered by filterbank.py's `add_line` / `add_burst` (Doppler smearing included); b is the hit search's
+   boxcar for the candidate's estimated drift (`src.data.snippets.boxcar_width`). In REAL_BACKGROUND_SHARE of
+   the samples, needles and negatives alike, one or more observations' noise is real GBT data instead:
+   setigen's bundled `assets/sample.fil` (32 rows x 1,024 channels), rows and channels cut at random, brought
+   to the block's noise mean and standard deviation ("real_background" in the metadata). Its blocks must fit
+   the file, so such a sample's signals drift less than a channel per row (b = 1).
+4. Each block cleaned as the scan cleans a coarse channel (`src.data.clean.clean_block`, no DC spike, bandpass
+   bins of the scan's 1,024 channels or the whole block if narrower).
+5. The candidate's track as the scan reports it: a reference ON observation holding the signal (for negatives,
+   a random ON one) gives the start channel at its first row and the drift over its rows, each off the truth as
+   the hit search is (measured on bright straight needles, tests/test_snippet_synth.py): the drift by up to one
+   drift step (one channel, or b/2), the track's middle by up to 0.5 + b/8 channels. In every other observation
+   the start is where that drift carries it along the clock (slews included), except in ON observations where
+   the signal is strong enough for a hit of its own (SNR >= HIT_SNR once its drift's smearing is allowed for),
+   which use their own position, as the cadence filter (src/search/events.py) does. Then `cut_snippets`, with
+   that one drift in every observation as the scan's candidate table gives it (a curved path may so sit off the
+   centre of the other observations' windows).
+
+Written in the Kaggle layout, which `main.py` reads with `--observation-shape 16,256 --window follows_drift`:
+`train/<id[0]>/<id>.npy` and `test/...` (float16, (6, rows, channels)), `train_labels.csv` and `test_labels.csv`
+(id,target), `sample_submission.csv` (the test ids, target 0.5) and `metadata.csv`: id, split, target, kind
+(needle, rfi, noise, off_only, burst), shape, snr, drift_hz_s (the candidate signal's rate at the cadence's
+start, or the noise track's), drift_channels (the candidate's estimated drift over an observation), boxcar,
+rfi_with_needle, rfi_shape, rfi_snr, real_background, n_on_present, n_off_present (observations holding the
+candidate's signal) and faded (`obs:level` pairs where it is there at only that share of its SNR). The same flags
+give byte-identical files whatever --workers; an earlier set is never replaced without --overwrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import math
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from src.core.cadence import DF_HZ, DT_S, OFF_OBSERVATIONS, ON_OBSERVATIONS
+from src.core.cli import ErrorLineParser, run_cli
+from src.core.errors import ConfigError
+from src.core.files import write_csv_atomically, write_npy_atomically
+from src.data.clean import BANDPASS_BINS, clean_block
+from src.data.filterbank import FINE_CHANNELS_PER_COARSE_GBT, read_block, read_header
+from src.data.kaggle import SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS, cadence_path
+from src.data.snippets import boxcar_width, cut_snippets, window_starts
+from src.synth import filterbank as fb
+from src.synth.generator import METADATA, make_ids
+from src.synth.libraries import import_setigen
+
+N_OBS = fb.N_OBS
+SPLITS = ("train", "test")
+SPLIT_CODES = {"train": 0, "test": 1}
+SAMPLE_STREAM, TARGET_STREAM = 7, 8
+OUTPUT_FILES = (TRAIN_LABELS, TEST_LABELS, SAMPLE_SUBMISSION, METADATA)
+# What a negative is centred on, and how often
+NEGATIVE_KINDS = ("rfi", "noise", "off_only", "burst")
+NEGATIVE_SHARES = (0.60, 0.25, 0.08, 0.07)
+POSITIVE_RFI_SHARE = 0.3  # needles that also have interference in all six observations crossing their window
+# Interference lines: filterbank.py's (zero-drift and linear, RFI widths) or the needles' shapes and widths
+RFI_LINE_SHARE = 0.5
+RFI_BRIGHT_SHARE = 0.2  # SNR log-uniform from --snr-min up to RFI_SNR_MAX instead of --snr-max
+RFI_SNR_MAX = 500.0
+RFI_FADE_SHARE = 0.2  # RFI faint or absent in one or two OFF observations
+RFI_FADE_OBSERVATIONS = (1, 2)
+RFI_ABSENT_SHARE = 0.5  # of the faded observations, those where it is gone; the rest keep a share of its SNR
+RFI_FAINT_LEVEL = (0.1, 0.5)
+# Real GBT background from setigen's bundled file
+REAL_BACKGROUND_SHARE = 0.1  # of the samples, needles and negatives alike
+REAL_BACKGROUND_DRIFT = 0.9 * DF_HZ / DT_S  # Hz/s: their signals drift under a channel per row, so b = 1
+SAMPLE_FIL = ("assets", "sample.fil")
+# Blocks, cleaning and the hit search's view of the candidate
+MARGIN_CHANNELS = 64  # fine channels a block has beyond its window
+SCAN_BANDPASS_BIN = FINE_CHANNELS_PER_COARSE_GBT // BANDPASS_BINS  # the scan's bandpass bins at 2^20 channels
+HIT_SNR = 10.0  # the scan's default hit threshold
+MID_JITTER = (0.5, 1 / 8)  # the track's middle: up to 0.5 + b/8 channels off
+VIRTUAL_TOP_HZ = fb.FCH1_MHZ * 1e6  # channel 0 of the coarse channel signals are drawn in (only offsets matter)
+MAX_DRIFT_LIMIT = 20.0  # Hz/s: a 128-channel boxcar and ~33,000-channel blocks at 256 pixels
+MAX_ROWS = 256
+MIN_CHANNELS = 8
+METADATA_COLUMNS = [
+    "id",
+    "split",
+    "target",
+    "kind",
+    "shape",
+    "snr",
+    "drift_hz_s",
+    "drift_channels",
+    "boxcar",
+    "rfi_with_needle",
+    "rfi_shape",
+    "rfi_snr",
+    "real_background",
+    "n_on_present",
+    "n_off_present",
+    "faded",
+]
+
+
+# ---------------------------------------------------------------- settings ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """What the command was asked for; checked on creation so a bad value fails before anything is written."""
+
+    out: Path
+    n_train: int = 1000
+    n_test: int = 200
+    seed: int = 0
+    pos_frac: float = 0.5
+    snr_min: float = 5.0
+    snr_max: float = 50.0
+    max_drift: float = 4.0
+    channels: int = 256
+    rows: int = 16
+    workers: int = 1
+    overwrite: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "out", Path(self.out))
+        for name, least in (("n_train", 0), ("n_test", 0), ("workers", 1), ("rows", 2), ("channels", MIN_CHANNELS)):
+            if getattr(self, name) < least:
+                raise ConfigError(f"{_flag(name)} must be at least {least}, got {getattr(self, name)}")
+        if self.n_train + self.n_test < 1:
+            raise ConfigError("--n-train and --n-test are both 0: nothing to write")
+        if self.rows > MAX_ROWS:
+            raise ConfigError(f"--rows must be at most {MAX_ROWS}, got {self.rows}")
+        if not (math.isfinite(self.pos_frac) and 0.0 <= self.pos_frac <= 1.0):
+            raise ConfigError(f"--pos-frac must lie in [0, 1], got {self.pos_frac}")
+        if not (math.isfinite(self.snr_max) and 0 < self.snr_min <= self.snr_max):
+            raise ConfigError(f"need 0 < --snr-min <= --snr-max, got {self.snr_min} and {self.snr_max}")
+        if not (math.isfinite(self.max_drift) and 0 <= self.max_drift <= MAX_DRIFT_LIMIT):
+            raise ConfigError(f"--max-drift must be a rate in [0, {MAX_DRIFT_LIMIT:g}] Hz/s, got {self.max_drift}")
+
+    def slow(self) -> Settings:
+        """The same settings with drifts under REAL_BACKGROUND_DRIFT, for a sample on real background."""
+        return dataclasses.replace(self, max_drift=min(self.max_drift, REAL_BACKGROUND_DRIFT))
+
+    def signal_settings(self) -> fb.Settings:
+        """filterbank.py's settings for its signal draws: one virtual 2^20-channel coarse channel."""
+        return fb.Settings(
+            out=self.out,
+            fine_channels=FINE_CHANNELS_PER_COARSE_GBT,
+            rows=self.rows,
+            max_drift=self.max_drift,
+            snr_min=self.snr_min,
+            snr_max=self.snr_max,
+        )
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+# ------------------------------------------------------------------ tracks ---
+
+
+def true_track(signal: fb.Signal, obs: fb.Observation, rows: int, top_hz: float = VIRTUAL_TOP_HZ):
+    """(start, drift) of a signal's path in one observation, in channels of the coarse channel whose channel 0
+    is at `top_hz`: its channel at the centre of the first row, and how far it moves to the centre of the last
+    (a Doppler-smeared row's power is centred there), as the hit search reports a hit."""
+    times = obs.start_s + np.array([0.5, rows - 0.5]) * DT_S
+    channels = (top_hz - signal.path()(times)) / DF_HZ
+    return float(channels[0]), float(channels[1] - channels[0])
+
+
+def jitter_bounds(width: int) -> tuple[float, float]:
+    """How far the hit search's track may be off a signal's, for a boxcar `width`: (the track's middle, in
+    channels; its drift over the observation, one drift step: a channel, or half the boxcar)."""
+    return MID_JITTER[0] + MID_JITTER[1] * width, max(1.0, width / 2)
+
+
+def jittered_track(rng: np.random.Generator, start: float, drift: float, rows: int) -> tuple[float, float]:
+    """A hit's (start, drift) for a signal's true ones: the drift off by up to one step, the middle of the track
+    by up to jitter_bounds' first value, so the start is off by both (the search trades one for the other)."""
+    mid_bound, drift_bound = jitter_bounds(int(boxcar_width(drift / max(rows - 1, 1))))
+    drift_error = rng.uniform(-drift_bound, drift_bound)
+    mid_error = rng.uniform(-mid_bound, mid_bound)
+    return start + mid_error - drift_error / 2, drift + drift_error
+
+
+def effective_snr(signal: fb.Signal, drift: float, rows: int, level: float = 1.0) -> float:
+    """The best SNR a search gets from one observation: a drift of r > 1 channels per row spreads each row's
+    power over ~r channels (SNR / sqrt(r)); a pulsed signal is on for its duty cycle."""
+    duty = signal.pulse[1] if signal.shape == "pulsed" else 1.0
+    return signal.snr * level * duty / math.sqrt(max(1.0, abs(drift) / max(rows - 1, 1)))
+
+
+# ----------------------------------------------------------------- samples ---
+
+
+@dataclasses.dataclass(frozen=True)
+class Sample:
+    """Everything drawn for one sample; its snippet follows from it and its own noise draws."""
+
+    kind: str
+    observations: tuple[fb.Observation, ...]
+    noise: tuple[fb.Noise, ...]
+    candidate: fb.Signal  # its path is the candidate's track; rendered where `levels` > 0
+    levels: tuple[float, ...]  # the candidate signal's SNR share in each observation (0: absent)
+    extra: tuple[tuple[fb.Signal, tuple[float, ...]], ...]  # other signals and their levels
+    starts: np.ndarray  # the candidate's estimated start channel in each observation
+    drift: float  # its estimated drift over an observation (channels)
+    width: int  # the boxcar
+    real_background: tuple[int, ...]  # observations whose noise is real GBT data
+
+
+def cadence_clock(rng: np.random.Generator, rows: int) -> tuple[fb.Observation, ...]:
+    """Six observations of `rows` rows with slews drawn from filterbank.py's SLEW_S between them."""
+    observations, start = [], 0.0
+    for i in range(N_OBS):
+        observations.append(fb.Observation(i, i in ON_OBSERVATIONS, "", start, 0.0, 0.0, 0.0))
+        start += fb.observation_length_s(rows) + rng.uniform(*fb.SLEW_S)
+    return tuple(observations)
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def draw_rfi_line(rng: np.random.Generator, settings: Settings, starts_s: Sequence[float]) -> fb.Signal:
+    """Interference on one path through all six observations: filterbank.py's lines (zero-drift or drifting), or
+    a line of a needle's shape (linear, sine, quadratic, pulsed) and width; SNR like the needles', sometimes up
+    to RFI_SNR_MAX."""
+    signal_settings = settings.signal_settings()
+    if rng.random() < RFI_LINE_SHARE:
+        line = fb.draw_rfi(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 1)
+        while line.kind == "rfi_broadband":
+            line = fb.draw_rfi(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 1)
+    else:
+        line = fb.draw_needle(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 1)
+    high = RFI_SNR_MAX if rng.random() < RFI_BRIGHT_SHARE else settings.snr_max
+    snr = _log_uniform(rng, settings.snr_min, max(high, settings.snr_min))
+    return dataclasses.replace(line, kind="rfi", observations=fb.ALL_OBSERVATIONS, snr=snr)
+
+
+def draw_burst(rng: np.random.Generator, settings: Settings, starts_s: Sequence[float]) -> fb.Signal:
+    """filterbank.py's broadband interference: a row or two of raised power in one to three observations."""
+    signal_settings = settings.signal_settings()
+    burst = fb.draw_rfi(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 2)
+    while burst.kind != "rfi_broadband":
+        burst = fb.draw_rfi(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 2)
+    return burst
+
+
+def noise_track(rng: np.random.Generator, settings: Settings) -> fb.Signal:
+    """A candidate track through noise: a straight path, its drift drawn like a needle's; never rendered."""
+    rate = fb.draw_rate(rng, settings.max_drift)
+    f0 = VIRTUAL_TOP_HZ - rng.uniform(0.25, 0.75) * FINE_CHANNELS_PER_COARSE_GBT * DF_HZ
+    return fb.Signal(0, "noise", "linear", 0, (), float("nan"), rate=rate, f0_hz=float(f0))
+
+
+def fade_levels(rng: np.random.Generator) -> tuple[float, ...]:
+    """Interference levels in the six observations: all 1, or in one or two OFF ones faint or absent."""
+    levels = [1.0] * N_OBS
+    if rng.random() < RFI_FADE_SHARE:
+        count = int(rng.integers(RFI_FADE_OBSERVATIONS[0], RFI_FADE_OBSERVATIONS[1] + 1))
+        for k in rng.choice(OFF_OBSERVATIONS, size=count, replace=False):
+            levels[int(k)] = 0.0 if rng.random() < RFI_ABSENT_SHARE else float(rng.uniform(*RFI_FAINT_LEVEL))
+    return tuple(levels)
+
+
+def present(observations: Sequence[int]) -> tuple[float, ...]:
+    return tuple(1.0 if k in observations else 0.0 for k in range(N_OBS))
+
+
+def estimate_track(
+    rng: np.random.Generator,
+    settings: Settings,
+    candidate: fb.Signal,
+    levels: Sequence[float],
+    observations: Sequence[fb.Observation],
+) -> tuple[np.ndarray, float, int]:
+    """The candidate as the scan reports it: (start channel in each observation, drift over an observation,
+    boxcar). The reference ON observation's hit is the truth jittered; other observations are predicted along
+    its drift, except ON observations bright enough for a hit of their own."""
+    rows = settings.rows
+    truth = [true_track(candidate, obs, rows) for obs in observations]
+    holding = [k for k in ON_OBSERVATIONS if levels[k] > 0]
+    reference = int(rng.choice(holding or ON_OBSERVATIONS))
+    start, drift = jittered_track(rng, *truth[reference], rows)
+    rate = drift / (max(rows - 1, 1) * DT_S)  # channels per second
+    starts = np.empty(N_OBS)
+    for k, obs in enumerate(observations):
+        own = k in holding and k != reference
+        if own and effective_snr(candidate, truth[k][1], rows, levels[k]) >= HIT_SNR:
+            starts[k] = jittered_track(rng, *truth[k], rows)[0]
+        else:
+            starts[k] = start + rate * (obs.start_s - observations[reference].start_s)
+    return starts, drift, int(boxcar_width(drift / max(rows - 1, 1)))
+
+
+def windows(settings: Settings, starts: np.ndarray, drift: float, width: int) -> np.ndarray:
+    """The first channel of each observation's snippet window (src.data.snippets.window_starts)."""
+    drifts = np.full((1, N_OBS), drift)
+    return window_starts(starts[None], drifts, np.array([width]), [settings.rows] * N_OBS, settings.channels)[0]
+
+
+def cross_window(rng: np.random.Generator, signal: fb.Signal, settings: Settings, sample_windows, width, observations):
+    """The signal moved so that its path crosses the snippet's window of a random observation at a random time."""
+    k = int(rng.integers(N_OBS))
+    t = observations[k].start_s + rng.uniform(0.0, fb.observation_length_s(settings.rows))
+    channel = sample_windows[k] + rng.uniform(0.0, settings.channels * width)
+    shift = (VIRTUAL_TOP_HZ - channel * DF_HZ) - float(signal.path()(t))
+    return dataclasses.replace(signal, f0_hz=signal.f0_hz + shift)
+
+
+def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sample:
+    """Draw one sample's cadence, candidate, other signals and estimated track."""
+    observations = cadence_clock(rng, settings.rows)
+    starts_s = [o.start_s for o in observations]
+    rows, channels = real_background_shape()
+    fits = settings.rows <= rows and settings.channels + MARGIN_CHANNELS <= channels
+    on_real_background = rng.random() < REAL_BACKGROUND_SHARE and fits
+    if on_real_background:  # slow drifts: the boxcar is 1 and the block fits the real file
+        settings = settings.slow()
+    base = fb.real_noise(rng, settings.rows)
+    noise = tuple(base.scaled(rng.uniform(1 - fb.NOISE_JITTER, 1 + fb.NOISE_JITTER)) for _ in observations)
+    signal_settings = settings.signal_settings()
+    extra = []
+    if target:
+        kind = "needle"
+        candidate = fb.draw_needle(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 0)
+        levels = present(candidate.observations)
+    else:
+        kind = NEGATIVE_KINDS[int(rng.choice(len(NEGATIVE_KINDS), p=NEGATIVE_SHARES))]
+        if kind == "rfi":
+            candidate = draw_rfi_line(rng, settings, starts_s)
+            levels = fade_levels(rng)
+        elif kind == "off_only":
+            needle = fb.draw_needle(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 0)
+            candidate = dataclasses.replace(needle, kind="off_only", observations=OFF_OBSERVATIONS)
+            levels = present(OFF_OBSERVATIONS)
+        else:
+            candidate = noise_track(rng, settings)
+            levels = present(())
+            if kind == "burst":
+                burst = draw_burst(rng, settings, starts_s)
+                extra.append((burst, present(burst.observations)))
+    starts, drift, width = estimate_track(rng, settings, candidate, levels, observations)
+    if target and rng.random() < POSITIVE_RFI_SHARE:
+        line = draw_rfi_line(rng, settings, starts_s)
+        line = cross_window(rng, line, settings, windows(settings, starts, drift, width), width, observations)
+        extra.append((line, fade_levels(rng)))
+    real = ()
+    if on_real_background:
+        count = int(rng.integers(1, N_OBS + 1))
+        real = tuple(sorted(int(k) for k in rng.choice(N_OBS, size=count, replace=False)))
+        if width > 1:  # never at these drifts (at most 0.9 channels per row, estimated within a channel)
+            real = ()
+    return Sample(kind, observations, noise, candidate, levels, tuple(extra), starts, drift, width, real)
+
+
+# ------------------------------------------------------------------ blocks ---
+
+
+@functools.lru_cache(maxsize=1)
+def real_background_data() -> np.ndarray:
+    """setigen's bundled GBT observation (32 rows x 1,024 channels, 1.4 Hz x 1.43 s), read once per process."""
+    path = Path(import_setigen().__file__).parent.joinpath(*SAMPLE_FIL)
+    header = read_header(path)
+    return read_block(header, 0, header.nchans)
+
+
+@functools.lru_cache(maxsize=1)
+def real_background_shape() -> tuple[int, int]:
+    return tuple(real_background_data().shape)
+
+
+def real_background(rng: np.random.Generator, rows: int, channels: int, noise: fb.Noise) -> np.ndarray:
+    """`rows` consecutive rows and `channels` channels of the real file, at random, brought to the noise's mean
+    and standard deviation (its distribution's shape and its structure stay the real ones)."""
+    data = real_background_data()
+    r0 = int(rng.integers(data.shape[0] - rows + 1))
+    c0 = int(rng.integers(data.shape[1] - channels + 1))
+    window = data[r0 : r0 + rows, c0 : c0 + channels].astype(np.float64)
+    scaled = (window - window.mean()) / window.std() * noise.std + noise.mean
+    return scaled.astype(np.float32)
+
+
+def path_channels(signal: fb.Signal, obs: fb.Observation, rows: int) -> np.ndarray:
+    """The channels (of the virtual coarse channel) the signal's path crosses during an observation."""
+    local = np.linspace(0.0, fb.observation_length_s(rows), rows * fb.PATH_SAMPLES_PER_ROW + 1)
+    return (VIRTUAL_TOP_HZ - signal.path()(obs.start_s + local)) / DF_HZ
+
+
+def render(block: np.ndarray, origin: int, signal: fb.Signal, level: float, obs: fb.Observation, noise: fb.Noise):
+    """Add a signal at a share `level` of its SNR to a block whose channel 0 is channel `origin` of the virtual
+    coarse channel, with filterbank.py's add_line / add_burst; a line that misses the block is skipped."""
+    if level <= 0:
+        return
+    signal = dataclasses.replace(signal, snr=signal.snr * level)
+    if signal.kind == "rfi_broadband":
+        fb.add_burst(block, signal, obs, noise)
+        return
+    channels = path_channels(signal, obs, block.shape[0]) - origin
+    reach = 4 * signal.width_hz / DF_HZ + 2  # add_line's own margin
+    if channels.max() + reach < 1 or channels.min() - reach > block.shape[1] - 2:
+        return
+    fb.add_line(block, signal, obs, noise, VIRTUAL_TOP_HZ - origin * DF_HZ)
+
+
+def make_snippet(settings: Settings, sample: Sample, rng: np.random.Generator) -> np.ndarray:
+    """The sample's (6, rows, channels) float16 snippet, cut from its cleaned blocks as the scan cuts one."""
+    width = sample.width
+    n_channels = settings.channels * width + MARGIN_CHANNELS
+    origins = windows(settings, sample.starts, sample.drift, width) - MARGIN_CHANNELS // 2
+    blocks = []
+    for k, obs in enumerate(sample.observations):
+        noise = sample.noise[k]
+        if k in sample.real_background:
+            block = real_background(rng, settings.rows, n_channels, noise)
+        else:
+            block = noise.draw(rng, (settings.rows, n_channels))
+        render(block, int(origins[k]), sample.candidate, sample.levels[k], obs, noise)
+        for signal, levels in sample.extra:
+            render(block, int(origins[k]), signal, levels[k], obs, noise)
+        cleaned, _ = clean_block(torch.from_numpy(block), None, min(SCAN_BANDPASS_BIN, n_channels))
+        blocks.append(cleaned)
+    local = (sample.starts - origins)[None]
+    snippet = cut_snippets(blocks, local, np.full((1, N_OBS), sample.drift), np.array([width]), settings.channels)
+    finite = np.finfo(np.float16).max
+    return np.clip(snippet[0].numpy(), -finite, finite).astype(np.float16)
+
+
+def metadata(sample: Sample, target: int) -> dict:
+    candidate = sample.candidate
+    rfi = [s for s, _ in sample.extra if s.kind == "rfi"]
+    burst = [s for s, _ in sample.extra if s.kind == "rfi_broadband"]
+    snr = burst[0].snr if sample.kind == "burst" else candidate.snr
+    return {
+        "target": int(target),
+        "kind": sample.kind,
+        "shape": "burst" if sample.kind == "burst" else "none" if sample.kind == "noise" else candidate.shape,
+        "snr": float(snr),
+        "drift_hz_s": float(candidate.rate),
+        "drift_channels": float(sample.drift),
+        "boxcar": int(sample.width),
+        "rfi_with_needle": bool(target and rfi),
+        "rfi_shape": rfi[0].shape if rfi else "",
+        "rfi_snr": float(rfi[0].snr) if rfi else float("nan"),
+        "real_background": bool(sample.real_background),
+        "n_on_present": sum(sample.levels[k] > 0 for k in ON_OBSERVATIONS),
+        "n_off_present": sum(sample.levels[k] > 0 for k in OFF_OBSERVATIONS),
+        "faded": " ".join(f"{k}:{level:.2f}" for k, level in enumerate(sample.levels) if 0 < level < 1),
+    }
+
+
+def make_sample(settings: Settings, rng: np.random.Generator, target: int) -> tuple[np.ndarray, dict]:
+    """One labelled snippet and its metadata, from the sample's generator alone."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # setigen and astropy warn on import and on some frames
+        sample = draw_sample(settings, rng, target)
+        return make_snippet(settings, sample, rng), metadata(sample, target)
+
+
+# ----------------------------------------------------------------- dataset ---
+
+
+def sample_rng(settings: Settings, split: str, index: int) -> np.random.Generator:
+    """Per-sample generator from (seed, split, index): independent of the workers."""
+    return np.random.default_rng([settings.seed, SPLIT_CODES[split], SAMPLE_STREAM, index])
+
+
+def make_targets(settings: Settings, split: str, n: int) -> np.ndarray:
+    """Exactly round(pos_frac * n) positives, in a seeded random order."""
+    targets = np.zeros(n, dtype=np.int64)
+    targets[: round(settings.pos_frac * n)] = 1
+    return np.random.default_rng([settings.seed, SPLIT_CODES[split], TARGET_STREAM]).permutation(targets)
+
+
+def check_output(settings: Settings) -> None:
+    """Refuse a non-empty --out unless --overwrite; with it, remove what an earlier set of ours holds."""
+    out = settings.out
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a folder")
+    if not out.exists() or not any(out.iterdir()):
+        return
+    if not settings.overwrite:
+        raise FileExistsError(f"{out} is not empty; refusing to overwrite it (pass --overwrite, or another --out)")
+    for split in SPLITS:
+        if (out / split).is_dir():
+            shutil.rmtree(out / split)
+    for name in OUTPUT_FILES:
+        (out / name).unlink(missing_ok=True)
+
+
+def _init_worker() -> None:
+    """Pool initializer: quiet warnings, one torch thread (the same sums in every process), setigen loaded."""
+    warnings.simplefilter("ignore")
+    torch.set_num_threads(1)
+    import_setigen()
+
+
+def _job(task) -> dict:
+    """Make one snippet, write it at its Kaggle path, return its metadata row."""
+    settings, split, index, sample_id, target = task
+    snippet, meta = make_sample(settings, sample_rng(settings, split, index), target)
+    write_npy_atomically(snippet, cadence_path(settings.out, split, sample_id))
+    return {"id": sample_id, "split": split, **meta}
+
+
+def _run(tasks: list, workers: int, progress: bool) -> list[dict]:
+    """Make the samples in order, here or on a pool of forked processes, with a progress bar."""
+    from tqdm import tqdm
+
+    rows = []
+    with tqdm(total=len(tasks), desc="snippets", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
+        if workers <= 1:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                for task in tasks:
+                    rows.append(_job(task))
+                    bar.update()
+            finally:
+                torch.set_num_threads(threads)
+        else:
+            chunk = max(1, min(16, len(tasks) // (workers * 8)))
+            with mp.get_context("fork").Pool(workers, initializer=_init_worker) as pool:
+                for row in pool.imap(_job, tasks, chunksize=chunk):
+                    rows.append(row)
+                    bar.update()
+    return rows
+
+
+def generate(settings: Settings, progress: bool = True) -> pd.DataFrame:
+    """Write every snippet, then the tables (last: a set with its labels is whole); returns the metadata."""
+    check_output(settings)
+    ids = make_ids(settings.seed, settings.n_train + settings.n_test)
+    split_ids = {"train": ids[: settings.n_train], "test": ids[settings.n_train :]}
+    tasks = []
+    for split, n in (("train", settings.n_train), ("test", settings.n_test)):
+        (settings.out / split).mkdir(parents=True, exist_ok=True)
+        targets = make_targets(settings, split, n)
+        for index, (sample_id, target) in enumerate(zip(split_ids[split], targets, strict=True)):
+            (settings.out / split / sample_id[0]).mkdir(exist_ok=True)
+            tasks.append((settings, split, index, sample_id, int(target)))
+    meta = pd.DataFrame(_run(tasks, min(settings.workers, len(tasks)), progress), columns=METADATA_COLUMNS)
+    write_csv_atomically(meta, settings.out / METADATA)
+    test = meta[meta.split == "test"][["id", "target"]]
+    write_csv_atomically(test.assign(target=0.5), settings.out / SAMPLE_SUBMISSION)
+    write_csv_atomically(test, settings.out / TEST_LABELS)
+    write_csv_atomically(meta[meta.split == "train"][["id", "target"]], settings.out / TRAIN_LABELS)
+    return meta
+
+
+# ----------------------------------------------------------------- command ---
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = Settings(out=Path("."))
+    parser = ErrorLineParser(
+        prog="python -m src.synth.snippets", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder (must be empty, or --overwrite)")
+    parser.add_argument("--n-train", type=int, default=d.n_train, help=f"training snippets (default: {d.n_train})")
+    parser.add_argument("--n-test", type=int, default=d.n_test, help=f"test snippets (default: {d.n_test})")
+    parser.add_argument("--seed", type=int, default=d.seed, help="the same seed gives byte-identical files (0)")
+    parser.add_argument("--pos-frac", type=float, default=d.pos_frac, help="share of needles per split (0.5)")
+    parser.add_argument("--snr-min", type=float, default=d.snr_min, help="lowest setigen SNR (default: 5)")
+    parser.add_argument("--snr-max", type=float, default=d.snr_max, help="highest SNR, log-uniform (default: 50)")
+    parser.add_argument("--max-drift", type=float, default=d.max_drift, help="largest |drift| in Hz/s (default: 4)")
+    parser.add_argument("--channels", type=int, default=d.channels, help="snippet pixels per observation (256)")
+    parser.add_argument("--rows", type=int, default=d.rows, help="time rows of 18.25 s per observation (16)")
+    parser.add_argument(
+        "--workers", type=int, default=len(os.sched_getaffinity(0)), help="processes; output does not depend on it"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier set in --out")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = Settings(**vars(build_parser().parse_args(argv)))
+    began = time.perf_counter()
+    meta = generate(settings)
+    seconds = time.perf_counter() - began
+    print(
+        f"wrote {len(meta)} snippets ({int(meta.target.sum())} needles) of shape (6, {settings.rows}, "
+        f"{settings.channels}) to {settings.out} in {seconds:.1f} s ({len(meta) / seconds:.1f} samples/s)",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    run_cli(main)
