@@ -5,6 +5,9 @@
 #                (configs/detection_cpu.yaml -> bench/results/detection-cpu/), data generated if missing
 # make scan-report - scan.py against turbo_seti on 8 generated filterbank cadences (bench/results/scan/);
 #                turbo_seti from TURBO_SETI_PYTHON (see docs/scan.md#the-benchmark-against-turbo_seti)
+# make scan-model-report - the scan's model (configs/scan_cpu.yaml) trained on the CPU, then the scan with it against
+#                the scan alone and turbo_seti on the scan benchmark's cadences and on a second, wider set
+#                (bench/results/scan-model/, bench/results/scan-model-wide/)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -14,6 +17,11 @@ ifndef DEMO_RUN
 DEMO_RUN := demo-$(shell date -u +%Y%m%d-%H%M%S)
 endif
 DEMO_DATA := input
+ifndef SCAN_MODEL_RUN
+SCAN_MODEL_RUN := scan-cpu-$(shell date -u +%Y%m%d-%H%M%S)
+endif
+SCAN_MODEL_BENCH = --torch-threads 1 --turbo-seti on --turbo-seti-python $(TURBO_SETI_PYTHON) --model-snr 7 \
+	--skip-memory --overwrite
 ifndef RECIPE_RUN
 RECIPE_RUN := detection-cpu-$(shell date -u +%Y%m%d-%H%M%S)
 endif
@@ -21,7 +29,7 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 TURBO_SETI_PYTHON ?= /tmp/ts/bin/python
 
-.PHONY: setup demo test detection-report scan-report clean-venv
+.PHONY: setup demo test detection-report scan-report scan-model-report clean-venv
 
 setup: $(VENV)/.installed
 
@@ -56,6 +64,17 @@ detection-report: setup
 scan-report: setup
 	$(BIN)/python bench/scan.py --data input/fb-bench --out bench/results/scan --generate --torch-threads 1 \
 		--turbo-seti on --turbo-seti-python $(TURBO_SETI_PYTHON) --overwrite
+
+scan-model-report: setup
+	@[ -e input/fb-snippets/train_labels.csv ] || \
+		$(BIN)/python -m src.synth.snippets --out input/fb-snippets --n-train 20000 --n-test 2000 --seed 5
+	$(BIN)/python main.py --config configs/scan_cpu.yaml --data-dir input/fb-snippets --run-name $(SCAN_MODEL_RUN)
+	$(BIN)/python bench/scan.py --data input/fb-bench --out bench/results/scan-model --generate \
+		--checkpoints outputs/$(SCAN_MODEL_RUN) $(SCAN_MODEL_BENCH)
+	@[ -e input/fb-wide/catalog.csv ] || $(BIN)/python -m src.synth.filterbank --out input/fb-wide \
+		--shapes sine,quadratic,pulsed --rfi-near-needles 0.5 --seed 23
+	$(BIN)/python bench/scan.py --data input/fb-wide --out bench/results/scan-model-wide \
+		--checkpoints outputs/$(SCAN_MODEL_RUN) $(SCAN_MODEL_BENCH)
 
 test: setup
 	$(BIN)/ruff check .

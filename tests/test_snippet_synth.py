@@ -149,10 +149,24 @@ def test_interference_negatives_show_the_signal_in_all_six(tmp_path):
     assert len(steady) >= 2
     for snippet, row in zip(snippets_of(s.out, steady), steady.itertuples(), strict=True):
         assert (contrast(snippet) > 1.0).all(), (row.shape, row.boxcar, contrast(snippet))
-    quiet = meta[meta.kind.isin(["noise", "burst"])]
+    quiet = meta[meta.kind.isin(["noise", "burst"]) & (meta.rfi_shape.fillna("") == "")]  # no line elsewhere
     assert len(quiet) >= 2
     for snippet, row in zip(snippets_of(s.out, quiet), quiet.itertuples(), strict=True):
         assert (np.abs(contrast(snippet)) < 0.3).all(), (row.kind, contrast(snippet))
+
+
+def test_interference_crossing_a_noise_track_shows_in_all_six_windows(tmp_path):
+    """`rfi_crossing`: a bright line crossing the candidate's track in an ON observation, as the scan's false events
+    next to bright interference are. A steady (zero-drift) one shows in the windows however they move (all but
+    at most one: a window that follows a drifting track across the cadence can leave the line at its far end)."""
+    s = settings(tmp_path / "set", n_train=120, n_test=0, pos_frac=0.0, seed=8)
+    meta = sn.generate(s, progress=False)
+    crossing = meta[(meta.kind == "rfi_crossing") & (meta.faded.fillna("") == "")]
+    steady = crossing[crossing.rfi_shape == "constant"]
+    assert len(crossing) >= 10 and len(steady) >= 2 and (crossing.rfi_snr >= sn.CROSSING_SNR[0]).all()
+    for snippet, row in zip(snippets_of(s.out, steady), steady.itertuples(), strict=True):
+        strongest = snippet.mean(axis=1).max(axis=1)  # each observation's brightest column, averaged over rows
+        assert (strongest > 2.0).sum() >= 5, (row.rfi_snr, row.boxcar, strongest)
 
 
 # -------------------------------------------------------- candidate geometry ---

@@ -18,9 +18,12 @@ sample here is made the way the scan would see it:
      the needles' shapes (sine, quadratic, pulsed too), so shape alone does not tell them apart; SNR drawn like
      the needles' (sometimes up to RFI_SNR_MAX); in RFI_FADE_SHARE of them faint or absent in one or two OFF
      observations, as real interference fades;
-   - pure noise with a random candidate track (`noise`), a signal in the OFF observations only (`off_only`), or
-     broadband bursts (filterbank.py's `add_burst`) in a few observations with a noise track (`burst`), in the
-     shares NEGATIVE_SHARES.
+   - bright interference crossing a noise track during an ON observation (`rfi_crossing`): where a track crosses
+     a bright line the search reports a hit, whose snippet shows the line in all six windows away from their
+     centres (the most common false event of a real scan, and one a model must not take for a needle);
+   - pure noise with a random candidate track (`noise`; in NOISE_RFI_SHARE of them with interference elsewhere
+     in the window), a signal in the OFF observations only (`off_only`), or broadband bursts (filterbank.py's
+     `add_burst`) in a few observations with a noise track (`burst`), in the shares NEGATIVE_SHARES.
 3. Each observation's block: rows x (channels x b + MARGIN_CHANNELS) fine channels around its window, of
    chi-squared noise at a level drawn from real GBT statistics (filterbank.py's `real_noise`), the signals
    rendered by filterbank.py's `add_line` / `add_burst` (Doppler smearing included); b is the hit search's
@@ -43,8 +46,8 @@ sample here is made the way the scan would see it:
 
 Written in the Kaggle layout, which `main.py` reads with `--observation-shape 16,256 --window follows_drift`:
 `train/<id[0]>/<id>.npy` and `test/...` (float16, (6, rows, channels)), `train_labels.csv` and `test_labels.csv`
-(id,target), `sample_submission.csv` (the test ids, target 0.5) and `metadata.csv`: id, split, target, kind
-(needle, rfi, noise, off_only, burst), shape, snr, drift_hz_s (the candidate signal's rate at the cadence's
+(id,target), `sample_submission.csv` (the test ids, target 0.5) and `metadata.csv`: id, split, target, kind (needle,
+rfi, rfi_crossing, noise, off_only, burst), shape, snr, drift_hz_s (the candidate signal's rate at the cadence's
 start, or the noise track's), drift_channels (the candidate's estimated drift over an observation), boxcar,
 rfi_with_needle, rfi_shape, rfi_snr, real_background, n_on_present, n_off_present (observations holding the
 candidate's signal) and faded (`obs:level` pairs where it is there at only that share of its SNR). The same flags
@@ -88,13 +91,15 @@ SPLIT_CODES = {"train": 0, "test": 1}
 SAMPLE_STREAM, TARGET_STREAM = 7, 8
 OUTPUT_FILES = (TRAIN_LABELS, TEST_LABELS, SAMPLE_SUBMISSION, METADATA)
 # What a negative is centred on, and how often
-NEGATIVE_KINDS = ("rfi", "noise", "off_only", "burst")
-NEGATIVE_SHARES = (0.60, 0.25, 0.08, 0.07)
+NEGATIVE_KINDS = ("rfi", "noise", "off_only", "burst", "rfi_crossing")
+NEGATIVE_SHARES = (0.45, 0.15, 0.08, 0.07, 0.25)
+NOISE_RFI_SHARE = 0.3  # noise tracks that also have interference in all six observations somewhere in the window
 POSITIVE_RFI_SHARE = 0.3  # needles that also have interference in all six observations crossing their window
 # Interference lines: filterbank.py's (zero-drift and linear, RFI widths) or the needles' shapes and widths
 RFI_LINE_SHARE = 0.5
 RFI_BRIGHT_SHARE = 0.2  # SNR log-uniform from --snr-min up to RFI_SNR_MAX instead of --snr-max
 RFI_SNR_MAX = 500.0
+CROSSING_SNR = (20.0, RFI_SNR_MAX)  # rfi_crossing: interference bright enough to make a hit where a track crosses it
 RFI_FADE_SHARE = 0.2  # RFI faint or absent in one or two OFF observations
 RFI_FADE_OBSERVATIONS = (1, 2)
 RFI_ABSENT_SHARE = 0.5  # of the faded observations, those where it is gone; the rest keep a share of its SNR
@@ -341,6 +346,18 @@ def cross_window(rng: np.random.Generator, signal: fb.Signal, settings: Settings
     return dataclasses.replace(signal, f0_hz=signal.f0_hz + shift)
 
 
+def cross_track(rng: np.random.Generator, signal: fb.Signal, starts: np.ndarray, drift: float, rows: int, observations):
+    """The signal moved so that its path crosses the candidate's estimated track at a random row of a random ON
+    observation: where a bright line crosses a track, the track's sum picks up the line and the search reports a
+    hit there, whose snippet shows the line in all six windows away from their centres."""
+    k = int(rng.choice(ON_OBSERVATIONS))
+    row = rng.uniform(0.0, rows - 1)
+    t = observations[k].start_s + row * DT_S
+    channel = starts[k] + drift / max(rows - 1, 1) * row
+    shift = (VIRTUAL_TOP_HZ - channel * DF_HZ) - float(signal.path()(t))
+    return dataclasses.replace(signal, f0_hz=signal.f0_hz + shift)
+
+
 def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sample:
     """Draw one sample's cadence, candidate, other signals and estimated track."""
     observations = cadence_clock(rng, settings.rows)
@@ -374,10 +391,13 @@ def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sa
                 burst = draw_burst(rng, settings, starts_s)
                 extra.append((burst, present(burst.observations)))
     starts, drift, width = estimate_track(rng, settings, candidate, levels, observations)
-    if target and rng.random() < POSITIVE_RFI_SHARE:
+    if (target and rng.random() < POSITIVE_RFI_SHARE) or (kind == "noise" and rng.random() < NOISE_RFI_SHARE):
         line = draw_rfi_line(rng, settings, starts_s)
         line = cross_window(rng, line, settings, windows(settings, starts, drift, width), width, observations)
         extra.append((line, fade_levels(rng)))
+    if kind == "rfi_crossing":
+        line = dataclasses.replace(draw_rfi_line(rng, settings, starts_s), snr=_log_uniform(rng, *CROSSING_SNR))
+        extra.append((cross_track(rng, line, starts, drift, settings.rows, observations), fade_levels(rng)))
     real = ()
     if on_real_background:
         count = int(rng.integers(1, N_OBS + 1))
