@@ -20,7 +20,7 @@ DEMO_DATA := input
 ifndef SCAN_MODEL_RUN
 SCAN_MODEL_RUN := scan-cpu-$(shell date -u +%Y%m%d-%H%M%S)
 endif
-SCAN_MODEL_BENCH = --torch-threads 1 --turbo-seti on --turbo-seti-python $(TURBO_SETI_PYTHON) --model-snr 7 \
+SCAN_MODEL_BENCH = --torch-threads 1 --turbo-seti on --turbo-seti-python $(TURBO_SETI_PYTHON) --snr 7 \
 	--skip-memory --overwrite
 ifndef RECIPE_RUN
 RECIPE_RUN := detection-cpu-$(shell date -u +%Y%m%d-%H%M%S)
@@ -71,6 +71,9 @@ scan-model-report: setup
 	$(BIN)/python main.py --config configs/scan_cpu.yaml --data-dir input/fb-snippets --run-name $(SCAN_MODEL_RUN)
 	$(BIN)/python bench/scan.py --data input/fb-bench --out bench/results/scan-model --generate \
 		--checkpoints outputs/$(SCAN_MODEL_RUN) $(SCAN_MODEL_BENCH)
+	mkdir -p bench/results/scan-model/run
+	cp outputs/$(SCAN_MODEL_RUN)/config.yaml outputs/$(SCAN_MODEL_RUN)/metrics.csv outputs/$(SCAN_MODEL_RUN)/report.md \
+		bench/results/scan-model/run/
 	@[ -e input/fb-wide/catalog.csv ] || $(BIN)/python -m src.synth.filterbank --out input/fb-wide \
 		--shapes sine,quadratic,pulsed --rfi-near-needles 0.5 --seed 23
 	$(BIN)/python bench/scan.py --data input/fb-wide --out bench/results/scan-model-wide \

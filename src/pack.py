@@ -9,8 +9,7 @@
 import argparse
 from collections.abc import Sequence
 
-from src.core.cadence import OBSERVATION_SHAPE
-from src.core.cli import run_cli
+from src.core.cli import add_observation_shape_argument, run_cli
 from src.core.errors import StorageError, out_of_space
 from src.data import packed
 
@@ -30,15 +29,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         default="on",
         help="on: observations 0,2,4 (what view=on reads: half the bytes); all: all six (any view)",
     )
-    parser.add_argument(
-        "--observation-shape",
-        type=int,
-        nargs=2,
-        metavar=("ROWS", "CHANNELS"),
-        default=list(OBSERVATION_SHAPE),
-        help="time rows and frequency channels of one observation in the data, as the run's observation_shape "
-        f"(default: Kaggle's {OBSERVATION_SHAPE[0]} {OBSERVATION_SHAPE[1]}); a file of another shape stops the pack",
-    )
+    add_observation_shape_argument(parser, "a file of another shape stops the pack")
     parser.add_argument("--shard-size", type=int, default=1024, help="cadences per shard file (default: 1024)")
     parser.add_argument("--workers", type=int, help="worker processes (default: the CPUs this process may use)")
     parser.add_argument("--overwrite", action="store_true", help="replace a cache of other cadences or settings")

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from src.core.cadence import OBSERVATION_SHAPE, observation_shape_problem
-from src.core.cli import run_cli
+from src.core.cadence import observation_shape_problem
+from src.core.cli import add_observation_shape_argument, run_cli
 from src.core.files import write_text_atomically
 from src.data import validation
 
@@ -31,15 +31,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default="input", help="Kaggle-layout data folder (default: input)")
     parser.add_argument("--workers", type=int, default=workers, help=f"reader threads (default: {workers})")
     parser.add_argument("--split", choices=("train", "test", "all"), default="all", help="which split to check")
-    parser.add_argument(
-        "--observation-shape",
-        type=int,
-        nargs=2,
-        metavar=("ROWS", "CHANNELS"),
-        default=list(OBSERVATION_SHAPE),
-        help="time rows and frequency channels of one observation, as the run's observation_shape (default: "
-        f"Kaggle's {OBSERVATION_SHAPE[0]} {OBSERVATION_SHAPE[1]}); a file of another shape is a problem",
-    )
+    add_observation_shape_argument(parser, "a file of another shape is a problem")
     parser.add_argument("--json", type=Path, help="also write the summary as JSON here")
     parser.add_argument("--bad-list", type=Path, help="write the bad cadence files here as id,path,problem CSV")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Callable
 
+from src.core.cadence import OBSERVATION_SHAPE
 from src.core.errors import USER_ERRORS, ConfigError
 
 USER_ERROR_EXIT_CODE = 2
@@ -27,6 +28,21 @@ class ErrorLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         raise ConfigError(message)
+
+
+def add_observation_shape_argument(parser: argparse.ArgumentParser, other_shape: str) -> None:
+    """`--observation-shape ROWS CHANNELS` of the data folder's cadences (Kaggle's by default); `other_shape` says
+    what a file of another shape does."""
+    rows, channels = OBSERVATION_SHAPE
+    parser.add_argument(
+        "--observation-shape",
+        type=int,
+        nargs=2,
+        metavar=("ROWS", "CHANNELS"),
+        default=[rows, channels],
+        help="time rows and frequency channels of one observation in the data, as the run's observation_shape "
+        f"(default: Kaggle's {rows} {channels}); {other_shape}",
+    )
 
 
 def reuse_large_allocations() -> bool:

@@ -178,8 +178,8 @@ def prepare_model_state(folder: Path, model: ScanModel, overwrite: bool) -> None
 class _RayChunkScorer:
     """A Ray Data actor: the model loaded once, then chunk after chunk of any cadence scored to its files."""
 
-    def __init__(self, model: ScanModel, device: str) -> None:
-        torch.set_num_threads(1)
+    def __init__(self, model: ScanModel, device: str, cpus: float) -> None:
+        torch.set_num_threads(max(1, int(cpus)))  # the CPUs Ray gave the actor, not the node's
         self.scorer = SnippetScorer(model, device)
 
     def __call__(self, batch: dict) -> dict:
@@ -197,7 +197,7 @@ def score_chunks_ray(pending: list[tuple[Path, int]], model: ScanModel, run: Exe
     device = "cuda" if run.gpus_per_task > 0 else "cpu"
     scored = dataset.map_batches(
         _RayChunkScorer,
-        fn_constructor_args=(model, device),
+        fn_constructor_args=(model, device, run.cpus_per_task),
         batch_size=1,
         compute=ray.data.ActorPoolStrategy(size=actors),
         num_cpus=run.cpus_per_task,
