@@ -163,10 +163,10 @@ class Settings:
             raise ConfigError(f"--rfi-near-needles must be a share from 0 to 1, got {self.rfi_near_needles}")
         for name, least in (("n_cadences", 1), ("coarse_channels", 1), ("fine_channels", MIN_FINE_CHANNELS)):
             if getattr(self, name) < least:
-                raise ConfigError(f"{_flag(name)} must be at least {least}, got {getattr(self, name)}")
+                raise ConfigError(f"{flag_name(name)} must be at least {least}, got {getattr(self, name)}")
         for name, least in (("rows", 2), ("needles", 0), ("rfi", 0), ("workers", 1)):
             if getattr(self, name) < least:
-                raise ConfigError(f"{_flag(name)} must be at least {least}, got {getattr(self, name)}")
+                raise ConfigError(f"{flag_name(name)} must be at least {least}, got {getattr(self, name)}")
         if self.bandpass not in BANDPASSES:
             raise ConfigError(f"--bandpass must be one of {', '.join(BANDPASSES)}, got {self.bandpass!r}")
         if self.format not in FORMATS:
@@ -189,7 +189,8 @@ class Settings:
             )
 
 
-def _flag(name: str) -> str:
+def flag_name(name: str) -> str:
+    """A settings field as its command-line flag: snr_min -> --snr-min."""
     return "--" + name.replace("_", "-")
 
 
@@ -261,7 +262,7 @@ class Signal:
         return lambda t: level * (np.mod(np.asarray(t) + t0_s - phase, period) < duty * period)
 
 
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+def log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(np.exp(rng.uniform(np.log(low), np.log(high))))
 
 
@@ -319,7 +320,7 @@ def draw_needle(rng, settings: Settings, starts_s, top_hz: float, coarse: int, s
         shape=shape,
         coarse_channel=coarse,
         observations=ON_OBSERVATIONS,
-        snr=_log_uniform(rng, settings.snr_min, settings.snr_max),
+        snr=log_uniform(rng, settings.snr_min, settings.snr_max),
         rate=rate,
         width_hz=float(DF_HZ * rng.uniform(*NEEDLE_WIDTH_CHANNELS)),
         **_shape_params(rng, shape, rate, settings, span_s),
@@ -330,7 +331,7 @@ def draw_needle(rng, settings: Settings, starts_s, top_hz: float, coarse: int, s
 def draw_rfi(rng, settings: Settings, starts_s, top_hz: float, coarse: int, signal_id: int) -> Signal:
     """Interference of a random kind: a line on one path through all six observations, or a burst of a few rows."""
     kind = str(rng.choice(RFI_KINDS, p=RFI_SHARES))
-    snr = _log_uniform(rng, *RFI_SNR)
+    snr = log_uniform(rng, *RFI_SNR)
     if kind == "rfi_broadband":
         count = rng.integers(BURST_OBSERVATIONS[0], BURST_OBSERVATIONS[1] + 1)
         chosen = tuple(sorted(int(i) for i in rng.choice(N_OBS, size=count, replace=False)))
@@ -361,7 +362,7 @@ def draw_near_rfi(rng, settings: Settings, starts_s, top_hz: float, needle: Sign
     edges, and becomes a zero-drift one if none does; a zero-drift line nearer an edge than allowed moves inwards,
     which keeps it within NEAR_RFI_CHANNELS (the needle's own edge margin is at most 9 channels narrower)."""
     kind = str(rng.choice(NEAR_RFI_KINDS, p=NEAR_RFI_SHARES))
-    snr = _log_uniform(rng, *RFI_SNR)
+    snr = log_uniform(rng, *RFI_SNR)
     width = float(DF_HZ * rng.uniform(*RFI_WIDTH_CHANNELS))
     obs = ON_OBSERVATIONS[rng.integers(len(ON_OBSERVATIONS))]
     meet_s = starts_s[obs] + observation_length_s(settings.rows) * rng.uniform()

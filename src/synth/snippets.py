@@ -161,7 +161,7 @@ class Settings:
         object.__setattr__(self, "out", Path(self.out))
         for name, least in (("n_train", 0), ("n_test", 0), ("workers", 1), ("rows", 2), ("channels", MIN_CHANNELS)):
             if getattr(self, name) < least:
-                raise ConfigError(f"{_flag(name)} must be at least {least}, got {getattr(self, name)}")
+                raise ConfigError(f"{fb.flag_name(name)} must be at least {least}, got {getattr(self, name)}")
         if self.n_train + self.n_test < 1:
             raise ConfigError("--n-train and --n-test are both 0: nothing to write")
         if self.rows > MAX_ROWS:
@@ -187,10 +187,6 @@ class Settings:
             snr_min=self.snr_min,
             snr_max=self.snr_max,
         )
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 # ------------------------------------------------------------------ tracks ---
@@ -255,10 +251,6 @@ def cadence_clock(rng: np.random.Generator, rows: int) -> tuple[fb.Observation, 
     return tuple(observations)
 
 
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
-
-
 def draw_rfi_line(rng: np.random.Generator, settings: Settings, starts_s: Sequence[float]) -> fb.Signal:
     """Interference on one path through all six observations: filterbank.py's lines (zero-drift or drifting), or
     a line of a needle's shape (linear, sine, quadratic, pulsed) and width; SNR like the needles', sometimes up
@@ -271,7 +263,7 @@ def draw_rfi_line(rng: np.random.Generator, settings: Settings, starts_s: Sequen
     else:
         line = fb.draw_needle(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 1)
     high = RFI_SNR_MAX if rng.random() < RFI_BRIGHT_SHARE else settings.snr_max
-    snr = _log_uniform(rng, settings.snr_min, max(high, settings.snr_min))
+    snr = fb.log_uniform(rng, settings.snr_min, max(high, settings.snr_min))
     return dataclasses.replace(line, kind="rfi", observations=fb.ALL_OBSERVATIONS, snr=snr)
 
 
@@ -396,7 +388,7 @@ def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sa
         line = cross_window(rng, line, settings, windows(settings, starts, drift, width), width, observations)
         extra.append((line, fade_levels(rng)))
     if kind == "rfi_crossing":
-        line = dataclasses.replace(draw_rfi_line(rng, settings, starts_s), snr=_log_uniform(rng, *CROSSING_SNR))
+        line = dataclasses.replace(draw_rfi_line(rng, settings, starts_s), snr=fb.log_uniform(rng, *CROSSING_SNR))
         extra.append((cross_track(rng, line, starts, drift, settings.rows, observations), fade_levels(rng)))
     real = ()
     if on_real_background:
