@@ -52,8 +52,8 @@ def cut_observation(block: torch.Tensor, first: np.ndarray, widths: np.ndarray, 
     running = torch.zeros(n_rows, n_chans + 1, dtype=torch.float64, device=block.device)
     torch.cumsum(block.to(torch.float64), dim=1, out=running[:, 1:])
     pixel = torch.arange(n_channels + 1, device=block.device)
-    width = torch.as_tensor(np.asarray(widths), device=block.device)
-    edges = torch.as_tensor(np.asarray(first), device=block.device)[:, None] + width[:, None] * pixel[None]
+    width = torch.tensor(np.asarray(widths), device=block.device)  # a copy: the arrays may be read-only views
+    edges = torch.tensor(np.asarray(first), device=block.device)[:, None] + width[:, None] * pixel[None]
     inside = (edges[:, :-1] >= 0) & (edges[:, 1:] <= n_chans)  # whole pixels only
     edges = edges.clamp(0, n_chans)
     sums = running[:, edges[:, 1:]] - running[:, edges[:, :-1]]  # (rows, n, n_channels)
