@@ -160,6 +160,24 @@ def subset_folder(data_dir: Path, ids: Sequence[str], root: Path, split_as: str)
     return folder
 
 
+def packed_subset(data_dir: Path, ids: Sequence[str], cfg: Config, root: Path, workers: int) -> PackedCadenceDataset:
+    """`ids` of the train split packed under `root` (ON-only when the recipe reads only those), opened as
+    training reads the cache (memory-mapped)."""
+    observations = loaded_observations(cfg.view, cfg.background)
+    pack_view = "on" if observations == view_observations("on") else "all"
+    folder = pack_split(
+        subset_folder(data_dir, ids, root, "train"),
+        "train",
+        root / "cache",
+        pack_view,
+        shard_size=512,
+        workers=workers,
+        progress=False,
+        observation_shape=cfg.observation_shape,
+    )
+    return PackedCadenceDataset(open_packed(folder), ids, None, observations, "map", cfg.observation_shape)
+
+
 def loader_results(
     settings: BenchSettings, cfg: Config, recipe: str, ids: list[str], cache_root: Path
 ) -> tuple[dict, PackedCadenceDataset]:
@@ -168,23 +186,12 @@ def loader_results(
     packed_workers = loader_workers(settings.workers, packed=True)
     order = np.random.default_rng(settings.seed).permutation(len(ids))
     paths = [cadence_path(settings.data_dir, "train", i) for i in ids]
-    pack_view = "on" if observations == view_observations("on") else "all"
     started = time.perf_counter()
-    folder = pack_split(
-        subset_folder(settings.data_dir, ids, cache_root, "train"),
-        "train",
-        cache_root / "cache",
-        pack_view,
-        shard_size=512,
-        workers=workers + 1,
-        progress=False,
-        observation_shape=cfg.observation_shape,
-    )
+    cached = packed_subset(settings.data_dir, ids, cfg, cache_root, workers + 1)
     pack_seconds = time.perf_counter() - started
-    packed = open_packed(folder)
+    packed = cached.packed
     shape = cfg.observation_shape
     files = CadenceDataset(settings.data_dir, "train", ids, None, observations, shape)
-    cached = PackedCadenceDataset(packed, ids, None, observations, "map", shape)  # as training reads it
 
     def batch_work(batch):
         return batch_to_images(batch["observations"], cfg)

@@ -11,12 +11,13 @@ process), so a resumed run replays exactly what the uninterrupted run would have
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import math
 import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,23 @@ def oof_fold_name(fold: int) -> str:
     return f"oof_fold{fold}.csv"
 
 
+def machine_without_rank(num_processes: int, environ: Mapping[str, str]) -> str | None:
+    """The main machine's address when Accelerate's CPU launcher started this process for several machines without a
+    rank, else None. `accelerate launch --cpu --num_machines N --main_process_ip IP` starts one plain process per
+    machine and hands it only MASTER_ADDR=IP (its own default is 127.0.0.1, for several processes on one machine); the
+    rank must come from the environment (RANK and WORLD_SIZE, or mpirun's), and without one each machine is a
+    1-process job of its own."""
+    address = environ.get("MASTER_ADDR", "")
+    cpu_launcher = environ.get("ACCELERATE_USE_CPU", "").lower() in ("y", "yes", "t", "true", "on", "1")
+    if num_processes > 1 or not address or not cpu_launcher:
+        return None
+    try:
+        loopback = ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a host name
+        loopback = address == "localhost"
+    return None if loopback else address
+
+
 def prepare_run_dir(
     cfg: Config, recipe_name: str, overwrite: bool = False, resume: bool = False
 ) -> tuple[Config, Path]:
@@ -114,6 +132,15 @@ def prepare_run_dir(
     A non-empty folder is refused unless the run is resumed (kept) or `overwrite` is given (emptied first)."""
     # Accelerator reads ACCELERATE_USE_CPU itself; a bare PartialState would not, and would miss MULTI_CPU runs
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    address = machine_without_rank(state.num_processes, os.environ)
+    if address:
+        raise ConfigError(
+            f"accelerate launch --cpu started this process for several machines (main process at {address}) but "
+            "gave it no rank, so every machine would train the whole run alone into the same run folder. Give each "
+            "machine's launch its place: RANK=<machine rank> WORLD_SIZE=<number of machines> accelerate launch "
+            "--cpu ... (docs/training.md, Several machines), or start all processes from one machine with "
+            "--mpirun_hostfile"
+        )
     name = [cfg.run_name or f"{recipe_name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"]
     if state.num_processes > 1:
         broadcast_object_list(name)
@@ -336,6 +363,31 @@ def validate(
     return logits, auc, loss
 
 
+def prepare_training(
+    cfg: Config, accelerator: Accelerator, train_loader: DataLoader, valid_loader: DataLoader | None
+) -> tuple:
+    """The recipe's model, AdamW, warm-up + cosine schedule and loaders prepared by `accelerator`, and the EMA of
+    the weights (None without `ema_decay`): (model, optimizer, train_loader, valid_loader, scheduler, ema)."""
+    model = build_model(cfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # counted on the un-sharded loader: Accelerate steps a prepared scheduler once per process per update
+    updates_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        warmup_cosine(cfg.epochs * updates_per_epoch, int(cfg.warmup_epochs * updates_per_epoch), cfg.min_lr / cfg.lr),
+    )
+    model, optimizer, train_loader, valid_loader, scheduler = accelerator.prepare(
+        model, optimizer, train_loader, valid_loader, scheduler
+    )
+    # the average of the weights, on every process alike (DDP keeps their weights equal); validated and saved
+    ema = (
+        ModelEmaV3(accelerator.unwrap_model(model, keep_torch_compile=False), decay=cfg.ema_decay, use_warmup=True)
+        if cfg.ema_decay
+        else None
+    )
+    return model, optimizer, train_loader, valid_loader, scheduler, ema
+
+
 def train_fold(
     cfg: Config,
     folds: pd.DataFrame,
@@ -387,22 +439,8 @@ def train_fold(
         train_set = CombinedCadences([train_set, test_set])
     train_loader = make_train_loader(train_set, cfg, workers(train_set), sampler_generator)
     valid_loader = make_eval_loader(valid_set, cfg.eval_batch_size, workers(valid_set), cfg.prefetch_factor)
-    model = build_model(cfg)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # counted on the un-sharded loader: Accelerate steps a prepared scheduler once per process per update
-    updates_per_epoch = math.ceil(len(train_loader) / cfg.grad_accum_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        warmup_cosine(cfg.epochs * updates_per_epoch, int(cfg.warmup_epochs * updates_per_epoch), cfg.min_lr / cfg.lr),
-    )
-    model, optimizer, train_loader, valid_loader, scheduler = accelerator.prepare(
-        model, optimizer, train_loader, valid_loader, scheduler
-    )
-    # the average of the weights, on every process alike (DDP keeps their weights equal); validated and saved
-    ema = (
-        ModelEmaV3(accelerator.unwrap_model(model, keep_torch_compile=False), decay=cfg.ema_decay, use_warmup=True)
-        if cfg.ema_decay
-        else None
+    model, optimizer, train_loader, valid_loader, scheduler, ema = prepare_training(
+        cfg, accelerator, train_loader, valid_loader
     )
     ema_model = ema.module if ema is not None else None
     best_logits = load_training_state(accelerator, state_dir, ema_model) if state_dir is not None else None
