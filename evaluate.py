@@ -5,7 +5,8 @@
     python evaluate.py --checkpoints a/fold0.safetensors b/fold3.safetensors --data-dir \
         /kaggle/input/seti-breakthrough-listen --out /kaggle/working/submission.csv
 
-Logits are averaged over the TTA views and the checkpoints, then passed through a sigmoid.
+Logits are averaged over the TTA views and the checkpoints, then passed through a sigmoid. Every cadence is read
+once, whatever the number of checkpoints: each batch goes to all their models.
 """
 
 import argparse
@@ -28,7 +29,9 @@ def main() -> None:
     parser.add_argument(
         "--tta", help=f"comma-separated subset of {','.join(TTA_VIEWS)} (default: each checkpoint's config)"
     )
-    parser.add_argument("--batch-size", type=int, help="default: each checkpoint's eval_batch_size")
+    parser.add_argument(
+        "--batch-size", type=int, help="one for all checkpoints (default: the smallest eval_batch_size of theirs)"
+    )
     parser.add_argument("--num-workers", type=int, help="loader worker processes (default: from the CPUs available)")
     parser.add_argument(
         "--cache-dir", help="packed cache root (python -m src.pack); the file tree is read without a match"

@@ -122,6 +122,7 @@ def test_bad_value_error_names_the_file(tmp_path):
         ({"pool": "max"}, "pool"),
         ({"mix": "cutout"}, "mix"),
         ({"mix_label": "min"}, "mix_label"),
+        ({"select_by": "valid_f1"}, "select_by"),
         ({"mixed_precision": "fp8"}, "mixed_precision"),
         ({"mixed_precision": True}, "mixed_precision"),  # YAML 1.1 reads a bare `no` as a boolean
         ({"view": True}, "view"),  # ... and a bare `on` too

@@ -77,4 +77,4 @@ def test_tracker_init_kwargs(monkeypatch, tmp_path):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     kwargs = tracker_init_kwargs(tmp_path, "run-1")
-    assert kwargs == {"wandb": {"dir": str(tmp_path), "name": "run-1", "mode": "offline"}}
+    assert kwargs == {"wandb": {"dir": str(tmp_path), "name": "run-1", "mode": "offline", "settings": {"quiet": True}}}

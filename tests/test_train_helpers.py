@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from src.engine.inference import ordered_by_index
-from src.engine.train import class_balanced_weights, warmup_cosine
+from src.engine.train import class_balanced_weights, improves, warmup_cosine
 
 # ---------------------------------------------------------------- sampler weights ---
 
@@ -116,3 +116,10 @@ def test_ordered_by_index_restores_order():
 def test_ordered_by_index_refuses_duplicates_and_gaps(index, size):
     with pytest.raises(RuntimeError, match="fold 3 validation"):
         ordered_by_index(np.zeros(len(index)), index, size, "fold 3 validation")
+
+
+def test_checkpoint_selection_by_auc_or_by_loss():
+    best = {"auc": 0.97, "valid_loss": 0.48}  # the best AUC so far came with a miscalibrated, high loss
+    assert improves("valid_auc", 0.98, 0.50, best) and not improves("valid_auc", 0.968, 0.09, best)
+    assert improves("valid_loss", 0.968, 0.09, best) and not improves("valid_loss", 0.98, 0.50, best)
+    assert improves("valid_loss", 0.5, 9.0, {}) and improves("valid_auc", 0.5, 9.0, {})  # the first epoch is kept

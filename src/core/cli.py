@@ -72,6 +72,15 @@ def user_message(err: Exception) -> str:
     return last_line.split(": ", 1)[1] if ": " in last_line else last_line
 
 
+def progress_bar(iterable=None, *, show: bool = True, **options):
+    """A tqdm bar drawn only on a terminal and erased when it ends, so that what stays on screen, and all that
+    reaches a log file (`... 2>&1 | tee run.log`), is the lines the program prints: one per epoch or step."""
+    from tqdm.auto import tqdm
+
+    options = {"leave": False, "dynamic_ncols": True, "mininterval": 0.5, **options}
+    return tqdm(iterable, disable=None if show else True, **options)
+
+
 def close_progress_bars() -> None:
     """Close the progress bars an error left open, so that its line starts on a line of its own."""
     from tqdm import tqdm
@@ -83,6 +92,8 @@ def close_progress_bars() -> None:
 def run_cli(main: Callable[[], object]) -> None:
     """Run an entry point; a user error prints `error: <message>` to stderr and exits with code 2."""
     reuse_large_allocations()
+    if hasattr(sys.stdout, "reconfigure"):  # lines reach a pipe (| tee) as printed, in order with stderr
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         main()
     except USER_ERRORS as err:

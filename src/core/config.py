@@ -43,6 +43,7 @@ TRACKERS = ("wandb", "tensorboard")
 NONFINITE_LOSS_ACTIONS = ("stop", "skip")
 BACKGROUNDS = ("none", "off_spectrum")
 WINDOWS = ("fixed", "follows_drift")
+SELECTIONS = ("valid_auc", "valid_loss")
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ class Config:
     pseudo_labels: str | None = (
         None  # a submission CSV of data_dir's test split: its cadences join training, soft labels
     )
+    select_by: str = "valid_auc"  # each fold keeps the epoch of best validation ROC AUC, or of lowest validation
+    # loss: calibrated logits, on one scale across folds, as the pooled out-of-fold AUC and a fold ensemble need
     # --- evaluation and logging ---
     tta: tuple[str, ...] = TTA_VIEWS
     tracker: tuple[str, ...] = ("wandb",)
@@ -139,6 +142,7 @@ class Config:
         _check_choice("mix_label", self.mix_label, MIX_LABELS)
         _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
         _check_choice("nonfinite_loss", self.nonfinite_loss, NONFINITE_LOSS_ACTIONS)
+        _check_choice("select_by", self.select_by, SELECTIONS)
         for name in self.tta:
             _check_choice("tta", name, TTA_VIEWS)
         if not self.tta:

@@ -253,11 +253,28 @@ def open_cadences(
     access: str = "read",
     observation_shape: Sequence[int] = OBSERVATION_SHAPE,
 ) -> tuple[CadenceDataset, str]:
-    """The dataset for `ids`: from the packed cache under `cache_dir` when one holds them with the observations
-    the view (and background cleaning) reads, of `observation_shape` (with `access`, see PackedCadenceDataset),
-    else from the file tree, whose files must have that shape. All deliver the same float16 values. Returns it
-    and a line saying which source it reads and, on a fallback, why."""
+    """The dataset for `ids` delivering the observations the view (and background cleaning) reads: see
+    `open_observations`."""
     observations = loaded_observations(view, background)
+    return open_observations(data_dir, split, ids, targets, observations, cache_dir, access, observation_shape)
+
+
+def open_observations(
+    data_dir: str | Path,
+    split: str,
+    ids: Sequence[str],
+    targets: Sequence[float] | None,
+    observations: Sequence[int],
+    cache_dir: str | Path | None = None,
+    access: str = "read",
+    observation_shape: Sequence[int] = OBSERVATION_SHAPE,
+) -> tuple[CadenceDataset, str]:
+    """The dataset for `ids` delivering `observations` (e.g. all that several views read, for one pass feeding
+    them all): from the packed cache under `cache_dir` when one holds them with these observations of
+    `observation_shape` (with `access`, see PackedCadenceDataset), else from the file tree, whose files must
+    have that shape. All deliver the same float16 values. Returns it and a line saying which source it reads
+    and, on a fallback, why."""
+    observations = tuple(observations)
     observation_shape = tuple(observation_shape)
     if cache_dir is not None:
         packed, reason = find_packed(cache_dir, split, ids, observations, observation_shape)

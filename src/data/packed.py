@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from src.core.cadence import OBSERVATION_SHAPE, observation_shape_problem, view_observations
+from src.core.cli import progress_bar
 from src.core.errors import DataError
 from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.kaggle import (
@@ -288,7 +288,7 @@ def pack_split(
             tasks.append((shard, first, [str(cadence_path(data_dir, split, i)) for i in chunk]))
     remaining = {shard: packed.rows_in_shard(shard) for shard in todo}
     done = len(ids) - sum(remaining.values())
-    bar = tqdm(total=len(ids), initial=done, desc=f"packing {split} -> {folder}", unit="cadence", disable=not progress)
+    bar = progress_bar(total=len(ids), initial=done, desc=f"packing {split} -> {folder}", unit="cadence", show=progress)
     with ProcessPoolExecutor(max_workers=workers or default_workers()) as pool:
         futures = {
             pool.submit(

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from src.core.cadence import OBSERVATION_SHAPE
+from src.core.cli import progress_bar
 from src.core.errors import DataError
 from src.core.files import write_csv_atomically
 from src.data.kaggle import (
@@ -78,13 +78,12 @@ def scan_cadences(
     paths = [cadence_path(data_dir, split, i) for i in ids]
     shapes = [tuple(observation_shape)] * len(paths)
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        results = tqdm(
+        results = progress_bar(
             pool.map(check_cadence, ids, paths, shapes),
             total=len(paths),
             desc=f"checking {split}",
             unit="file",
-            disable=not progress,
-            leave=False,
+            show=progress,
         )
         return [bad for bad in results if bad is not None]
 

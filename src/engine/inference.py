@@ -2,14 +2,20 @@
 
 Each checkpoint carries its own config, so a run's folds (or checkpoints of different runs) are read
 with the view, normalisation, image size and data geometry (observation_shape) they were trained with.
+Evaluation reads every cadence once, whatever the number of checkpoints: the Kaggle test set is 34 GB, and
+reading it again for every fold made a 5-fold submission read 170 GB. One loader delivers the observations that
+any checkpoint needs; each batch goes to every model, and checkpoints that make the same images of it share them.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,18 +26,112 @@ from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
+from src.core.cadence import loaded_observations
+from src.core.cli import progress_bar
 from src.core.config import Config
-from src.core.errors import StorageError, out_of_space
+from src.core.errors import CheckpointError, StorageError, out_of_space
 from src.core.files import write_csv_atomically, write_text_atomically
-from src.data.datasets import PackedCadenceDataset, loader_workers, make_eval_loader, open_cadences
+from src.data.datasets import (
+    CadenceDataset,
+    PackedCadenceDataset,
+    loader_workers,
+    make_eval_loader,
+    open_observations,
+)
 from src.data.kaggle import SAMPLE_SUBMISSION, read_sample_submission, read_test_labels, require_cadence_files
 from src.engine.checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
 from src.models.classifier import build_model
 from src.transforms.augment import tta_view
 from src.transforms.images import batch_to_images, image_shape
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class PassModel:
+    """One model fed by a pass over the data: its config (the batch transform), TTA views, and where its
+    observations sit in the loaded batch (None: the batch holds exactly its observations)."""
+
+    name: str
+    model: torch.nn.Module
+    cfg: Config
+    tta: tuple[str, ...]
+    positions: tuple[int, ...] | None = None
+
+
+def image_settings(cfg: Config) -> tuple:
+    """What `batch_to_images` reads from a config (and the data geometry): configs alike in these make the same
+    images of a batch, so their models share them."""
+    image_size = tuple(cfg.image_size) if cfg.image_size is not None else None
+    return (
+        cfg.view,
+        cfg.normalize,
+        image_size,
+        tuple(cfg.observation_shape),
+        cfg.background,
+        cfg.channels_last,
+        cfg.resolution[1],
+    )
+
+
+def image_groups(models: Sequence[PassModel]) -> list[list[int]]:
+    """The models' numbers grouped by their image settings, in first-seen order."""
+    groups: dict[tuple, list[int]] = {}
+    for number, member in enumerate(models):
+        groups.setdefault(image_settings(member.cfg), []).append(number)
+    return list(groups.values())
+
+
+def tta_logits(
+    model: torch.nn.Module, images: torch.Tensor, tta: Sequence[str], accelerator: Accelerator
+) -> torch.Tensor:
+    """A model's logits for a batch of images, the float32 mean over the TTA views."""
+    with accelerator.autocast():
+        views = [model(tta_view(images, name))["logits"].float() for name in tta]
+    return torch.stack(views).mean(0)
+
+
+def batch_logits(
+    models: Sequence[PassModel], groups: Sequence[Sequence[int]], observations: torch.Tensor, accelerator: Accelerator
+) -> list[torch.Tensor]:
+    """Every model's TTA-averaged logits for one batch of loaded observations. The batch transform runs once per
+    group of alike models, on the group's own observations, and its images are let go before the next group's."""
+    logits: dict[int, torch.Tensor] = {}
+    for group in groups:
+        first = models[group[0]]
+        own = observations if first.positions is None else observations[:, list(first.positions)]
+        images = batch_to_images(own, first.cfg)
+        for number in group:
+            logits[number] = tta_logits(models[number].model, images, models[number].tta, accelerator)
+    return [logits[number] for number in range(len(models))]
+
 
 @torch.no_grad()
+def pass_logits(
+    models: Sequence[PassModel], loader: DataLoader, accelerator: Accelerator, bar: tqdm | None = None
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each model's TTA-averaged logits, with dataset indices, over one pass of a (sharded) loader: every batch is
+    read once and fed to all the models. Gathered from all processes without the padding duplicates of uneven
+    shards. Only the logits are kept: memory stays flat however many cadences stream through. `bar` counts the
+    cadences."""
+    for member in models:
+        member.model.eval()
+    groups = image_groups(models)
+    all_logits: list[list[torch.Tensor]] = [[] for _ in models]
+    all_index = []
+    for batch in loader:
+        logits, index = accelerator.gather_for_metrics(
+            (batch_logits(models, groups, batch["observations"], accelerator), batch["index"])
+        )
+        for kept, model_logits in zip(all_logits, logits, strict=True):
+            kept.append(model_logits.cpu())
+        all_index.append(index.cpu())
+        if bar is not None:
+            bar.update(len(index))
+    return [torch.cat(kept).numpy() for kept in all_logits], torch.cat(all_index).numpy()
+
+
 def predict_logits(
     model: torch.nn.Module,
     loader: DataLoader,
@@ -39,19 +139,10 @@ def predict_logits(
     cfg: Config,
     tta: Sequence[str] = ("identity",),
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Logits averaged over the TTA views, with dataset indices, over a (sharded) loader, gathered from all
-    processes without the padding duplicates of uneven shards. Only the logits are kept: memory stays flat
-    however many cadences stream through."""
-    model.eval()
-    all_logits, all_index = [], []
-    for batch in loader:
-        images = batch_to_images(batch["observations"], cfg)
-        with accelerator.autocast():
-            views = [model(tta_view(images, name))["logits"].float() for name in tta]
-        logits, index = accelerator.gather_for_metrics((torch.stack(views).mean(0), batch["index"]))
-        all_logits.append(logits.cpu())
-        all_index.append(index.cpu())
-    return torch.cat(all_logits).numpy(), torch.cat(all_index).numpy()
+    """One model's logits averaged over the TTA views, with dataset indices (see `pass_logits`); the loader
+    delivers the observations its config reads (validation in training)."""
+    (logits,), index = pass_logits([PassModel("model", model, cfg, tuple(tta))], loader, accelerator)
+    return logits, index
 
 
 def ordered_by_index(values: np.ndarray, index: np.ndarray, size: int, what: str) -> np.ndarray:
@@ -107,51 +198,90 @@ def fitting_batch_size(
         batch_size = halved_batch_size(batch_size, accelerator)
 
 
-def checkpoint_logits(
-    info: CheckpointInfo,
-    data_dir: str | Path,
-    split: str,
-    ids: Sequence[str],
-    tta: Sequence[str],
+def pass_batch_size(models: Sequence[PassModel], batch_size: int, accelerator: Accelerator) -> int:
+    """The batch size, halved until every model fits a full batch of its TTA views (with all of them on the
+    device); the models run one after another on a batch, so each is probed alone."""
+    for member in models:
+        cfg = member.cfg
+        shape = image_shape(cfg.view, cfg.image_size, cfg.observation_shape)
+        batch_size = fitting_batch_size(member.model, shape, batch_size, accelerator, member.tta, cfg.channels_last)
+    return batch_size
+
+
+@contextmanager
+def cadence_bar(total: int, n_models: int, accelerator: Accelerator) -> Iterator[tqdm]:
+    """A bar over the cadences with their rate, on the local main process's terminal (see `progress_bar`); it
+    erases itself when done, and one line of the pass's rate stays in its place, in a log file too."""
+    started = time.monotonic()
+    desc, show = f"evaluating {n_models} checkpoint(s)", accelerator.is_local_main_process
+    with progress_bar(total=total, desc=desc, unit="cadence", show=show) as bar:
+        yield bar
+    seconds = time.monotonic() - started
+    accelerator.print(
+        f"{total} cadences read once for {n_models} checkpoint(s) in {seconds:.0f} s "
+        f"({total / max(seconds, 1e-9):.1f} cadence/s)"
+    )
+
+
+def one_pass_logits(
+    models: Sequence[PassModel],
+    dataset: CadenceDataset,
     batch_size: int,
-    num_workers: int | None,
+    workers: int,
+    prefetch_factor: int,
     accelerator: Accelerator,
-    cache_dir: str | Path | None = None,
-) -> np.ndarray:
-    """One checkpoint's TTA-averaged logits for `ids`, in the order of `ids`, on every process.
+) -> list[np.ndarray]:
+    """Each model's TTA-averaged logits for the dataset's cadences, in dataset order, on every process, from one
+    read of every cadence.
 
     On running out of memory the batch is halved: up front on every process together, and again if the real
     pass still fails in a single process (a multi-process pass cannot be restarted by one process alone)."""
-    cfg = info.config
-    model = build_model(cfg, load_pretrained=False)
-    load_weights(model, info.path)
-    model = model.to(accelerator.device).eval()
-    if cfg.compile:
-        model = torch.compile(model)
-    dataset, note = open_cadences(
-        data_dir, split, ids, None, cfg.view, cache_dir, cfg.background, observation_shape=cfg.observation_shape
-    )
-    accelerator.print(note)
-    workers = loader_workers(num_workers, accelerator.num_processes, isinstance(dataset, PackedCadenceDataset))
-    batch_size = fitting_batch_size(
-        model,
-        image_shape(cfg.view, cfg.image_size, cfg.observation_shape),
-        batch_size,
-        accelerator,
-        tta,
-        cfg.channels_last,
-    )
+    batch_size = pass_batch_size(models, batch_size, accelerator)
     while True:
         try:
-            loader = accelerator.prepare(make_eval_loader(dataset, batch_size, workers, cfg.prefetch_factor))
-            logits, index = predict_logits(model, loader, accelerator, cfg, tta)
+            loader = accelerator.prepare(make_eval_loader(dataset, batch_size, workers, prefetch_factor))
+            with cadence_bar(len(dataset), len(models), accelerator) as bar:
+                logits, index = pass_logits(models, loader, accelerator, bar)
             break
         except RuntimeError as err:
             if accelerator.num_processes > 1 or batch_size == 1 or not should_reduce_batch_size(err):
                 raise
             batch_size = halved_batch_size(batch_size, accelerator)
     accelerator.free_memory()
-    return ordered_by_index(logits, index, len(ids), str(info.path))
+    return [
+        ordered_by_index(model_logits, index, len(dataset), member.name)
+        for model_logits, member in zip(logits, models, strict=True)
+    ]
+
+
+def shared_observation_shape(infos: Sequence[CheckpointInfo]) -> tuple[int, int]:
+    """The data geometry all the checkpoints were trained on: one pass reads cadences of one shape."""
+    shape = tuple(infos[0].config.observation_shape)
+    for info in infos[1:]:
+        other = tuple(info.config.observation_shape)
+        if other != shape:
+            raise CheckpointError(
+                f"{info.path}: trained on observations of {other[0]} x {other[1]}, but {infos[0].path} on "
+                f"{shape[0]} x {shape[1]}; one evaluation reads one data geometry: evaluate them separately"
+            )
+    return shape
+
+
+def pass_model(
+    info: CheckpointInfo, tta: Sequence[str] | None, loaded: Sequence[int], accelerator: Accelerator
+) -> PassModel:
+    """A checkpoint's model on the device, ready to evaluate: built from its own config, its weights loaded
+    strictly, compiled when the config says so; with its TTA views (its config's unless `tta`) and its
+    observations' places among the `loaded` ones."""
+    cfg = info.config
+    model = build_model(cfg, load_pretrained=False)
+    load_weights(model, info.path)
+    model = model.to(accelerator.device).eval()
+    if cfg.compile:
+        model = torch.compile(model)
+    own = loaded_observations(cfg.view, cfg.background)
+    positions = None if tuple(own) == tuple(loaded) else tuple(loaded.index(o) for o in own)
+    return PassModel(str(info.path), model, cfg, tuple(tta or cfg.tta), positions)
 
 
 def ensemble_logits(
@@ -165,22 +295,28 @@ def ensemble_logits(
     accelerator: Accelerator,
     cache_dir: str | Path | None = None,
 ) -> np.ndarray:
-    """Logits of `ids` averaged over the checkpoints, each averaged over its TTA views (its config's unless given)."""
-    total = np.zeros(len(ids), dtype=np.float64)
+    """Logits of `ids` averaged over the checkpoints, each averaged over its TTA views (its config's unless given),
+    from one read of every cadence, however many checkpoints: all their models are on the device at once.
+
+    One pass has one batch size: `batch_size` if given, else the smallest `eval_batch_size` of the checkpoints,
+    halved until every model fits. The mean is the float64 sum over the checkpoints in the given order divided by
+    their number, as when each checkpoint read the data itself: the same bytes in the submission."""
+    observation_shape = shared_observation_shape(infos)
+    loaded = sorted(set().union(*(loaded_observations(i.config.view, i.config.background) for i in infos)))
+    models = []
     for info in infos:
-        views = tuple(tta or info.config.tta)
-        accelerator.print(f"{info.path}: fold {info.fold}, {info.config.model_name}, TTA {', '.join(views)}")
-        total += checkpoint_logits(
-            info,
-            data_dir,
-            split,
-            ids,
-            views,
-            batch_size or info.config.eval_batch_size,
-            num_workers,
-            accelerator,
-            cache_dir,
-        )
+        member = pass_model(info, tta, loaded, accelerator)
+        accelerator.print(f"{info.path}: fold {info.fold}, {info.config.model_name}, TTA {', '.join(member.tta)}")
+        models.append(member)
+    dataset, note = open_observations(data_dir, split, ids, None, loaded, cache_dir, "read", observation_shape)
+    accelerator.print(note)
+    workers = loader_workers(num_workers, accelerator.num_processes, isinstance(dataset, PackedCadenceDataset))
+    batch_size = batch_size or min(info.config.eval_batch_size for info in infos)
+    prefetch_factor = infos[0].config.prefetch_factor  # a loader setting: the first checkpoint's
+    logits = one_pass_logits(models, dataset, batch_size, workers, prefetch_factor, accelerator)
+    total = np.zeros(len(ids), dtype=np.float64)
+    for model_logits in logits:
+        total += model_logits
     return total / len(infos)
 
 

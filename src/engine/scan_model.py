@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from src.core.cadence import loaded_observations
+from src.core.cli import progress_bar
 from src.core.config import Config
 from src.core.errors import CheckpointError, ConfigError
 from src.core.files import write_csv_atomically, write_text_atomically
@@ -231,7 +231,7 @@ def scan_with_model(
         if run.engine == "ray" and pending:
             score_chunks_ray(pending, model, run, actors)
         else:
-            for folder, chunk in tqdm(pending, desc="model", unit="chunk", leave=False, dynamic_ncols=True):
+            for folder, chunk in progress_bar(pending, desc="model", unit="chunk"):
                 score_chunk(scorer, folder, chunk)
     summary = {"description": model.description(), "threshold": model.threshold}
     for folder, cadence in zip(folders, cadences, strict=True):

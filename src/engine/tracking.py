@@ -71,4 +71,6 @@ def wandb_mode() -> str:
 
 
 def tracker_init_kwargs(run_dir: Path, run_name: str) -> dict[str, dict[str, Any]]:
-    return {"wandb": {"dir": str(run_dir), "name": run_name, "mode": wandb_mode()}}
+    """wandb writes into the run folder, quietly: it says where its data is, not a run summary of ~20 lines at the
+    end (the run's own report.md has one)."""
+    return {"wandb": {"dir": str(run_dir), "name": run_name, "mode": wandb_mode(), "settings": {"quiet": True}}}

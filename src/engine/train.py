@@ -1,6 +1,6 @@
 """K-fold training with one Accelerator owning devices, precision, accumulation, trackers and resume state.
 
-Writes into `<out_dir>/<run_name>/`: config.yaml, folds.csv, fold{k}.safetensors (best validation AUC),
+Writes into `<out_dir>/<run_name>/`: config.yaml, folds.csv, fold{k}.safetensors (the epoch `select_by` chooses),
 oof_fold{k}.csv and oof.csv (out-of-fold predictions), metrics.csv (per-epoch log), metrics.json, report.md,
 bad_files.csv (with skip_bad) and, while the run is unfinished, state/ (what `main.py --resume` continues from).
 
@@ -38,9 +38,9 @@ from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
-from tqdm.auto import tqdm
 
 from src.core.cadence import loaded_observations
+from src.core.cli import progress_bar
 from src.core.config import Config, load_config, save_config
 from src.core.errors import (
     USER_ERRORS,
@@ -267,14 +267,12 @@ def train_one_epoch(
     total = torch.tensor(carried, dtype=torch.float32, device=accelerator.device)
     count = progress.epoch_loss_count if accelerator.is_main_process else 0
     first = progress.batches_done
-    bar = tqdm(
+    bar = progress_bar(
         loader,
         initial=first,
         total=first + len(loader),
         desc=f"fold {progress.fold} epoch {progress.epoch + 1}/{cfg.epochs}",
-        disable=not accelerator.is_local_main_process,
-        leave=False,
-        dynamic_ncols=True,
+        show=accelerator.is_local_main_process,
     )
     last_save = time.monotonic()
     loaded = loaded_observations(cfg.view, cfg.background)  # the observations each batch holds, for injection
@@ -388,6 +386,13 @@ def prepare_training(
     return model, optimizer, train_loader, valid_loader, scheduler, ema
 
 
+def improves(select_by: str, auc: float, valid_loss: float, best: dict[str, Any]) -> bool:
+    """Whether this epoch's validation beats the fold's best so far by the `select_by` measure."""
+    if not best:
+        return True
+    return auc > best["auc"] if select_by == "valid_auc" else valid_loss < best["valid_loss"]
+
+
 def train_fold(
     cfg: Config,
     folds: pd.DataFrame,
@@ -403,8 +408,8 @@ def train_fold(
     set_seed(cfg.seed + fold)  # same initial weights on every process
     train_rows, valid_rows = folds[folds["fold"] != fold], folds[folds["fold"] == fold]
 
-    def dataset(rows: pd.DataFrame) -> CadenceDataset:
-        found, note = open_cadences(
+    def dataset(rows: pd.DataFrame) -> tuple[CadenceDataset, str]:
+        return open_cadences(
             cfg.data_dir,
             "train",
             rows["id"].tolist(),
@@ -415,14 +420,15 @@ def train_fold(
             access="map",  # every epoch reads the same cadences again
             observation_shape=cfg.observation_shape,
         )
-        accelerator.print(note)
-        return found
 
     def workers(found: CadenceDataset) -> int:
         return loader_workers(cfg.num_workers, accelerator.num_processes, isinstance(found, PackedCadenceDataset))
 
     sampler_generator = torch.Generator()
-    train_set, valid_set = dataset(train_rows), dataset(valid_rows)
+    (train_set, train_note), (valid_set, valid_note) = dataset(train_rows), dataset(valid_rows)
+    if fold == cfg.train_folds[0] or state_dir is not None:  # the same for every fold: said once a session
+        for note in dict.fromkeys([train_note, valid_note]):
+            accelerator.print(note)
     if pseudo is not None:
         test_set, note = open_cadences(
             cfg.data_dir,
@@ -469,7 +475,7 @@ def train_fold(
         logits, auc, valid_loss = validate(
             evaluated, valid_loader, accelerator, cfg, valid_targets, f"fold {fold} validation"
         )
-        improved = auc > progress.best.get("auc", -1.0)
+        improved = improves(cfg.select_by, auc, valid_loss, progress.best)
         if improved:
             progress.best = {"fold": fold, "auc": auc, "epoch": epoch + 1, "valid_loss": valid_loss}
             best_logits = logits
@@ -528,6 +534,9 @@ def finished_fold(run_dir: Path, fold: int) -> tuple[dict[str, Any], pd.DataFram
     return result, pd.read_csv(oof_path, dtype={"id": str})
 
 
+SELECTION_WORDS = {"valid_auc": "best valid ROC AUC", "valid_loss": "lowest valid loss"}
+
+
 def write_report(
     run_dir: Path, cfg: Config, fold_results: list[dict[str, Any]], oof: pd.DataFrame, seconds: float
 ) -> dict:
@@ -550,15 +559,17 @@ def write_report(
         f"Model `{cfg.model_name}`, view `{cfg.view}`, image size {cfg.image_size or 'native'}, "
         f"{cfg.epochs} epochs, {len(fold_results)} folds, {seconds / 60:.1f} min.",
         "",
-        "| fold | best epoch | valid ROC AUC |",
-        "|---:|---:|---:|",
-        *[f"| {r['fold']} | {r['epoch']} | {r['auc']:.4f} |" for r in fold_results],
-        f"| mean of folds | | {mean_fold_auc:.4f} |",
-        f"| **out-of-fold** | | **{oof_auc:.4f}** ({len(oof)} samples) |",
+        f"| fold | chosen epoch ({SELECTION_WORDS[cfg.select_by]}) | valid ROC AUC | valid loss |",
+        "|---:|---:|---:|---:|",
+        *[f"| {r['fold']} | {r['epoch']} | {r['auc']:.4f} | {r['valid_loss']:.4f} |" for r in fold_results],
+        f"| mean of folds | | {mean_fold_auc:.4f} | |",
+        f"| **out-of-fold** | | **{oof_auc:.4f}** ({len(oof)} samples) | |",
         "",
-        "The out-of-fold AUC ranks all folds' predictions together, so it also needs the folds' logits on one "
-        "scale; well below the mean of folds, it says some fold's chosen checkpoint is miscalibrated (see "
-        "valid_loss in metrics.csv).",
+        "Each fold's ROC AUC ranks that fold's validation cadences by its own model. The out-of-fold AUC ranks all "
+        "folds' predictions together, so it also needs the folds' logits on one scale: well below the mean of "
+        "folds, it says some fold's chosen checkpoint is miscalibrated (a high valid loss; see metrics.csv), and a "
+        "fold ensemble would average logits of different scales too. `select_by: valid_loss` keeps calibrated "
+        "checkpoints.",
         "",
     ]
     write_text_atomically(run_dir / "report.md", "\n".join(lines))

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
+from src.core.cli import progress_bar
 from src.core.errors import USER_ERRORS, ConfigError
 from src.core.files import write_csv_atomically, write_npy_atomically, write_text_atomically
 from src.data.clean import clean_block
@@ -206,9 +206,7 @@ def scan_cadence(
     bounds = chunk_bounds(cadence, settings)  # checked before anything is written
     torch_device = torch.device(device)
     prepare_folder(folder, state_of(cadence, settings), overwrite)
-    with tqdm(
-        total=len(bounds), desc=cadence.name, unit="chunk", leave=False, disable=not progress, dynamic_ncols=True
-    ) as bar:
+    with progress_bar(total=len(bounds), desc=cadence.name, unit="chunk", show=progress) as bar:
         for chunk, chunk_range in enumerate(bounds):
             hits_path, events_path, done_path = chunk_paths(folder, chunk)
             snippets_path = snippet_path(folder, chunk)
@@ -261,9 +259,7 @@ def scan_catalog(
     names = [c.name for c in cadences]
     if len(set(names)) != len(names):
         raise ConfigError("two cadences share a name; name them in the catalog's cadence column")
-    with tqdm(
-        total=len(cadences), desc="cadences", unit="cadence", leave=False, dynamic_ncols=True, disable=len(cadences) < 2
-    ) as bar:
+    with progress_bar(total=len(cadences), desc="cadences", unit="cadence", show=len(cadences) > 1) as bar:
         if run.engine == "ray":
             with ray_session(run.address):
                 folders = _run_ray(cadences, out, settings, run, bar.update)

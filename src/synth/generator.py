@@ -32,6 +32,7 @@ from src.core.cadence import (
     ON_OBSERVATIONS,
     T_SLEW_S,
 )
+from src.core.cli import progress_bar
 from src.data.kaggle import SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS
 from src.synth.libraries import import_setigen
 
@@ -409,10 +410,9 @@ def _job(task) -> dict:
 
 def _run_jobs(tasks, workers: int, progress: bool) -> list[dict]:
     """Run tasks in order, in-process or on a process pool, with a progress bar."""
-    from tqdm import tqdm
 
     _template_frame()  # import setigen once here: forked workers inherit it
-    bar = tqdm(total=len(tasks), desc="synth", unit="cadence", disable=not progress)
+    bar = progress_bar(total=len(tasks), desc="synth", unit="cadence", show=progress)
     rows = []
     if workers <= 1:
         for t in tasks:

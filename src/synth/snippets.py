@@ -74,7 +74,7 @@ import pandas as pd
 import torch
 
 from src.core.cadence import DF_HZ, DT_S, OFF_OBSERVATIONS, ON_OBSERVATIONS
-from src.core.cli import ErrorLineParser, run_cli
+from src.core.cli import ErrorLineParser, progress_bar, run_cli
 from src.core.errors import ConfigError
 from src.core.files import write_csv_atomically, write_npy_atomically
 from src.data.clean import BANDPASS_BINS, clean_block
@@ -550,10 +550,9 @@ def _job(task) -> dict:
 
 def _run(tasks: list, workers: int, progress: bool) -> list[dict]:
     """Make the samples in order, here or on a pool of forked processes, with a progress bar."""
-    from tqdm import tqdm
 
     rows = []
-    with tqdm(total=len(tasks), desc="snippets", unit="sample", disable=not progress, dynamic_ncols=True) as bar:
+    with progress_bar(total=len(tasks), desc="snippets", unit="sample", show=progress) as bar:
         if workers <= 1:
             threads = torch.get_num_threads()
             torch.set_num_threads(1)
