@@ -47,7 +47,7 @@ demo: setup
 	accelerate launch --config_file accelerate_config.yaml main.py --config configs/demo_cpu.yaml \
 		--data-dir $(DEMO_DATA) --run-name $(DEMO_RUN)
 	$(BIN)/python evaluate.py --run-dir outputs/$(DEMO_RUN)
-	@cat outputs/$(DEMO_RUN)/report.md
+	@echo "report (training and evaluation): outputs/$(DEMO_RUN)/report.md"
 
 detection-report: setup
 	@[ -e input/wide/train_labels.csv ] || \
