@@ -409,11 +409,16 @@ def throughput_part(settings: CheckSettings) -> dict:
 PARTS = {"steps": steps_part, "compile": compile_part, "detection": detection_part, "throughput": throughput_part}
 
 
-def part_problems(name: str, found: dict) -> list[str]:
+def part_problems(found: dict) -> list[str]:
+    """A part's own problems and those of its rows (one per recipe and precision)."""
     rows = found.get("rows", [])
     return [
         *found.get("problems", []),
-        *(f"{r['recipe']} {r.get('precision', '')}: {p}" for r in rows for p in r.get("problems", [])),
+        *(
+            f"{' '.join(filter(None, (r['recipe'], r.get('precision'))))}: {p}"
+            for r in rows
+            for p in r.get("problems", [])
+        ),
     ]
 
 
@@ -444,7 +449,7 @@ def run_check(settings: CheckSettings, command: str, progress: Callable[[str], N
 
 
 def problems(report: Report) -> list[str]:
-    return [f"{name}: {p}" for name, found in report.parts.items() for p in part_problems(name, found)]
+    return [f"{name}: {p}" for name, found in report.parts.items() for p in part_problems(found)]
 
 
 # ------------------------------------------------------------------ report ---
