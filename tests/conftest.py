@@ -153,3 +153,13 @@ def write_scan_checkpoint(path: Path, fold: int = 0, seed: int = 0, weights_of: 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, network, make_config(values), fold, 1, {})
     return path
+
+
+def accelerate_launch(n_processes: int = 2, *options: str) -> list[str]:
+    """`accelerate launch --cpu` of `n_processes` on this machine, MPI-started from configs/localhost.hostfile (a
+    plain `--cpu --num_processes 2` on one machine starts a single process), with `options` after it."""
+    import sys
+
+    accelerate = str(Path(sys.executable).parent / "accelerate")
+    machine = ["--num_processes", str(n_processes), "--num_machines", "1"]
+    return [accelerate, "launch", "--cpu", *machine, "--mpirun_hostfile", "configs/localhost.hostfile", *options]

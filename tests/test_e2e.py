@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import accelerate_launch
 
 from src.synth.generator import SynthConfig, write_dataset
 
@@ -137,21 +138,7 @@ def test_single_process_train_and_evaluate(data_dir: Path, tmp_path: Path) -> No
 
 def test_two_process_cpu_launch(data_dir: Path, tmp_path: Path) -> None:
     out_dir = tmp_path / "outputs"
-    launch = [
-        str(BIN / "accelerate"),
-        "launch",
-        "--cpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mpirun_hostfile",
-        "configs/localhost.hostfile",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-    ]
+    launch = accelerate_launch(2, "--mixed_precision", "no", "--dynamo_backend", "no")
     result = run(
         [
             *launch,

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import accelerate_launch
 from safetensors.torch import load_file
 
 import src.engine.inference
@@ -166,23 +167,8 @@ def test_other_runtime_errors_are_not_taken_for_out_of_memory(checkpoint, tmp_pa
 
 def test_two_processes_return_exactly_one_prediction_per_sample(tmp_path):
     out = tmp_path / "predictions.json"
-    command = [
-        str(BIN / "accelerate"),
-        "launch",
-        "--cpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mpirun_hostfile",
-        "configs/localhost.hostfile",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "tests/scripts/distributed_predict.py",
-        str(out),
-    ]
+    command = accelerate_launch(2, "--mixed_precision", "no", "--dynamo_backend", "no")
+    command += ["tests/scripts/distributed_predict.py", str(out)]
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",

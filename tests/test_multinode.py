@@ -35,6 +35,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import accelerate_launch
 from safetensors.torch import load_file
 
 from src.engine.train import machine_without_rank
@@ -137,20 +138,8 @@ def test_two_machines_train_exactly_as_two_processes_on_one_machine(data_dir: Pa
     train = ["main.py", "--data-dir", str(data_dir), *TRAINING]
 
     # the reference: 2 processes on one machine, MPI-started (test_e2e.py's launch)
-    one_machine = [
-        str(BIN / "accelerate"),
-        "launch",
-        "--cpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mpirun_hostfile",
-        "configs/localhost.hostfile",
-        "--main_process_port",  # not the default 29500, which another test's launch may hold
-        str(free_port()),
-        *COMMON,
-    ]
+    # --main_process_port: not the default 29500, which another test's launch may hold
+    one_machine = accelerate_launch(2, "--main_process_port", str(free_port()), *COMMON)
     reference = tmp_path / "one-machine"
     log = tmp_path / "one-machine.log"
     finish({"one machine": start([*one_machine, *train, "--out-dir", str(reference), "--run-name", "ddp"], log)})
