@@ -42,7 +42,7 @@ from src.data.kaggle import SAMPLE_SUBMISSION, read_sample_submission, read_test
 from src.engine.checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
 from src.models.classifier import build_model
 from src.transforms.augment import tta_view
-from src.transforms.images import batch_to_images, image_shape
+from src.transforms.images import batch_to_images, image_settings, image_shape
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -60,23 +60,9 @@ class PassModel:
     positions: tuple[int, ...] | None = None
 
 
-def image_settings(cfg: Config) -> tuple:
-    """What `batch_to_images` reads from a config (and the data geometry): configs alike in these make the same
-    images of a batch, so their models share them."""
-    image_size = tuple(cfg.image_size) if cfg.image_size is not None else None
-    return (
-        cfg.view,
-        cfg.normalize,
-        image_size,
-        tuple(cfg.observation_shape),
-        cfg.background,
-        cfg.channels_last,
-        cfg.resolution[1],
-    )
-
-
 def image_groups(models: Sequence[PassModel]) -> list[list[int]]:
-    """The models' numbers grouped by their image settings, in first-seen order."""
+    """The models' numbers grouped by their image settings, in first-seen order (one pass reads one data
+    geometry, so the settings `batch_to_images` reads decide alone)."""
     groups: dict[tuple, list[int]] = {}
     for number, member in enumerate(models):
         groups.setdefault(image_settings(member.cfg), []).append(number)

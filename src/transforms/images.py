@@ -130,11 +130,16 @@ def observations_to_images(
     return images.contiguous(memory_format=torch.channels_last) if channels_last else images
 
 
+def image_settings(cfg: Config) -> tuple:
+    """The settings of a run that `observations_to_images` reads, in its argument order (hashable): runs alike in
+    these make the same images of a batch."""
+    image_size = tuple(cfg.image_size) if cfg.image_size is not None else None
+    return cfg.view, cfg.normalize, image_size, cfg.channels_last, cfg.background, cfg.resolution[1]
+
+
 def batch_to_images(observations: torch.Tensor, cfg: Config) -> torch.Tensor:
     """`observations_to_images` with a run's settings: what training, evaluation and the benchmarks feed the model."""
-    return observations_to_images(
-        observations, cfg.view, cfg.normalize, cfg.image_size, cfg.channels_last, cfg.background, cfg.resolution[1]
-    )
+    return observations_to_images(observations, *image_settings(cfg))
 
 
 def cadence_to_image(
