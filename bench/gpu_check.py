@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.lib.gpu_check import CheckSettings, problems, run_check
 from src.core.cli import ErrorLineParser, run_cli
-from src.core.errors import ConfigError
+from src.core.errors import ConfigError, DataError
 
 RECIPES = Path(__file__).resolve().parents[1] / "configs"
 
@@ -45,6 +45,11 @@ def main() -> None:
         raise ConfigError(
             f"{args.out / 'report.md'}: already exists; pass --overwrite to replace it or choose another --out"
         )
+    for folder in (args.kaggle_data, args.snippet_data):
+        if folder is not None and not (folder / "train_labels.csv").is_file():
+            raise DataError(
+                f"{folder}: no train_labels.csv; name a Kaggle-layout folder, or leave the flag out to generate one"
+            )
     recipes = tuple(args.recipes or sorted(p.relative_to(RECIPES.parent) for p in RECIPES.glob("*.yaml")))
     given = {
         "kaggle_data": args.kaggle_data,

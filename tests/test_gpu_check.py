@@ -129,3 +129,16 @@ def test_without_a_gpu_the_real_check_says_so(tmp_path):
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "no GPU is visible to torch" in (out / "report.md").read_text()
+
+
+def test_a_data_folder_that_is_not_one_is_refused_in_one_line(tmp_path):
+    command = [sys.executable, "bench/gpu_check.py", "--out", str(tmp_path / "check"), "--dry-run"]
+    done = subprocess.run(
+        [*command, "--kaggle-data", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == f"error: {tmp_path}: no train_labels.csv; name a Kaggle-layout folder, or leave the flag out to generate one"
+    )
+    assert not (tmp_path / "check").exists()
