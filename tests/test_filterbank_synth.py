@@ -387,6 +387,49 @@ def test_truth_and_catalog_columns(busy):
     assert all((busy.out / p).is_file() for p in catalog.path)
 
 
+def test_truth_spans_bracket_the_start_and_follow_the_path(busy):
+    """f_mhz_min/max_obs<k>: the lowest and highest frequency of the path during observation k, sampled as it is
+    drawn; they bracket f_mhz_obs<k>, equal it for a zero-drift line, and are empty where the signal is absent and
+    for broadband bursts."""
+    truth = pd.read_csv(busy.out / fb.TRUTH)
+    assert list(truth.columns) == fb.TRUTH_COLUMNS
+    plan, checked = fb.plan_cadence(busy, 0), {"zero drift": 0, "straight": 0, "empty": 0}
+    for signal, row in zip(plan.signals, truth[truth.cadence == 0].itertuples(), strict=True):
+        for obs in plan.observations:
+            start, low, high = (getattr(row, f"f_mhz{part}_obs{obs.index}") for part in ("", "_min", "_max"))
+            if obs.index not in signal.observations or signal.kind == "rfi_broadband":
+                assert np.isnan(low) and np.isnan(high)
+                checked["empty"] += 1
+                continue
+            assert low <= start <= high
+            dense = signal.path()(obs.start_s + np.linspace(0.0, ROWS * DT_S, 4001)) / 1e6
+            assert low == pytest.approx(dense.min(), abs=0.5e-6) and high == pytest.approx(dense.max(), abs=0.5e-6)
+            if signal.shape == "constant":
+                assert low == start == high
+                checked["zero drift"] += 1
+            elif signal.shape in ("linear", "pulsed"):  # a straight path: from its start to its end
+                assert high - low == pytest.approx(abs(signal.rate) * ROWS * DT_S * 1e-6, abs=1e-9)
+                checked["straight"] += 1
+    assert min(checked.values()) > 0, checked
+
+
+def test_truth_keeps_its_earlier_columns_and_values():
+    """The span columns come after the others and draw nothing: the earlier columns, values and CSV text are
+    those of the table made before the spans existed (its digest), with and without --rfi-near-needles."""
+    import hashlib
+
+    digests = {
+        0.0: "1c03553a185bedf9c362d566365ceda46db343404f3cb6e8b5514f2de327281f",
+        0.5: "b572d2ef115b61f29cbffd4fabec912e5eef4c0b16c6699ebf88a8470375936d",
+    }
+    for share, digest in digests.items():
+        s = settings(Path("unused"), n_cadences=2, needles=3, rfi=4, seed=4, max_drift=1.0, rfi_near_needles=share)
+        table = fb.truth_table(s, [fb.plan_cadence(s, k) for k in range(2)])
+        earlier = [c for c in table.columns if not c.startswith(("f_mhz_min_", "f_mhz_max_"))]
+        assert earlier == fb.TRUTH_COLUMNS[:21] + (["rfi_near"] if share else [])
+        assert hashlib.sha256(table[earlier].to_csv(index=False).encode()).hexdigest() == digest
+
+
 # ----------------------------------------------------------------- command ---
 
 

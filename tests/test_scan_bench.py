@@ -117,6 +117,87 @@ def test_an_events_measured_drift_widens_the_tolerance():
     assert (ignored["needle_row"] == sb.NO_MATCH).all()
 
 
+def with_spans(truth: pd.DataFrame, spans: dict | None = None) -> pd.DataFrame:
+    """truth.csv with the span columns: a straight path over each observation (from f_mhz_obs<k> by its drift x
+    OBS_LENGTH_S), or the spans given ({row: {obs: (low Hz, high Hz)}}, in Hz from F0)."""
+    truth = truth.copy()
+    for k in range(6):
+        start = truth[f"f_mhz_obs{k}"]
+        end = start + np.nan_to_num(truth["drift_hz_s"]) * OBS_LENGTH_S * 1e-6
+        truth[f"f_mhz_min_obs{k}"], truth[f"f_mhz_max_obs{k}"] = np.minimum(start, end), np.maximum(start, end)
+    for row, by_obs in (spans or {}).items():
+        for k, (low, high) in by_obs.items():
+            truth.loc[row, [f"f_mhz_min_obs{k}", f"f_mhz_max_obs{k}"]] = [mhz(low), mhz(high)]
+    return truth
+
+
+def curved_truth() -> pd.DataFrame:
+    """Sine needles S at 0 Hz and T at 200 Hz: in observation 2 the path of S dips to -120 Hz and comes back to its
+    start (span -120 .. 0 Hz), that of T spans 200 .. 230 Hz; elsewhere straight spans; an RFI line at -150 Hz.
+    Tolerance 40 Hz (20 channels of 2 Hz) for drifts up to 0.8 Hz/s."""
+    rows = [
+        signal("0", 0, "needle", 0.0, -0.6, shape="sine"),  # S
+        signal("0", 1, "needle", 200.0, 0.3, shape="sine"),  # T
+        signal("0", 2, "rfi_zero_drift", -150.0, 0.0, shape="constant", on_only=False),
+    ]
+    return with_spans(pd.DataFrame(rows), {0: {2: (-120.0, 0.0)}, 1: {2: (200.0, 230.0)}})
+
+
+def test_a_piece_of_a_curved_needle_is_matched_along_its_path():
+    """The straight line fitted to a piece of a sine needle starts 104 Hz from the path's start (tolerance 40 Hz)
+    but runs on frequencies the path covers there: a needle event. Tracks more than 20 channels (40 Hz) from the
+    path's span are not, nor steep tracks that cross the span without sweeping as far as it is wide (within 40
+    channels), nor is anything matched by the span in an observation where the needle is absent."""
+    truth = curved_truth()
+    rows = [
+        (2, -104.0, 0.59, 0),  # the piece: -104 .. -45 Hz, inside the span
+        (2, -300.0, 0.59, None),  # -300 .. -241 Hz: 121 Hz below the span
+        (2, -218.0, 0.59, 0),  # -218 .. -159: 39 Hz below it, in (and 9 Hz from the RFI line: the needle first)
+        (2, -222.0, 0.59, 2),  # -222 .. -163: 43 Hz below it, out; 13 Hz from the RFI line
+        (2, 89.0, -0.5, 0),  # 39 .. 89 Hz, falling: 39 Hz above the span, in
+        (2, 95.0, -0.5, None),  # 45 .. 95: out
+        (2, 140.0, -1.5, 0),  # -10 .. 140: overlaps S's span, 60 Hz below T's: S
+        (2, 150.0, 0.6, 1),  # 150 .. 210: overlaps T's span, 150 Hz above S's: T
+        (2, -10.0, 2.5, 0),  # -10 .. 240: overlaps both; 10 Hz from S's start, 210 Hz from T's: S
+        (2, 185.0, np.nan, 1),  # no drift: the point alone, 15 Hz below T's span (and its start)
+        (3, -60.0, 0.59, None),  # an OFF observation: S is absent
+        (4, -104.0, 0.59, 0),  # observation 4: S's span is its straight path there, -60 .. 0 Hz
+        (4, -170.0, 0.59, 2),  # -170 .. -111: 51 Hz from it, out; 20 Hz from the RFI line's frequency
+        (2, 330.0, -2.0, None),  # 130 .. 330: crosses T's span but sweeps 200 Hz to its 30 (> 40 channels): out
+        (2, -270.0, 2.2, None),  # -270 .. -50: crosses S's span and the RFI line, sweeping 220 Hz to 120 and 0
+    ]
+    events = pd.DataFrame(
+        {
+            "cadence": "0",
+            "obs": [r[0] for r in rows],
+            "freq_mhz": [mhz(r[1]) for r in rows],
+            "drift_hz_s": [r[2] for r in rows],
+        }
+    )
+    matched = sb.match_events(events, truth, DF_HZ, OBS_LENGTH_S)
+    expected = [r[3] for r in rows]
+    needles = [e if e in (0, 1) else sb.NO_MATCH for e in expected]
+    assert matched["needle_row"].tolist() == needles
+    assert matched["match"].tolist() == ["needle" if e in (0, 1) else "rfi" if e == 2 else "none" for e in expected]
+    assert matched.loc[0, "offset_hz"] == pytest.approx(-104.0, abs=1e-3)  # from the path's start, as before
+
+    start_rule = sb.match_events(events, truth, DF_HZ, OBS_LENGTH_S, spans=False)
+    old = truth.drop(columns=[c for c in truth if c.startswith(("f_mhz_min_", "f_mhz_max_"))])
+    pd.testing.assert_frame_equal(start_rule, sb.match_events(events, old, DF_HZ, OBS_LENGTH_S))
+    assert start_rule.loc[0, "match"] == "none"  # the start rule alone misses the piece
+
+
+def test_old_truth_without_spans_matches_as_before():
+    """A truth.csv made before the span columns, or spans=False, gives the start rule alone: the toy events'
+    expectations hold, and straight spans added to the toy truth change none of them."""
+    truth, events = toy_truth(), toy_events()
+    before = sb.match_events(events, truth, DF_HZ, OBS_LENGTH_S)
+    assert before["needle_row"].tolist() == [NEEDLE_ROWS.get(e, sb.NO_MATCH) for e in events["expected"]]
+    spanned = with_spans(truth)
+    pd.testing.assert_frame_equal(sb.match_events(events, spanned, DF_HZ, OBS_LENGTH_S, spans=False), before)
+    pd.testing.assert_frame_equal(sb.match_events(events, spanned, DF_HZ, OBS_LENGTH_S), before)
+
+
 def test_read_dat_hits(tmp_path):
     header = "# -------------------------- o --------------------------\n# File ID: x.h5 \n" + "# --\n" * 7
     rows = (
@@ -151,6 +232,27 @@ def test_recall_curve_and_threshold():
     assert curve["false_per_cadence"].tolist() == [0.0, 0.5, 0.5, 0.5, 1.0]
     assert sb.threshold_at(curve, 0) == np.inf and sb.threshold_at(curve, 1) == 3.0 and sb.threshold_at(curve, 9) == 2
     assert sb.recall_curve(matched.iloc[:0], 4, 2)["found"].tolist() == [0]
+
+
+def test_either_selection_reads_both_lists_within_the_false_budget():
+    """Needle 0 only the filter ranks high, needle 1 only the model; each list's next event is false, so with no
+    false event allowed the union finds both, and with one allowed a third needle behind either list's false
+    event."""
+    events = pd.DataFrame(
+        {
+            "level": [3, 3, 1, 1, 2, 1],
+            "score": [9.0, 8.0, -1.0, -2.0, 1.0, -3.0],
+            "model_score": [0.2, 0.1, 0.99, 0.95, 0.05, 0.9],
+            "needle_row": [0, sb.NO_MATCH, 1, sb.NO_MATCH, 3, 2],
+        }
+    )
+    chosen, a, b = sb.either_selection(events, 0)
+    assert sorted(chosen["needle_row"]) == [0, 1] and (a, b) == (9.0, 0.99)
+    chosen, a, b = sb.either_selection(events, 1)  # several (a, b) find 3 needles with 4 events
+    assert (chosen["needle_row"] == sb.NO_MATCH).sum() == 1 and chosen["needle_row"].nunique() == 4
+    assert len(chosen) == 4
+    chosen, a, b = sb.either_selection(events[events["needle_row"] == sb.NO_MATCH], 0)
+    assert chosen.empty and a == np.inf and b == np.inf
 
 
 def test_needle_groups_bins_and_shapes():

@@ -290,3 +290,40 @@ def test_command_end_to_end(tmp_path):
     assert "wrote 6 snippets (3 needles) of shape (6, 16, 256)" in result.stderr
     assert "samples/s" in result.stderr
     assert len(kaggle.read_train_labels(out)) == 4
+
+
+def test_some_needles_have_interference_across_their_own_path():
+    """About POSITIVE_RFI_SHARE x PATH_CROSSING_SHARE of the needles have a line meeting their path in an ON
+    observation that holds them; the metadata flag says which, and the line really is that close there."""
+    s = settings(Path("unused"))
+    drawn = [sn.draw_sample(s, np.random.default_rng([2, i]), 1) for i in range(600)]
+    flags = [sn.metadata(sample, 1, s.rows)["rfi_across_path"] for sample in drawn]
+    expected = sn.POSITIVE_RFI_SHARE * sn.PATH_CROSSING_SHARE
+    assert expected - 0.05 < np.mean(flags) < expected + 0.08, np.mean(flags)
+    for sample, flag in zip(drawn, flags, strict=True):
+        lines = [line for line, _ in sample.extra if line.kind == "rfi"]
+        starts_s = [o.start_s for o in sample.observations]
+        holding = [k for k in ON_OBSERVATIONS if sample.levels[k] > 0]
+        times = fb.observation_times(starts_s, holding, s.rows)
+        gaps = [np.abs(line.path()(times) - sample.candidate.path()(times)).min() / DF_HZ for line in lines]
+        if flag:
+            assert lines and min(gaps) < 2 * sn.PATH_CROSSING_CHANNELS  # sampled path: a crossing between samples
+        elif lines:
+            assert min(gaps) > sn.PATH_CROSSING_CHANNELS * 0.99
+    negatives = [sn.metadata(sn.draw_sample(s, np.random.default_rng([4, i]), 0), 0, s.rows) for i in range(100)]
+    assert not any(m["rfi_across_path"] for m in negatives)
+
+
+def test_some_interference_negatives_have_a_needle_across_their_line():
+    """About NEEDLE_ACROSS_RFI_SHARE of the `rfi` negatives hold a needle, in the ON observations only, that meets
+    the candidate line there; no other kind of negative does, and they stay negatives."""
+    s = settings(Path("unused"))
+    drawn = [sn.draw_sample(s, np.random.default_rng([5, i]), 0) for i in range(800)]
+    rfi = [sample for sample in drawn if sample.kind == "rfi"]
+    across = [sample for sample in rfi if sn.metadata(sample, 0, s.rows)["needle_across"]]
+    assert abs(len(across) / len(rfi) - sn.NEEDLE_ACROSS_RFI_SHARE) < 0.08, (len(across), len(rfi))
+    assert not any(sn.metadata(x, 0, s.rows)["needle_across"] for x in drawn if x.kind != "rfi")
+    for sample in across:
+        (needle, levels), *_ = [(line, levels) for line, levels in sample.extra if line.kind == "needle"]
+        assert [k for k, level in enumerate(levels) if level > 0] == list(ON_OBSERVATIONS)
+        assert sn.across_path(sample.candidate, needle, levels, s.rows, sample.observations)

@@ -40,11 +40,14 @@ is that observation's and coarse channel's, and the bandpass scales both alike.
 `truth.csv` holds one row per signal: cadence, signal_id, kind (needle, rfi_zero_drift, rfi_drift,
 rfi_broadband), shape, snr, drift_hz_s (Hz/s at t = 0), coarse_channel, f_mhz_obs0..5 (the frequency at each
 observation's start, empty where the signal is absent), chan_obs0..5 (the file's channel index there), width_hz
-(FWHM) and burst_rows (broadband: `obs:row` pairs); with --rfi-near-needles > 0 only (so that a set made
-without it is unchanged), a last column rfi_near: True for a needle given a line near it, False for every other
-row. `catalog.csv` lists the files (`cadence,path`, relative to it) in ABACAD order. The same settings give
-byte-identical files, whatever the number of workers; --shapes naming all four shapes (in any order) and
---rfi-near-needles 0 give the same set as leaving them out.
+(FWHM), burst_rows (broadband: `obs:row` pairs), f_mhz_min_obs0..5 and f_mhz_max_obs0..5 (the lowest and the
+highest frequency of the signal's path while it is present in that observation, sampled as the path is drawn:
+rows x PATH_SAMPLES_PER_ROW steps over the observation's own time span; they bracket f_mhz_obs<k>, equal it for a
+zero-drift line, and are empty where the signal is absent and for broadband bursts, which have no path); with
+--rfi-near-needles > 0 only (so that a set made without it has no such column), a last column rfi_near: True for
+a needle given a line near it, False for every other row. `catalog.csv` lists the files (`cadence,path`, relative
+to it) in ABACAD order. The same settings give byte-identical files, whatever the number of workers; --shapes
+naming all four shapes (in any order) and --rfi-near-needles 0 give the same set as leaving them out.
 """
 
 from __future__ import annotations
@@ -127,6 +130,8 @@ TRUTH_COLUMNS = [
     *[f"chan_obs{i}" for i in ALL_OBSERVATIONS],
     "width_hz",
     "burst_rows",
+    *[f"f_mhz_min_obs{i}" for i in ALL_OBSERVATIONS],
+    *[f"f_mhz_max_obs{i}" for i in ALL_OBSERVATIONS],
 ]
 RFI_NEAR_COLUMN = "rfi_near"  # only with --rfi-near-needles > 0
 
@@ -652,8 +657,21 @@ def truth_rows(settings: Settings, plan: CadencePlan) -> list[dict]:
             f_hz = (centre_hz if signal.kind == "rfi_broadband" else signal.path()(obs.start_s)) if present else None
             row[f"f_mhz_obs{obs.index}"] = f_hz / 1e6 if present else np.nan
             row[f"chan_obs{obs.index}"] = round((fch1_hz - f_hz) / DF_HZ) if present else None
+            low, high = path_span_hz(signal, obs, settings.rows, f_hz) if present else (np.nan, np.nan)
+            row[f"f_mhz_min_obs{obs.index}"], row[f"f_mhz_max_obs{obs.index}"] = low / 1e6, high / 1e6
         rows.append(row)
     return rows
+
+
+def path_span_hz(signal: Signal, obs: Observation, rows: int, start_hz: float) -> tuple[float, float]:
+    """The lowest and highest frequency (Hz) of a line's path during one observation, sampled as add_line samples
+    it (rows x PATH_SAMPLES_PER_ROW steps over the observation), the start frequency `start_hz` (truth's
+    f_mhz_obs<k>) included so that the span always brackets it; NaN for a broadband burst (no path)."""
+    if signal.kind == "rfi_broadband":
+        return np.nan, np.nan
+    local = np.linspace(0.0, observation_length_s(rows), rows * PATH_SAMPLES_PER_ROW + 1)
+    f_hz = np.append(signal.path()(obs.start_s + local), start_hz)
+    return float(f_hz.min()), float(f_hz.max())
 
 
 def truth_table(settings: Settings, plans: Sequence[CadencePlan]) -> pd.DataFrame:

@@ -13,11 +13,15 @@ sample here is made the way the scan would see it:
 2. The candidate, one of
    - a needle (target 1, a share --pos-frac): filterbank.py's `draw_needle` (linear, sine, quadratic or pulsed;
      |drift| up to --max-drift; setigen SNR log-uniform in [--snr-min, --snr-max]), in the ON observations only;
-     in POSITIVE_RFI_SHARE of them also interference in all six observations crossing the snippet's window;
+     in POSITIVE_RFI_SHARE of them also interference in all six observations crossing the snippet's window, in
+     PATH_CROSSING_SHARE of those meeting the needle's own path in an ON observation that holds it (within
+     PATH_CROSSING_CHANNELS), as a line crossing a real needle does;
    - interference in all six observations (`rfi`): filterbank.py's zero-drift and drifting lines, or lines of
      the needles' shapes (sine, quadratic, pulsed too), so shape alone does not tell them apart; SNR drawn like
      the needles' (sometimes up to RFI_SNR_MAX); in RFI_FADE_SHARE of them faint or absent in one or two OFF
-     observations, as real interference fades;
+     observations, as real interference fades; in NEEDLE_ACROSS_RFI_SHARE of them a needle meets the line in an
+     ON observation (the scan reports the line as well as the needle, and the line's snippet shows the needle
+     crossing its ON windows: still interference, since the candidate is the line);
    - bright interference crossing a noise track during an ON observation (`rfi_crossing`): where a track crosses
      a bright line the search reports a hit, whose snippet shows the line in all six windows away from their
      centres (the most common false event of a real scan, and one a model must not take for a needle);
@@ -49,7 +53,9 @@ Written in the Kaggle layout, which `main.py` reads with `--observation-shape 16
 (id,target), `sample_submission.csv` (the test ids, target 0.5) and `metadata.csv`: id, split, target, kind (needle,
 rfi, rfi_crossing, noise, off_only, burst), shape, snr, drift_hz_s (the candidate signal's rate at the cadence's
 start, or the noise track's), drift_channels (the candidate's estimated drift over an observation), boxcar,
-rfi_with_needle, rfi_shape, rfi_snr, real_background, n_on_present, n_off_present (observations holding the
+rfi_with_needle, rfi_across_path (the interference meets the needle's path in an ON observation holding it),
+needle_across (an interference negative with a needle across its line),
+rfi_shape, rfi_snr, real_background, n_on_present, n_off_present (observations holding the
 candidate's signal) and faded (`obs:level` pairs where it is there at only that share of its SNR). The same flags
 give byte-identical files whatever --workers; an earlier set is never replaced without --overwrite.
 """
@@ -95,6 +101,9 @@ NEGATIVE_KINDS = ("rfi", "noise", "off_only", "burst", "rfi_crossing")
 NEGATIVE_SHARES = (0.45, 0.15, 0.08, 0.07, 0.25)
 NOISE_RFI_SHARE = 0.3  # noise tracks that also have interference in all six observations somewhere in the window
 POSITIVE_RFI_SHARE = 0.3  # needles that also have interference in all six observations crossing their window
+PATH_CROSSING_SHARE = 0.5  # of those, the line meets the needle's own path (not just somewhere in the window)
+PATH_CROSSING_CHANNELS = 3.0  # how far from the path (channels) it meets it
+NEEDLE_ACROSS_RFI_SHARE = 0.25  # interference negatives with a needle meeting the line in an ON observation
 # Interference lines: filterbank.py's (zero-drift and linear, RFI widths) or the needles' shapes and widths
 RFI_LINE_SHARE = 0.5
 RFI_BRIGHT_SHARE = 0.2  # SNR log-uniform from --snr-min up to RFI_SNR_MAX instead of --snr-max
@@ -128,6 +137,8 @@ METADATA_COLUMNS = [
     "drift_channels",
     "boxcar",
     "rfi_with_needle",
+    "rfi_across_path",
+    "needle_across",
     "rfi_shape",
     "rfi_snr",
     "real_background",
@@ -329,13 +340,28 @@ def windows(settings: Settings, starts: np.ndarray, drift: float, width: int) ->
     return window_starts(starts[None], drifts, np.array([width]), [settings.rows] * N_OBS, settings.channels)[0]
 
 
+def moved_through(signal: fb.Signal, t_s: float, f_hz: float) -> fb.Signal:
+    """The signal shifted in frequency so that its path passes `f_hz` at cadence time `t_s`."""
+    return dataclasses.replace(signal, f0_hz=signal.f0_hz + f_hz - float(signal.path()(t_s)))
+
+
 def cross_window(rng: np.random.Generator, signal: fb.Signal, settings: Settings, sample_windows, width, observations):
     """The signal moved so that its path crosses the snippet's window of a random observation at a random time."""
     k = int(rng.integers(N_OBS))
     t = observations[k].start_s + rng.uniform(0.0, fb.observation_length_s(settings.rows))
     channel = sample_windows[k] + rng.uniform(0.0, settings.channels * width)
-    shift = (VIRTUAL_TOP_HZ - channel * DF_HZ) - float(signal.path()(t))
-    return dataclasses.replace(signal, f0_hz=signal.f0_hz + shift)
+    return moved_through(signal, t, VIRTUAL_TOP_HZ - channel * DF_HZ)
+
+
+def cross_path(rng: np.random.Generator, signal: fb.Signal, other: fb.Signal, levels, rows: int, observations):
+    """The signal moved so that its path meets the other's, within PATH_CROSSING_CHANNELS, at a random time of a
+    random ON observation where `levels` (the needle's) hold it: interference across a needle's track (a needle
+    with a line in all six windows near their centres, still a needle), or a needle across the interference a
+    candidate sits on (a needle in the ON windows, yet the candidate is the interference)."""
+    k = int(rng.choice([k for k in ON_OBSERVATIONS if levels[k] > 0] or ON_OBSERVATIONS))
+    t = observations[k].start_s + rng.uniform(0.0, fb.observation_length_s(rows))
+    offset = DF_HZ * rng.uniform(-PATH_CROSSING_CHANNELS, PATH_CROSSING_CHANNELS)
+    return moved_through(signal, t, float(other.path()(t)) + offset)
 
 
 def cross_track(rng: np.random.Generator, signal: fb.Signal, starts: np.ndarray, drift: float, rows: int, observations):
@@ -346,8 +372,7 @@ def cross_track(rng: np.random.Generator, signal: fb.Signal, starts: np.ndarray,
     row = rng.uniform(0.0, rows - 1)
     t = observations[k].start_s + row * DT_S
     channel = starts[k] + drift / max(rows - 1, 1) * row
-    shift = (VIRTUAL_TOP_HZ - channel * DF_HZ) - float(signal.path()(t))
-    return dataclasses.replace(signal, f0_hz=signal.f0_hz + shift)
+    return moved_through(signal, t, VIRTUAL_TOP_HZ - channel * DF_HZ)
 
 
 def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sample:
@@ -372,6 +397,11 @@ def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sa
         if kind == "rfi":
             candidate = draw_rfi_line(rng, settings, starts_s)
             levels = fade_levels(rng)
+            if rng.random() < NEEDLE_ACROSS_RFI_SHARE:
+                needle = fb.draw_needle(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 2)
+                needle_levels = present(needle.observations)
+                needle = cross_path(rng, needle, candidate, needle_levels, settings.rows, observations)
+                extra.append((needle, needle_levels))
         elif kind == "off_only":
             needle = fb.draw_needle(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 0)
             candidate = dataclasses.replace(needle, kind="off_only", observations=OFF_OBSERVATIONS)
@@ -385,7 +415,10 @@ def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sa
     starts, drift, width = estimate_track(rng, settings, candidate, levels, observations)
     if (target and rng.random() < POSITIVE_RFI_SHARE) or (kind == "noise" and rng.random() < NOISE_RFI_SHARE):
         line = draw_rfi_line(rng, settings, starts_s)
-        line = cross_window(rng, line, settings, windows(settings, starts, drift, width), width, observations)
+        if target and rng.random() < PATH_CROSSING_SHARE:
+            line = cross_path(rng, line, candidate, levels, settings.rows, observations)
+        else:
+            line = cross_window(rng, line, settings, windows(settings, starts, drift, width), width, observations)
         extra.append((line, fade_levels(rng)))
     if kind == "rfi_crossing":
         line = dataclasses.replace(draw_rfi_line(rng, settings, starts_s), snr=fb.log_uniform(rng, *CROSSING_SNR))
@@ -471,7 +504,20 @@ def make_snippet(settings: Settings, sample: Sample, rng: np.random.Generator) -
     return np.clip(snippet[0].numpy(), -finite, finite).astype(np.float16)
 
 
-def metadata(sample: Sample, target: int) -> dict:
+def across_path(line: fb.Signal, needle: fb.Signal, levels: Sequence[float], rows: int, observations) -> bool:
+    """Whether the line comes within PATH_CROSSING_CHANNELS of the needle's path, or crosses it, during an ON
+    observation that holds the needle."""
+    starts_s = [o.start_s for o in observations]
+    for k in ON_OBSERVATIONS:
+        if levels[k] > 0:
+            times = fb.observation_times(starts_s, [k], rows)
+            gap = (line.path()(times) - needle.path()(times)) / DF_HZ
+            if np.abs(gap).min() <= PATH_CROSSING_CHANNELS or gap.min() < 0 < gap.max():
+                return True
+    return False
+
+
+def metadata(sample: Sample, target: int, rows: int) -> dict:
     candidate = sample.candidate
     rfi = [s for s, _ in sample.extra if s.kind == "rfi"]
     burst = [s for s, _ in sample.extra if s.kind == "rfi_broadband"]
@@ -485,6 +531,10 @@ def metadata(sample: Sample, target: int) -> dict:
         "drift_channels": float(sample.drift),
         "boxcar": int(sample.width),
         "rfi_with_needle": bool(target and rfi),
+        "rfi_across_path": bool(
+            target and any(across_path(r, candidate, sample.levels, rows, sample.observations) for r in rfi)
+        ),
+        "needle_across": bool(not target and any(s.kind == "needle" for s, _ in sample.extra)),
         "rfi_shape": rfi[0].shape if rfi else "",
         "rfi_snr": float(rfi[0].snr) if rfi else float("nan"),
         "real_background": bool(sample.real_background),
@@ -499,7 +549,7 @@ def make_sample(settings: Settings, rng: np.random.Generator, target: int) -> tu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # setigen and astropy warn on import and on some frames
         sample = draw_sample(settings, rng, target)
-        return make_snippet(settings, sample, rng), metadata(sample, target)
+        return make_snippet(settings, sample, rng), metadata(sample, target, settings.rows)
 
 
 # ----------------------------------------------------------------- dataset ---
