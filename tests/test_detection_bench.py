@@ -94,6 +94,69 @@ def test_subgroups_select_the_right_rows():
     assert groups["clean linear SNR >= 10"] == {4, 7}  # the clean linear positive has SNR 5
 
 
+def partial_meta() -> pd.DataFrame:
+    """Ten hand-made rows with the new columns: needles in 1, 2 or 3 ON observations, interference by shape."""
+    return pd.DataFrame(
+        {
+            "id": [f"{i:015x}" for i in range(10)],
+            "split": "test",
+            "target": [1, 1, 1, 1, 1, 0, 0, 0, 0, 0],
+            "shape": ["linear", "sine", "linear", "random_walk", "linear", "", "", "", "", ""],
+            "snr": [25.0, 30.0, 8.0, 40.0, 22.0, np.nan, np.nan, np.nan, np.nan, np.nan],
+            "interference": ["none", "none", "none", "rfi", "none", "none", "rfi", "rfi", "off", "none"],
+            "n_on_present": [1, 2, 1, 3, 3, 0, 0, 0, 0, 0],
+            "partial": ["leaves_window", "subset", "switches", "none", "none", "", "", "", "", ""],
+            "rfi_shape": ["", "", "", "wide", "", "", "wide", "fading", "sine", ""],
+        }
+    )
+
+
+def test_subgroups_by_on_observations_and_interference_shape():
+    meta = partial_meta()
+    groups = {name: set(np.flatnonzero(mask)) for name, (mask, _) in db.subgroups(meta).items()}
+    negatives, clean_negatives = {5, 6, 7, 8, 9}, {5, 9}
+    assert groups["in 1 ON observation"] == {0, 2} | negatives
+    assert groups["in 2 ON observations"] == {1} | negatives
+    assert groups["in 3 ON observations"] == {3, 4} | negatives
+    assert groups["partial leaves_window"] == {0} | negatives and "partial none" not in groups
+    assert groups["shape random_walk"] == {3} | negatives  # another generator's own shape
+    positives = {0, 1, 2, 3, 4}
+    assert groups["vs all-six-interference negatives: wide"] == positives | {6}
+    assert groups["vs all-six-interference negatives: fading"] == positives | {7}
+    assert "vs all-six-interference negatives: sine" not in groups  # the sine one is OFF-only
+    assert groups["clean SNR >= 20"] == {0, 1, 4} | clean_negatives
+    assert groups["clean SNR >= 20 in 1 ON observation"] == {0} | clean_negatives  # the SNR 8 one is not
+    assert groups["clean SNR >= 20 in 2 ON observations"] == {1} | clean_negatives
+    assert groups["clean SNR >= 20 in 3 ON observations"] == {4} | clean_negatives  # the SNR 40 one has rfi
+    # scored by hand: a model that misses the needles in one ON observation only
+    scores = np.array([0.1, 0.9, 0.2, 0.95, 0.8, 0.3, 0.5, 0.4, 0.15, 0.25])
+    m = db.method_metrics(meta, scores, db.curve_edges(meta))["subgroups"]
+    assert m["in 1 ON observation"]["auc"] == pytest.approx(0.1)  # 0.1 and 0.2 beat one negative in ten pairs
+    assert m["in 2 ON observations"]["auc"] == 1.0 and m["in 3 ON observations"]["auc"] == 1.0
+    assert m["in 1 ON observation"]["recall_at_1pct_fpr"] == 0.0
+    assert m["clean SNR >= 20 in 1 ON observation"] == {
+        "n_pos": 1,
+        "n_neg": 2,
+        "auc": 0.0,
+        "recall_at_1pct_fpr": 0.0,
+        "recall_at_0.1pct_fpr": 0.0,
+    }
+    assert m["vs all-six-interference negatives: wide"]["n_neg"] == 1
+
+
+def test_older_sets_without_the_new_columns_get_no_new_groups():
+    old = set(db.subgroups(toy_meta()))
+    assert not any(
+        name.startswith(("in ", "partial ", "clean SNR >= 20 in", "vs all-six-interference negatives:")) for name in old
+    )
+    assert "clean SNR >= 20" in old
+    with_shapes = set(db.subgroups(toy_meta().assign(rfi_shape=["", "", "linear", "", "", "sine", "", ""])))
+    assert with_shapes - old == {"vs all-six-interference negatives: sine"}
+    report = db.build_report(partial_meta(), [], {}, {"command": "x", "data_dir": "d", "split": "test"})
+    assert report["data"]["positives_by_n_on_present"] == {"1": 2, "2": 1, "3": 2}
+    assert "positives_by_n_on_present" not in db.build_report(toy_meta(), [], {}, {})["data"]
+
+
 def test_method_metrics_skip_unscored_cadences():
     meta = toy_meta()
     scores = np.array([0.9, 0.8, np.nan, 0.7, 0.1, 0.2, np.nan, 0.3])

@@ -44,6 +44,7 @@ MIN_SUPPORT = 10  # positives needed at or above that SNR
 SNR_BINS = ((0.0, 6.0, "SNR < 6"), (6.0, 10.0, "SNR 6-10"), (10.0, 20.0, "SNR 10-20"), (20.0, math.inf, "SNR >= 20"))
 CURVE_BINS = 8  # log-spaced SNR bins of the recall-vs-SNR curves
 NEEDED_COLUMNS = ("id", "split", "target", "shape", "snr", "interference")
+ON_COUNTS = (1, 2, 3)  # ON observations a needle can be in (metadata n_on_present)
 TURBO_SETI_MODES = ("auto", "on", "off")
 
 
@@ -149,27 +150,59 @@ def recall_vs_snr(snr: np.ndarray, detected: np.ndarray, edges: np.ndarray) -> d
     return {"snr_edges": edges.tolist(), "snr_centres": centres.tolist(), "recall": recall, "n": counts.tolist()}
 
 
+def _column(meta: pd.DataFrame, name: str) -> np.ndarray | None:
+    """A text column of the metadata with NaN as "", or None when the set has no such column (older sets)."""
+    return meta[name].fillna("").astype(str).to_numpy() if name in meta.columns else None
+
+
 def subgroups(meta: pd.DataFrame) -> dict[str, tuple[np.ndarray, str]]:
-    """Named binary problems over the benchmark rows: mask of the rows taking part, and its definition."""
+    """Named binary problems over the benchmark rows: mask of the rows taking part, and its definition.
+
+    The groups that need a metadata column the set lacks are left out: `n_on_present` (the ON observations
+    holding the needle: the generator's --partial-share, the second generator), `partial` (its kind) and
+    `rfi_shape` (the shape of the all-six interference)."""
     pos = meta["target"].to_numpy() == 1
     neg = ~pos
     kind = meta["interference"].to_numpy()
     snr = meta["snr"].to_numpy(dtype=float)
     shape = meta["shape"].to_numpy()
     clean = kind == "none"
+    n_on = meta["n_on_present"].to_numpy(dtype=float) if "n_on_present" in meta.columns else None
     groups = {"all": (np.ones(len(meta), bool), "every cadence")}
     for lo, hi, name in SNR_BINS:
         groups[name] = (
             neg | (pos & (snr >= lo) & (snr < hi)),
             f"positives with {name} (a bin holds its lower edge) against all negatives",
         )
-    for s in SHAPES:
+    other_shapes = sorted(set(shape[pos]) - set(SHAPES) - {""})  # another generator's own shapes
+    for s in (*SHAPES, *other_shapes):
         groups[f"shape {s}"] = (neg | (pos & (shape == s)), f"positives with a {s} path against all negatives")
+    if n_on is not None:
+        for k in ON_COUNTS:
+            groups[on_group(k)] = (
+                neg | (pos & (n_on == k)),
+                f"positives whose needle is in {k} of the 3 ON observations (n_on_present) against all negatives",
+            )
+    partial = _column(meta, "partial")
+    if partial is not None:
+        for p in sorted(set(partial[pos]) - {"", "none"}):
+            groups[f"partial {p}"] = (
+                neg | (pos & (partial == p)),
+                f"positives whose needle is partial of kind {p} against all negatives",
+            )
     groups["clean"] = (clean, "cadences without interference (interference = none), positives and negatives")
     groups["vs all-six-interference negatives"] = (
         pos | (neg & (kind == "rfi")),
         "all positives against the negatives with interference in all six observations (rfi)",
     )
+    rfi_shape = _column(meta, "rfi_shape")
+    if rfi_shape is not None:
+        found = set(rfi_shape[neg & (kind == "rfi")]) - {""}
+        for s in [*(s for s in SHAPES if s in found), *sorted(found - set(SHAPES))]:
+            groups[f"vs all-six-interference negatives: {s}"] = (
+                pos | (neg & (kind == "rfi") & (rfi_shape == s)),
+                f"all positives against the negatives with all-six interference of shape {s} (rfi_shape)",
+            )
     groups["vs OFF-only negatives"] = (
         pos | (neg & (kind == "off")),
         "all positives against the negatives with a signal only in OFF observations",
@@ -182,7 +215,23 @@ def subgroups(meta: pd.DataFrame) -> dict[str, tuple[np.ndarray, str]]:
         clean & (neg | ((shape == "linear") & (snr >= 10))),
         "clean positives with a linear path and SNR >= 10 against clean negatives",
     )
+    groups["clean SNR >= 20"] = (
+        clean & (neg | (snr >= 20)),
+        "clean positives with SNR >= 20, whatever their shape and ON observations, against clean negatives",
+    )
+    if n_on is not None:
+        for k in ON_COUNTS:
+            groups[f"clean SNR >= 20 {on_group(k)}"] = (
+                clean & (neg | ((snr >= 20) & (n_on == k))),
+                f"clean positives with SNR >= 20 whose needle is in {k} of the 3 ON observations against clean "
+                "negatives",
+            )
     return groups
+
+
+def on_group(k: int) -> str:
+    """The subgroup name of the needles in k ON observations."""
+    return f"in {k} ON observation" + ("" if k == 1 else "s")
 
 
 def problem_metrics(y: np.ndarray, s: np.ndarray) -> dict:
@@ -372,6 +421,16 @@ def build_report(meta: pd.DataFrame, methods: Sequence[MethodScores], skipped: d
                 f"{k} ({'positive' if t else 'negative'})": int(n)
                 for (t, k), n in meta.groupby(["target", "interference"]).size().items()
             },
+            **(
+                {
+                    "positives_by_n_on_present": {
+                        str(int(k)): int(n)
+                        for k, n in meta.loc[meta["target"] == 1, "n_on_present"].value_counts().sort_index().items()
+                    }
+                }
+                if "n_on_present" in meta.columns
+                else {}
+            ),
             "subgroups": {
                 name: {"n_pos": int(y[m].sum()), "n_neg": int((1 - y[m]).sum())} for name, (m, _) in groups.items()
             },
@@ -422,6 +481,11 @@ def markdown(report: dict) -> str:
             f"{d['n_neg']} negatives ({kinds})."
         ),
         "",
+    ]
+    if "positives_by_n_on_present" in d:
+        counts = ", ".join(f"{k}: {n}" for k, n in d["positives_by_n_on_present"].items())
+        lines += [f"Positives by the number of ON observations holding the needle ({counts}).", ""]
+    lines += [
         "## Headline",
         "",
     ]
@@ -476,8 +540,8 @@ def markdown(report: dict) -> str:
     lines += ["", "## Definitions", "", *(f"- **{group}**: {text}." for group, text in report["definitions"].items())]
     lines.append(
         f"- **recall at FPR**: {report['notes']['recall_at_fpr']}. Each subgroup is its own problem, so its "
-        "threshold comes from its own negatives: all negatives, except for `clean`, `clean linear SNR >= 10` "
-        "and the two `vs` rows."
+        "threshold comes from its own negatives: all negatives, except for the `clean` rows (clean negatives) "
+        "and the `vs` rows (those negatives)."
     )
     lines.append(
         f"- **SNR for 90% recall**: {report['notes']['snr_at_90pct_recall_1pct_fpr']}; all: all positives against all "

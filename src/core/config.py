@@ -105,6 +105,8 @@ class Config:
         0.0  # share given fresh interference in all six observations (label kept); needs all six loaded
     )
     inject_snr: tuple[float, float] = (5.0, 60.0)  # setigen SNR range of injected needles and interference, log-uniform
+    inject_partial_prob: float = 0.0  # share of injected needles present in only part of the cadence (some ON obs)
+    inject_rfi_wide: bool = False  # injected interference drawn as widely as needles (wide, fading in some OFF obs)
     pseudo_labels: str | None = (
         None  # a submission CSV of data_dir's test split: its cadences join training, soft labels
     )
@@ -158,7 +160,15 @@ class Config:
             raise ConfigError(f"folds: each must be in [0, {self.n_folds}), got {list(self.folds)}")
         if len(self.inject_snr) != 2 or not 0 < self.inject_snr[0] <= self.inject_snr[1]:
             raise ConfigError(f"inject_snr: must be [low, high] with 0 < low <= high, got {list(self.inject_snr)}")
-        for name in ("hflip_p", "vflip_p", "mix_prob", "sampler_strength", "inject_prob", "inject_rfi_prob"):
+        for name in (
+            "hflip_p",
+            "vflip_p",
+            "mix_prob",
+            "sampler_strength",
+            "inject_prob",
+            "inject_rfi_prob",
+            "inject_partial_prob",
+        ):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}: must be in [0, 1], got {getattr(self, name)}")
         if self.inject_rfi_prob > 0 and len(loaded_observations(self.view, self.background)) < len(ALL_OBSERVATIONS):

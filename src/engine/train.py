@@ -294,6 +294,8 @@ def train_one_epoch(
                     cfg.inject_snr,
                     generator,
                     window=cfg.window,
+                    partial_probability=cfg.inject_partial_prob,
+                    wide_interference=cfg.inject_rfi_wide,
                 )
             images = random_flips(batch_to_images(observations, cfg), cfg.hflip_p, cfg.vflip_p, generator)
             images, targets = mix_batch(

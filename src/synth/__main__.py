@@ -16,7 +16,8 @@ from src.synth.generator import SHAPES, SNR_DISTRIBUTIONS, SynthConfig, write_da
 # Named settings for datasets with a purpose; explicit flags override them.
 # benchmark: a held-out set for bench/detection.py, wider than the training
 # defaults (SNR log-uniform 4-60, a third of cadences with all-six
-# interference, some OFF-only signals, every path shape), test split only.
+# interference drawn as widely as needles, some OFF-only signals, every path
+# shape, 30% of the needles in only part of the cadence), test split only.
 PRESETS = {
     "benchmark": {
         "n_train": 0,
@@ -28,9 +29,24 @@ PRESETS = {
         "rfi_frac": 1 / 3,
         "off_frac": 0.15,
         "pos_rfi_frac": 1 / 3,
+        "partial_share": 0.3,
+        "wide_rfi": True,
     },
 }
-CONFIG_FLAGS = ("seed", "pos_frac", "snr_min", "snr_max", "snr_dist", "shapes", "rfi_frac", "off_frac", "pos_rfi_frac")
+CONFIG_FLAGS = (
+    "seed",
+    "pos_frac",
+    "snr_min",
+    "snr_max",
+    "snr_dist",
+    "shapes",
+    "rfi_frac",
+    "off_frac",
+    "pos_rfi_frac",
+    "partial_share",
+    "wide_rfi",
+)
+SWITCHES = {"on": True, "off": False}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,6 +91,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"fraction of positives also holding all-six interference (default {d.pos_rfi_frac})",
     )
     ap.add_argument(
+        "--partial-share",
+        type=float,
+        help=(
+            "share of needles present in only part of the cadence: leaving the window, switched on late or off "
+            f"early, or in one or two ON observations (default {d.partial_share}; benchmark preset 0.3)"
+        ),
+    )
+    ap.add_argument(
+        "--wide-rfi",
+        choices=sorted(SWITCHES),
+        help=(
+            "on: all-six interference drawn as widely as needles (every shape with a needle's drift, wide, "
+            "fading in some OFF observations) (default off; benchmark preset on)"
+        ),
+    )
+    ap.add_argument(
         "--workers",
         type=int,
         default=os.cpu_count(),
@@ -91,6 +123,8 @@ def resolve(args: argparse.Namespace) -> tuple[SynthConfig, int]:
     if n_train is None:
         raise ValueError("--n-train is required without --preset")
     given = {k: getattr(args, k) for k in CONFIG_FLAGS if getattr(args, k) is not None}
+    if "wide_rfi" in given:
+        given["wide_rfi"] = SWITCHES[given["wide_rfi"]]
     return SynthConfig(**{**preset, **given}), n_train
 
 

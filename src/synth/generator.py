@@ -7,6 +7,22 @@ Writes ``train/{id[0]}/{id}.npy``, ``test/{id[0]}/{id}.npy`` (float16, shape
 path continuous over the whole cadence; hard negatives hold interference in
 all six observations (``rfi``) or only in the OFF ones (``off``). The same
 config and seed give byte-identical files whatever the number of workers.
+
+Two options, both off by default (and then no extra random draw is made, so
+the files are those of the generator before they existed):
+
+- ``partial_share``: that share of the needles is present in only part of the
+  cadence, as the Kaggle data allows ("some or all" of the ON observations),
+  always absent from the OFF ones: ``leaves_window`` (a steep path, not
+  redrawn to fit, enters or leaves the 256 channels), ``switches`` (switched on
+  late and/or off early) or ``subset`` (in one or two ON observations only).
+  metadata.csv gains ``n_on_present`` (ON observations holding some visible
+  part of the needle) and ``partial`` (none or the kind).
+- ``wide_rfi``: interference in all six observations drawn as widely as the
+  needles: every needle shape with a needle's drift (only a quarter nearly
+  still), plus ``wide`` (6-20 channels) and ``fading`` (faint in one or two
+  OFF observations, fading and returning); metadata.csv gains ``rfi_path``,
+  ``rfi_width`` and ``rfi_off_level`` and ``rfi_shape`` names the variant.
 """
 
 from __future__ import annotations
@@ -52,6 +68,18 @@ PULSE_DUTY = (0.3, 0.7)
 WIDTH_CHANNELS = (1.0, 4.0)  # FWHM
 F_PROFILES = ("gaussian", "sinc2")
 EDGE_MARGIN = 4  # channels kept free at each band edge
+# Partial needles (SynthConfig.partial_share), shared with the injection.
+PARTIAL_KINDS = ("leaves_window", "switches", "subset")
+SWITCH_MODES = ("on_late", "off_early", "burst")
+LEAVING_DRIFT = (0.4, 1.0)  # leaves_window: |drift| in this share of max_drift (steep enough to leave)
+MIN_VISIBLE_ROWS = 60  # a present ON observation holds >= this many rows of the needle, so does its dark part
+SIGNAL_PAD_CHANNELS = 3 * WIDTH_CHANNELS[1] + 2  # farthest a needle's profile reaches from its centre (_inject's pad)
+# Interference drawn as widely as needles (SynthConfig.wide_rfi), shared with the injection.
+RFI_VARIANTS = ("wide", "fading")  # on top of the path shapes
+RFI_WIDE_CHANNELS = (6.0, 20.0)  # FWHM of a wide one
+RFI_NEAR_ZERO_SHARE = 0.5  # this share is drawn near_zero (itself half nearly still): a quarter in all
+RFI_FAINT_LEVEL = (0.1, 0.5)  # fading: the faint OFF observations' level, relative to the nominal
+RFI_STEADY_LEVEL = (0.7, 1.0)  # fading: every other observation's level
 X_MEAN = 10.0  # chi2 noise mean (irrelevant after normalisation)
 METADATA = "metadata.csv"
 OUTPUT_FILES = (TRAIN_LABELS, SAMPLE_SUBMISSION, TEST_LABELS, METADATA)
@@ -71,6 +99,8 @@ METADATA_COLUMNS = [
     "rfi_drift_rate",
     "rfi_f_start",
 ]
+PARTIAL_COLUMNS = ["n_on_present", "partial"]  # with partial_share > 0
+WIDE_RFI_COLUMNS = ["rfi_path", "rfi_width", "rfi_off_level"]  # with wide_rfi
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +119,8 @@ class SynthConfig:
     max_drift: float = 0.025  # Hz/s; keeps a straight path in band over 5 obs
     t_slew: float = T_SLEW_S  # s between observations (about one time row)
     noise_jitter: float = 0.05  # relative noise-mean spread between obs
+    partial_share: float = 0.0  # share of needles present in only part of the cadence (PARTIAL_KINDS)
+    wide_rfi: bool = False  # all-six interference drawn as widely as needles (RFI_VARIANTS too)
 
     def __post_init__(self):
         """Fail early on settings that cannot produce a dataset."""
@@ -96,7 +128,7 @@ class SynthConfig:
         bad = [s for s in self.shapes if s not in SHAPES]
         if not self.shapes or bad:
             raise ValueError(f"shapes must be a non-empty subset of {SHAPES}, got {self.shapes}")
-        for name in ("pos_frac", "rfi_frac", "off_frac", "pos_rfi_frac", "noise_jitter"):
+        for name in ("pos_frac", "rfi_frac", "off_frac", "pos_rfi_frac", "noise_jitter", "partial_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must lie in [0, 1]")
         if self.rfi_frac + self.off_frac > 1.0:
@@ -109,6 +141,16 @@ class SynthConfig:
             raise ValueError("max_drift must lie in [0, 0.028] Hz/s to fit 256 channels")
         if self.t_slew < 0:
             raise ValueError("t_slew must be >= 0")
+        object.__setattr__(self, "wide_rfi", bool(self.wide_rfi))
+
+
+def metadata_columns(cfg: SynthConfig) -> list[str]:
+    """metadata.csv's columns: today's, plus those of the options switched on (none by default)."""
+    return (
+        METADATA_COLUMNS
+        + (PARTIAL_COLUMNS if cfg.partial_share > 0 else [])
+        + (WIDE_RFI_COLUMNS if cfg.wide_rfi else [])
+    )
 
 
 # ---------------------------------------------------------------- setigen ---
@@ -236,11 +278,27 @@ def _path(p: dict, f_start_hz: float):
 
 
 def _t_profile(p: dict, level: float):
-    """Intensity vs time: constant, or an on/off square pulse train for 'pulsed'."""
+    """Intensity vs time: constant, or an on/off square pulse train for 'pulsed'; times a switch-on window
+    (`t_window`, partial needles) and a fade across the cadence (`fade`, fading interference) when p has them."""
     if p["shape"] != "pulsed":
-        return import_setigen().constant_t_profile(level=level)
-    period, duty, phase = p["pulse_period"], p["duty"], p["phase"]
-    return lambda t: level * (np.mod(np.asarray(t) - phase, period) < duty * period)
+        base = import_setigen().constant_t_profile(level=level)
+    else:
+        period, duty, phase = p["pulse_period"], p["duty"], p["phase"]
+
+        def base(t):
+            return level * (np.mod(np.asarray(t) - phase, period) < duty * period)
+
+    if "t_window" not in p and "fade" not in p:
+        return base
+    t_on, t_off = p.get("t_window", (-np.inf, np.inf))
+    centres, levels = p.get("fade", ((0.0,), (1.0,)))
+
+    def profile(t):
+        t = np.asarray(t, dtype=float)
+        window = (t >= t_on) & (t < t_off)
+        return base(t) * np.ones_like(t) * window * np.interp(t, centres, levels)
+
+    return profile
 
 
 def _f_profile(p: dict):
@@ -272,6 +330,115 @@ def sample_signal(rng, cfg: SynthConfig, shape: str, frames, near_zero=False) ->
     p["width"] = float(rng.uniform(*WIDTH_CHANNELS) * DF_HZ)
     p["f_profile"] = str(rng.choice(list(F_PROFILES)))
     return p
+
+
+def _fit_ok(counts: np.ndarray, dark: int) -> bool:
+    """A partial needle worth the name: each ON observation holds none of it or >= MIN_VISIBLE_ROWS rows of it,
+    it is seen for >= MIN_VISIBLE_ROWS rows in all and missing for as many (no sliver either way)."""
+    shown = counts[counts > 0]
+    return bool(shown.size and (shown >= MIN_VISIBLE_ROWS).all() and dark >= MIN_VISIBLE_ROWS)
+
+
+def _present(counts: np.ndarray) -> tuple[int, ...]:
+    """The ON observations (cadence indices) holding some of the needle, from rows per ON observation."""
+    return tuple(int(o) for o, c in zip(ON_OBSERVATIONS, counts, strict=True) if c > 0)
+
+
+def _switch_window(rng, cfg: SynthConfig) -> tuple[tuple[float, float], np.ndarray]:
+    """A switch-on window (s of cadence time) cutting a needle on late, off early or both (a burst), inside the
+    ON observations; and the needle's rows per ON observation."""
+    times = _obs_times(cfg, ON_OBSERVATIONS)  # ON rows in time order
+    n = len(times)
+    edges = np.append(times - DT_S / 2, np.inf)  # switch between rows, never on a row's own time
+    for _ in range(1000):
+        mode = str(rng.choice(SWITCH_MODES))
+        first = int(rng.integers(MIN_VISIBLE_ROWS, n - MIN_VISIBLE_ROWS)) if mode != "off_early" else 0
+        last = n if mode == "on_late" else int(rng.integers(first + MIN_VISIBLE_ROWS, n + 1))
+        if mode == "off_early" and last > n - MIN_VISIBLE_ROWS:
+            continue
+        on = np.zeros(n, bool)
+        on[first:last] = True
+        counts = on.reshape(len(ON_OBSERVATIONS), TCHANS).sum(axis=1)
+        if _fit_ok(counts, int((~on).sum())):
+            return (float(edges[first]), float(edges[last])), counts
+    raise RuntimeError("could not draw a switch-on window")
+
+
+def _leaving_signal(rng, cfg: SynthConfig, shape: str) -> tuple[dict, np.ndarray]:
+    """Shape parameters and start of a steep needle that enters or leaves the window during the ON observations
+    (the path is not redrawn until it fits: it leaves); its rows inside the window per ON observation. An ON
+    observation without it has its centre beyond SIGNAL_PAD_CHANNELS of the window throughout (nothing of its
+    profile is drawn there)."""
+    times = _obs_times(cfg, ON_OBSERVATIONS)
+    for _ in range(1000):
+        p = _sample_shape_params(rng, cfg, shape, near_zero=False)
+        steep = rng.uniform(*LEAVING_DRIFT) * cfg.max_drift * (SINE_DRIFT_SCALE if shape == "sine" else 1.0)
+        p["drift_rate"] = float(steep if rng.random() < 0.5 else -steep)
+        g = (_path(p, 0.0)(times) / DF_HZ).reshape(len(ON_OBSERVATIONS), TCHANS)
+        for _ in range(20):
+            f_start = rng.uniform(-g.max(), FCHANS - 1 - g.min())
+            centre = f_start + g
+            inside = (centre >= 0) & (centre <= FCHANS - 1)
+            far = (centre < -SIGNAL_PAD_CHANNELS) | (centre > FCHANS - 1 + SIGNAL_PAD_CHANNELS)
+            counts = inside.sum(axis=1)
+            absent_far = all(far[k].all() for k in range(len(counts)) if counts[k] == 0)
+            if absent_far and _fit_ok(counts, int((~inside).sum())):
+                p["f_start"] = float(f_start)
+                return p, counts
+    raise RuntimeError(f"could not draw a {shape} path leaving the window")
+
+
+def sample_partial_signal(rng, cfg: SynthConfig, shape: str, kind: str) -> dict:
+    """A needle present in only part of the cadence (`kind` from PARTIAL_KINDS), never in the OFF observations.
+
+    leaves_window: a steep path entering or leaving the window; switches: a path inside the window in every ON
+    observation, switched on late, off early or both; subset: a path continuous over the cadence, inside the
+    window in one or two ON observations and absent from the others. Returns the parameters with `present`
+    (the ON observations holding some of it) and `partial` (the kind).
+    """
+    if kind == "subset":
+        k = int(rng.integers(1, len(ON_OBSERVATIONS)))
+        present = tuple(sorted(int(o) for o in rng.choice(ON_OBSERVATIONS, size=k, replace=False)))
+        p = sample_signal(rng, cfg, shape, present)
+    elif kind == "switches":
+        p = sample_signal(rng, cfg, shape, ON_OBSERVATIONS)
+        p["t_window"], counts = _switch_window(rng, cfg)
+        present = _present(counts)
+    elif kind == "leaves_window":
+        p, counts = _leaving_signal(rng, cfg, shape)
+        present = _present(counts)
+        p["snr"] = _sample_snr(rng, cfg)
+        p["width"] = float(rng.uniform(*WIDTH_CHANNELS) * DF_HZ)
+        p["f_profile"] = str(rng.choice(list(F_PROFILES)))
+    else:
+        raise ValueError(f"partial kind must be one of {PARTIAL_KINDS}, got {kind!r}")
+    p.update(present=present, partial=kind)
+    return p
+
+
+def sample_rfi_signal(rng, cfg: SynthConfig) -> dict:
+    """Interference for all six observations drawn as widely as needles (SynthConfig.wide_rfi).
+
+    `rfi_shape` is one of the configured path shapes or a variant of RFI_VARIANTS on one of them (`rfi_path`):
+    `wide` (FWHM RFI_WIDE_CHANNELS) or `fading` (one or two OFF observations at RFI_FAINT_LEVEL of the level, the
+    others at RFI_STEADY_LEVEL, interpolated between observation centres: it fades and returns). A needle's drift,
+    but RFI_NEAR_ZERO_SHARE of them drawn like today's interference (half of those nearly still).
+    """
+    rfi_shape = str(rng.choice(list(cfg.shapes) + list(RFI_VARIANTS)))
+    path = rfi_shape if rfi_shape in SHAPES else str(rng.choice(cfg.shapes))
+    near_zero = bool(rng.random() < RFI_NEAR_ZERO_SHARE)
+    q = sample_signal(rng, cfg, path, ALL_OBSERVATIONS, near_zero=near_zero)
+    q.update(rfi_shape=rfi_shape, rfi_path=path, off_level=1.0)
+    if rfi_shape == "wide":
+        q["width"] = float(rng.uniform(*RFI_WIDE_CHANNELS) * DF_HZ)
+    elif rfi_shape == "fading":
+        levels = rng.uniform(*RFI_STEADY_LEVEL, size=N_OBS)
+        faint = rng.choice(OFF_OBSERVATIONS, size=int(rng.integers(1, 3)), replace=False)
+        levels[faint] = rng.uniform(*RFI_FAINT_LEVEL, size=len(faint))
+        centres = obs_start_times(cfg) + TCHANS * DT_S / 2
+        q["fade"] = (tuple(float(c) for c in centres), tuple(float(v) for v in levels))
+        q["off_level"] = float(levels[list(OFF_OBSERVATIONS)].min())
+    return q
 
 
 def _sample_snr(rng, cfg: SynthConfig) -> float:
@@ -321,13 +488,22 @@ def _normalise(cadence, noise: bool) -> np.ndarray:
 
 
 def make_cadence(
-    cfg: SynthConfig, seed_or_rng, target: int, *, shape=None, interference=None, noise: bool = True
+    cfg: SynthConfig,
+    seed_or_rng,
+    target: int,
+    *,
+    shape=None,
+    interference=None,
+    partial=None,
+    noise: bool = True,
 ) -> tuple[np.ndarray, dict]:
     """One cadence (float16, (6, 273, 256)) and its metadata.
 
-    `shape` / `interference` force the needle shape / interference kind
-    (otherwise drawn from cfg); `noise=False` returns only the injected signal
-    (in noise-std units, not normalised), with the same draws, for tests.
+    `shape` / `interference` / `partial` force the needle shape / interference
+    kind / partial kind ("none" or one of PARTIAL_KINDS) (otherwise drawn from
+    cfg); `noise=False` returns only the injected signal (in noise-std units,
+    not normalised), with the same draws, for tests. The metadata dict holds
+    every column of every option; write_dataset keeps those of cfg's.
     """
     rng = np.random.default_rng(seed_or_rng)
     cadence = _make_frames(cfg, rng, noise)
@@ -335,17 +511,35 @@ def make_cadence(
     interference = interference or _draw_interference(rng, cfg, target)
     if interference not in INTERFERENCE:
         raise ValueError(f"interference must be one of {INTERFERENCE}")
-    meta = dict.fromkeys(METADATA_COLUMNS[2:], np.nan)
+    if partial not in (None, "none", *PARTIAL_KINDS):
+        raise ValueError(f"partial must be none or one of {PARTIAL_KINDS}, got {partial!r}")
+    meta = dict.fromkeys(METADATA_COLUMNS[2:] + PARTIAL_COLUMNS + WIDE_RFI_COLUMNS, np.nan)
     meta.update(target=int(target), shape="", f_profile="", interference=interference, rfi_shape="")
+    meta.update(n_on_present=0, partial="", rfi_path="")
     if target:
-        p = sample_signal(rng, cfg, shape, ON_OBSERVATIONS)
-        _inject(cadence, p, ON_OBSERVATIONS)
+        if partial is None:  # drawn only when the option is on: no extra draw by default
+            partial = "none"
+            if cfg.partial_share > 0 and rng.random() < cfg.partial_share:
+                partial = str(rng.choice(PARTIAL_KINDS))
+        if partial == "none":
+            p = sample_signal(rng, cfg, shape, ON_OBSERVATIONS)
+            present = ON_OBSERVATIONS
+        else:
+            p = sample_partial_signal(rng, cfg, shape, partial)
+            present = p["present"]
+        _inject(cadence, p, present)
         meta.update({k: p[k] for k in ("shape", "snr", "drift_rate", "f_start", "width", "f_profile")})
+        meta.update(n_on_present=len(present), partial=partial)
     if interference != "none":
         frames = ALL_OBSERVATIONS if interference == "rfi" else OFF_OBSERVATIONS
-        q = sample_signal(rng, cfg, str(rng.choice(cfg.shapes)), frames, near_zero=interference == "rfi")
+        if interference == "rfi" and cfg.wide_rfi:
+            q = sample_rfi_signal(rng, cfg)
+        else:
+            q = sample_signal(rng, cfg, str(rng.choice(cfg.shapes)), frames, near_zero=interference == "rfi")
         _inject(cadence, q, frames)
         meta.update(rfi_shape=q["shape"], rfi_snr=q["snr"], rfi_drift_rate=q["drift_rate"], rfi_f_start=q["f_start"])
+        meta.update(rfi_shape=q.get("rfi_shape", q["shape"]), rfi_path=q.get("rfi_path", q["shape"]))
+        meta.update(rfi_width=q["width"], rfi_off_level=q.get("off_level", 1.0))
     return _normalise(cadence, noise), meta
 
 
@@ -450,7 +644,7 @@ def write_dataset(
             (out / split / sid[0]).mkdir(exist_ok=True)
             tasks.append((str(out), cfg, split, i, sid, int(y)))
     workers = max(1, min(workers or os.cpu_count() or 1, len(tasks) or 1))
-    meta = pd.DataFrame(_run_jobs(tasks, workers, progress), columns=METADATA_COLUMNS)
+    meta = pd.DataFrame(_run_jobs(tasks, workers, progress), columns=metadata_columns(cfg))
     _write_csvs(out, meta)
     return meta
 

@@ -11,6 +11,18 @@ channels are the batch's own (Kaggle's 273 x 256, or a run's `observation_shape`
   like a needle, often with the near-zero drift of terrestrial RFI, it is the negative that only the OFF
   observations tell apart from a needle - the crux of the task - made fresh every batch.
 
+Two options mirror the generator's (both off by default, and then nothing extra is drawn from the batch's
+generator, so runs without them replay the same batches):
+
+- `partial_probability` (Config.inject_partial_prob): that share of the injected needles is present in only part
+  of the cadence, as the generator's `partial_share` makes them (PARTIAL_KINDS): `leaves_window` (a steep path,
+  not flattened to fit, crossing a band edge at a random ON row: entering or leaving), `switches` (on late, off
+  early, or a burst, over the ON rows) or `subset` (in one or two ON observations). Always absent from the OFF
+  observations; label 1.
+- `wide` (Config.inject_rfi_wide): interference drawn as widely as needles, as the generator's `wide_rfi`: a
+  quarter (not half) of it nearly still, a sixth `wide` (RFI_WIDE_CHANNELS) and a sixth `fading` (one or two OFF
+  observations at RFI_FAINT_LEVEL, the others at RFI_STEADY_LEVEL, interpolated between observation centres).
+
 Where a path runs depends on how the data's frequency windows were cut (`window`, the run's Config.window):
 
 - `fixed` (Kaggle): the same channels in all six observations; a signal follows one continuous path across
@@ -29,14 +41,22 @@ from collections.abc import Sequence
 
 import torch
 
-from src.core.cadence import ALL_OBSERVATIONS, CADENCE_SHAPE, DF_HZ, DT_S, ON_OBSERVATIONS
+from src.core.cadence import ALL_OBSERVATIONS, CADENCE_SHAPE, DF_HZ, DT_S, OFF_OBSERVATIONS, ON_OBSERVATIONS
 from src.synth.generator import (
     EDGE_MARGIN,
     F_PROFILES,
+    LEAVING_DRIFT,
+    MIN_VISIBLE_ROWS,
     NEAR_ZERO_DRIFT,
+    PARTIAL_KINDS,
     PULSE_DUTY,
     PULSE_PERIOD_ROWS,
     QUADRATIC_BEND_CHANNELS,
+    RFI_FAINT_LEVEL,
+    RFI_NEAR_ZERO_SHARE,
+    RFI_STEADY_LEVEL,
+    RFI_VARIANTS,
+    RFI_WIDE_CHANNELS,
     SINE_AMPLITUDE_CHANNELS,
     SINE_DRIFT_SCALE,
     SINE_PERIOD_OBSERVATIONS,
@@ -85,6 +105,8 @@ def needle_paths(
     near_zero: bool = False,
     n_channels: int = N_FREQ,
     window: str = "fixed",
+    leaving: torch.Tensor | None = None,
+    near_zero_share: float = 0.5,
 ) -> torch.Tensor:
     """(n, n_obs, rows) channel of the signal's centre at every row (of `rows`, from `observation_rows`) in a
     band of `n_channels`: a drift (plus curvature or a sine for the quadratic and sine shapes, indices into
@@ -97,7 +119,12 @@ def needle_paths(
     drift * row (drift uniform in +-MAX_FOLLOWED_DRIFT channels per row), plus the bend and the sine measured from
     that observation's first row, flattened where it would move more than MAX_FOLLOWED_DRIFT channels in a row;
     each observation's path starts at the common start plus its own jitter (uniform in
-    +-POSITION_JITTER_CHANNELS)."""
+    +-POSITION_JITTER_CHANNELS).
+
+    `near_zero_share`: the share of near_zero paths given the small drift. `leaving` (fixed window; a mask of the
+    n paths, or None to draw nothing more): those paths are steep (|drift| rescaled into LEAVING_DRIFT of the
+    largest), never flattened, and cross a band edge (either, drawn) at a random row of the `fit` observations
+    at least min(MIN_VISIBLE_ROWS, a quarter of them) from their ends: they enter or leave the band there."""
     check_window(window)
     follows = window == "follows_drift"
 
@@ -110,7 +137,11 @@ def needle_paths(
     largest = MAX_FOLLOWED_DRIFT if follows else MAX_DRIFT_CHANNELS_PER_ROW
     drift = uniform(-largest, largest)
     if near_zero:
-        drift = torch.where(torch.rand(n, generator=generator) < 0.5, drift * NEAR_ZERO_DRIFT, drift)
+        drift = torch.where(torch.rand(n, generator=generator) < near_zero_share, drift * NEAR_ZERO_DRIFT, drift)
+    if leaving is not None:  # the same draw, rescaled: |drift| from [0, 1] to LEAVING_DRIFT of the largest
+        low, high = LEAVING_DRIFT
+        steep = torch.sign(drift) * (low * largest + (high - low) * drift.abs())
+        drift = torch.where(leaving, steep, drift)
     drift = torch.where(sine, drift * SINE_DRIFT_SCALE, drift)
     bend = uniform(*QUADRATIC_BEND_CHANNELS) * torch.sign(uniform(-1, 1))
     bend = torch.where(shape == INJECTED_SHAPES.index("quadratic"), bend, torch.zeros(n))
@@ -134,10 +165,19 @@ def needle_paths(
     margin = edge_margin(n_channels)
     band = n_channels - 1 - 2 * margin
     flatten = (band / (fitted.max(dim=1).values - fitted.min(dim=1).values)).clamp(max=1.0)[:, None]
+    if leaving is not None:
+        flatten = torch.where(leaving[:, None], torch.ones(()), flatten)
     offset, fitted = offset * flatten, fitted * flatten
     low = margin - fitted.min(dim=1).values
     high = n_channels - 1 - margin - fitted.max(dim=1).values
     start = low + (high - low).clamp(min=0) * torch.rand(n, generator=generator)
+    if leaving is not None:
+        n_fit = fitted.shape[1]
+        keep = min(MIN_VISIBLE_ROWS, n_fit // 4)
+        cross = (keep + (n_fit - 2 * keep) * torch.rand(n, generator=generator)).long().clamp(max=n_fit - 1)
+        edge = torch.where(torch.rand(n, generator=generator) < 0.5, 0.0, float(n_channels - 1))
+        crossing = edge - fitted.gather(1, cross[:, None])[:, 0]
+        start = torch.where(leaving, crossing, start)
     return (start[:, None] + offset).reshape(n, *rows.shape)
 
 
@@ -164,6 +204,65 @@ def spectral_profiles(offset: torch.Tensor, fwhm: torch.Tensor, sinc2: torch.Ten
     return torch.where(sinc2.reshape(shape), main_lobe, gaussian)
 
 
+def partial_presence(
+    n: int,
+    rows: torch.Tensor,
+    on: torch.Tensor,
+    kind: torch.Tensor,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
+    """(n, n_obs, rows) 1/0 presence of partial needles (`kind`: indices into PARTIAL_KINDS, -1 for a whole
+    needle) over the observations of `rows` marked `on` (the ON ones): `switches` keeps a window of the ON rows
+    (on late, off early or a burst: MODES as the generator's, at least min(MIN_VISIBLE_ROWS, a quarter of the ON
+    rows) lit and as many dark), `subset` keeps one or two of the ON observations; every other row is 1
+    (`leaves_window` leaves through its path, see `needle_paths`). Draws the same numbers whatever `kind` holds."""
+    n_obs, n_rows = rows.shape
+    n_on = int(on.sum())
+    total = n_on * n_rows
+    keep = min(MIN_VISIBLE_ROWS, total // 4)
+    mode = torch.randint(3, (n,), generator=generator)  # on_late, off_early, burst
+    a, b = torch.rand(n, generator=generator), torch.rand(n, generator=generator)
+    first = torch.where(mode == 1, torch.zeros(n), keep + a * (total - 2 * keep))
+    last = torch.where(
+        mode == 0,
+        torch.full((n,), float(total)),
+        torch.where(mode == 1, keep + b * (total - 2 * keep), first + keep + b * (total - first - keep)),
+    )
+    position = torch.zeros(n_obs, n_rows)  # each ON row's index among the ON rows, in time order
+    position[on.cpu()] = torch.arange(total, dtype=torch.float32).reshape(n_on, n_rows)
+    lit = (position[None] >= first.floor()[:, None, None]) & (position[None] < last.floor()[:, None, None])
+    score = torch.rand(n, n_on, generator=generator)  # subset: the k lowest scores are kept
+    k = 1 + (torch.rand(n, generator=generator) < 0.5).long()
+    kept_on = score.argsort(dim=1).argsort(dim=1) < k[:, None]
+    kept = torch.ones(n, n_obs, dtype=torch.bool)
+    kept[:, on.cpu()] = kept_on
+    switches, subset = kind == PARTIAL_KINDS.index("switches"), kind == PARTIAL_KINDS.index("subset")
+    presence = torch.ones(n, n_obs, n_rows)
+    presence = torch.where(switches[:, None, None], lit.float(), presence)
+    return torch.where(subset[:, None, None], kept[..., None].float().expand(-1, -1, n_rows), presence)
+
+
+def fading_levels(n: int, rows: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """(n, n_obs, rows) level of fading interference: one or two OFF observations at RFI_FAINT_LEVEL, the others
+    at RFI_STEADY_LEVEL, interpolated linearly in time between the observations' centres (held before the first
+    and after the last), as the generator's `fading` interference."""
+    n_rows = rows.shape[1]
+    levels = draw_uniform(n * 6, RFI_STEADY_LEVEL, generator).reshape(n, 6)
+    faint = draw_uniform(n * 3, RFI_FAINT_LEVEL, generator).reshape(n, 3)
+    score = torch.rand(n, 3, generator=generator)
+    k = 1 + (torch.rand(n, generator=generator) < 0.5).long()
+    is_faint = score.argsort(dim=1).argsort(dim=1) < k[:, None]
+    off = list(OFF_OBSERVATIONS)
+    levels[:, off] = torch.where(is_faint, faint, levels[:, off])
+    step = n_rows + SLEW_ROWS
+    centre0 = (n_rows - 1) / 2
+    t = rows.reshape(-1).cpu()
+    segment = ((t - centre0) / step).floor().clamp(0, 4).long()
+    weight = ((t - centre0 - segment * step) / step).clamp(0, 1)
+    level = levels[:, segment] * (1 - weight) + levels[:, segment + 1] * weight
+    return level.reshape(n, *rows.shape)
+
+
 def add_signals(
     observations: torch.Tensor,
     chosen: torch.Tensor,
@@ -173,10 +272,15 @@ def add_signals(
     generator: torch.Generator | None,
     near_zero: bool = False,
     window: str = "fixed",
+    partial_probability: float = 0.0,
+    wide: bool = False,
 ) -> None:
     """Add, in place, one fresh signal to each `chosen` sample of a float32 (B, n_obs, rows, channels) batch, in
     the observations listed in `present` (cadence indices) and kept inside the band there, on a path for the
-    data's `window` (see `needle_paths`)."""
+    data's `window` (see `needle_paths`). `partial_probability`: that share is present in only part of them
+    (`partial_presence`, `needle_paths`' leaving; under follows_drift, whose windows follow the signal, a leaving
+    one is a subset one); `wide`: drawn as widely as needles, with wide and fading ones (see the module's
+    docstring). Neither draws anything when off."""
     check_window(window)
     n = int(chosen.sum())
     if n == 0:
@@ -186,13 +290,32 @@ def add_signals(
     rows = observation_rows(observation_ids, device, n_rows)
     holds = torch.tensor([o in present for o in observation_ids], device=device)
     shape = torch.randint(len(INJECTED_SHAPES), (n,), generator=generator)
-    centre = needle_paths(n, rows, holds, generator, shape, near_zero, n_channels, window)  # (n, n_obs, rows)
+    leaving, kind = None, None
+    if partial_probability > 0:
+        partial = torch.rand(n, generator=generator) < partial_probability
+        kind = torch.where(partial, torch.randint(len(PARTIAL_KINDS), (n,), generator=generator), -1)
+        if window == "follows_drift":
+            kind = torch.where(kind == PARTIAL_KINDS.index("leaves_window"), PARTIAL_KINDS.index("subset"), kind)
+        leaving = kind == PARTIAL_KINDS.index("leaves_window")
+    near_zero_share = RFI_NEAR_ZERO_SHARE * 0.5 if wide else 0.5
+    centre = needle_paths(
+        n, rows, holds, generator, shape, near_zero, n_channels, window, leaving, near_zero_share
+    )  # (n, n_obs, rows)
     centre = centre.to(device)
     intensity = pulse_trains(n, rows, shape == INJECTED_SHAPES.index("pulsed"), generator).to(device)
+    if kind is not None:
+        intensity = intensity * partial_presence(n, rows, holds, kind, generator).to(device)
     low, high = math.log(snr_range[0]), math.log(snr_range[1])
     snr = torch.exp(low + (high - low) * torch.rand(n, generator=generator)).to(device)
     fwhm = draw_uniform(n, WIDTH_CHANNELS, generator)
     sinc2 = torch.rand(n, generator=generator) < 1 / len(F_PROFILES)
+    if wide:
+        variant = torch.randint(len(INJECTED_SHAPES) + len(RFI_VARIANTS), (n,), generator=generator)
+        is_wide = variant == len(INJECTED_SHAPES) + RFI_VARIANTS.index("wide")
+        fwhm = torch.where(is_wide, draw_uniform(n, RFI_WIDE_CHANNELS, generator), fwhm)
+        fading = variant == len(INJECTED_SHAPES) + RFI_VARIANTS.index("fading")
+        fade = fading_levels(n, rows, generator)
+        intensity = intensity * torch.where(fading[:, None, None], fade, torch.ones(())).to(device)
     channels = torch.arange(n_channels, dtype=torch.float32, device=device)
     profile = spectral_profiles(channels - centre[..., None], fwhm.to(device), sinc2.to(device))
     chosen = chosen.to(device)
@@ -210,16 +333,26 @@ def add_needles(
     snr_range: Sequence[float],
     generator: torch.Generator | None = None,
     window: str = "fixed",
+    partial_probability: float = 0.0,
 ) -> torch.Tensor:
     """Add, in place, a fresh needle to the ON observations of each sample of a float32 (B, n_obs, rows,
-    channels) batch with `probability`; returns the targets with those samples' set to 1 (a new tensor when any
-    are)."""
+    channels) batch with `probability`, a `partial_probability` share of them present in only part of the
+    cadence; returns the targets with those samples' set to 1 (a new tensor when any are)."""
     chosen = (
         torch.rand(observations.shape[0], generator=generator) < probability
     )  # drawn on the CPU: same on any device
     if not chosen.any():
         return targets
-    add_signals(observations, chosen, observation_ids, ON_OBSERVATIONS, snr_range, generator, window=window)
+    add_signals(
+        observations,
+        chosen,
+        observation_ids,
+        ON_OBSERVATIONS,
+        snr_range,
+        generator,
+        window=window,
+        partial_probability=partial_probability,
+    )
     targets = targets.clone()
     targets[chosen.to(targets.device)] = 1.0
     return targets
@@ -232,15 +365,17 @@ def add_interference(
     snr_range: Sequence[float],
     generator: torch.Generator | None = None,
     window: str = "fixed",
+    wide: bool = False,
 ) -> None:
     """Add, in place, fresh interference to all six observations of each sample of a float32 (B, 6, rows,
     channels) batch with `probability`, labels unchanged: a negative stays a negative that holds a needle-like
     signal in its OFF observations too, a positive becomes a positive with interference. Needs all six observations:
-    interference seen only in the ON ones would be a needle."""
+    interference seen only in the ON ones would be a needle. `wide`: drawn as widely as needles (wide and fading
+    ones too, see the module's docstring)."""
     if sorted(observation_ids) != list(ALL_OBSERVATIONS):
         raise ValueError(f"interference injection needs all six observations loaded, got {list(observation_ids)}")
     chosen = torch.rand(observations.shape[0], generator=generator) < probability
-    add_signals(observations, chosen, observation_ids, ALL_OBSERVATIONS, snr_range, generator, True, window)
+    add_signals(observations, chosen, observation_ids, ALL_OBSERVATIONS, snr_range, generator, True, window, wide=wide)
 
 
 def inject_signals(
@@ -252,17 +387,35 @@ def inject_signals(
     snr_range: Sequence[float],
     generator: torch.Generator | None = None,
     window: str = "fixed",
+    partial_probability: float = 0.0,
+    wide_interference: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A training batch (B, n_obs, rows, channels) as float32 observations (one new tensor; the loader's batch is
-    left alone) with fresh needles in a `needle_probability` share of its samples (made positives), then fresh
-    all-six interference in an `interference_probability` share (labels kept), on paths for the data's `window`
-    (see `needle_paths`). Returns observations, targets."""
+    left alone) with fresh needles in a `needle_probability` share of its samples (made positives; a
+    `partial_probability` share of them in only part of the cadence), then fresh all-six interference in an
+    `interference_probability` share (labels kept; drawn as widely as needles with `wide_interference`), on paths
+    for the data's `window` (see `needle_paths`). Returns observations, targets."""
     check_window(window)
     observations = observations.to(torch.float32, copy=True)
     if needle_probability > 0:
         targets = add_needles(
-            observations, targets, observation_ids, needle_probability, snr_range, generator, window=window
+            observations,
+            targets,
+            observation_ids,
+            needle_probability,
+            snr_range,
+            generator,
+            window=window,
+            partial_probability=partial_probability,
         )
     if interference_probability > 0:
-        add_interference(observations, observation_ids, interference_probability, snr_range, generator, window=window)
+        add_interference(
+            observations,
+            observation_ids,
+            interference_probability,
+            snr_range,
+            generator,
+            window=window,
+            wide=wide_interference,
+        )
     return observations, targets
