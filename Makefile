@@ -20,7 +20,7 @@ DEMO_DATA := input
 ifndef SCAN_MODEL_RUN
 SCAN_MODEL_RUN := scan-cpu-$(shell date -u +%Y%m%d-%H%M%S)
 endif
-SCAN_MODEL_BENCH = --torch-threads 1 --turbo-seti on --turbo-seti-python $(TURBO_SETI_PYTHON) --snr 7 \
+SCAN_MODEL_BENCH = --torch-threads 1 --turbo-seti on --turbo-seti-python $(TURBO_SETI_PYTHON) --snr 5 \
 	--skip-memory --overwrite
 ifndef RECIPE_RUN
 RECIPE_RUN := detection-cpu-$(shell date -u +%Y%m%d-%H%M%S)
@@ -67,7 +67,7 @@ scan-report: setup
 
 scan-model-report: setup
 	@[ -e input/fb-snippets/train_labels.csv ] || \
-		$(BIN)/python -m src.synth.snippets --out input/fb-snippets --n-train 20000 --n-test 2000 --seed 5
+		$(BIN)/python -m src.synth.snippets --out input/fb-snippets --n-train 40000 --n-test 2000 --seed 5
 	$(BIN)/python main.py --config configs/scan_cpu.yaml --data-dir input/fb-snippets --run-name $(SCAN_MODEL_RUN)
 	$(BIN)/python bench/scan.py --data input/fb-bench --out bench/results/scan-model --generate \
 		--checkpoints outputs/$(SCAN_MODEL_RUN) $(SCAN_MODEL_BENCH)

@@ -148,7 +148,8 @@ class SnippetScorer:
         """(n, 6, rows, channels) snippets -> (n,) float64 logits."""
         total = np.zeros(len(snippets), dtype=np.float64)
         for first in range(0, len(snippets), self.batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(snippets[first : first + self.batch_size]))
+            # a writable copy: torch warns on the read-only memory map the chunk's snippets are read through
+            batch = torch.from_numpy(np.array(snippets[first : first + self.batch_size]))
             batch = batch.to(self.device, torch.float16)
             for cfg, network in self.members:
                 images = batch_to_images(batch[:, list(loaded_observations(cfg.view, cfg.background))], cfg)
