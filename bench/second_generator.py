@@ -20,8 +20,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 from bench.lib.second_generator import POS_FRAC, SecondConfig, default_workers, write_set
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A bad flag ends in one `error:` line and exit 2, as in every other command (argparse prints its usage
+    first); its own, since this generator takes nothing from src/."""
+
+    def error(self, message: str):
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="output folder (must hold no set yet)")
     parser.add_argument("--n", type=int, default=2000, help="number of cadences (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=2024, help="master seed (default: %(default)s)")

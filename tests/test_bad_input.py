@@ -383,6 +383,18 @@ def commands(tmp_path_factory) -> dict[str, Command]:
             start("-m", "src.validate", "--data-dir", str(root / "nowhere")),
             (str(root / "nowhere"), "data directory not found"),
         ),
+        "synth-bad-flag": Command(
+            start(
+                "-m", "src.synth", "--out", str(root / "synth"), "--n-train", "2", "--n-test", "1", "--wide-rfi", "1"
+            ),
+            ("--wide-rfi", "invalid choice"),
+            root / "synth",
+        ),
+        "second-generator-bad-flag": Command(
+            start("bench/second_generator.py", "--out", str(root / "second"), "--n", "many"),
+            ("--n", "invalid int value"),
+            root / "second",
+        ),
     }
     yield started
     for command in started.values():
@@ -398,6 +410,8 @@ def commands(tmp_path_factory) -> dict[str, Command]:
         "evaluate-missing-checkpoint",
         "evaluate-submission-ids-without-test-file",
         "validate-missing-data-dir",
+        "synth-bad-flag",
+        "second-generator-bad-flag",
     ],
 )
 def test_entry_point_ends_with_one_error_line(commands, name):

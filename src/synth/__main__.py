@@ -8,7 +8,7 @@ import argparse
 import os
 import sys
 
-from src.core.cli import run_cli
+from src.core.cli import ErrorLineParser, run_cli
 from src.core.errors import ConfigError
 from src.synth import generator
 from src.synth.generator import SHAPES, SNR_DISTRIBUTIONS, SynthConfig, write_dataset
@@ -52,7 +52,7 @@ SWITCHES = {"on": True, "off": False}
 def build_parser() -> argparse.ArgumentParser:
     """Command-line interface mirroring SynthConfig (flags left unset take the preset's or the default)."""
     d = SynthConfig()
-    ap = argparse.ArgumentParser(
+    ap = ErrorLineParser(
         prog="python -m src.synth",
         description=f"{__doc__}\n{generator.__doc__}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
