@@ -601,7 +601,7 @@ def either_selection(events: pd.DataFrame, false_budget: int) -> tuple[pd.DataFr
         last_of_tie = np.r_[values[1:] != values[:-1], True] if len(values) else np.zeros(0, bool)
         allowed = np.flatnonzero(last_of_tie & (cumulative_false <= left))
         b = values[allowed[-1]] if len(allowed) else np.inf
-        selected = chosen | (model >= b) & ~chosen
+        selected = chosen | (model >= b)
         found = events.loc[selected & ~false, "needle_row"].nunique()
         key = (found, -int(selected.sum()))
         if key > best_key:
