@@ -17,7 +17,9 @@ Matching ON hits (one event per signal, not one per pair):
 
 In every observation without one of the event's hits, the signal is measured along the strongest hit's track
 (track_snr: start within the tolerance, drift within DRIFT_TOLERANCE_STEPS steps; in OFF observations the
-rows' median times the rows, so that interference crossing the track does not veto it). An observation "holds"
+rows' median times the rows, so that interference crossing the track does not veto it; in ON observations the
+same median wherever the best line meets a stronger hit that moves otherwise, so that interference crossing
+the track does not confirm it either, while a pulsed needle alone keeps its plain sum). An observation "holds"
 the event when it has one of its hits, or when that SNR reaches the hit threshold (an OFF observation) or
 ON_TRACK_FRACTION of it (an ON observation: a measurement along a predicted track makes a few hundred trials,
 not a blind search's billions); an OFF observation also holds it when one of its hits moves like the track and
@@ -112,7 +114,7 @@ def find_events(
     on_hits = candidates[[clocks[int(o)].on for o in candidates["obs"]]].reset_index(drop=True)
     if on_hits.empty:
         return pd.DataFrame([], columns=event_columns(n_obs))
-    track = _Tracks(clocks, profiles, blocks, hits[[not clocks[int(o)].on for o in hits["obs"]]], snr_threshold)
+    track = _Tracks(clocks, profiles, blocks, hits, snr_threshold)
     clean = [not any(track.measure(hit, k)[2] for k in track.off) for hit in on_hits.itertuples(index=False)]
     groups = _link_curved(on_hits, _match_on_hits(on_hits, clocks), clean, clocks)
     rows = [_event(on_hits, group, track) for group in groups]
@@ -123,9 +125,10 @@ def find_events(
 class _Tracks:
     """Measuring a hit's straight track in the other observations of its block."""
 
-    def __init__(self, clocks, profiles, blocks, off_hits, snr_threshold):
+    def __init__(self, clocks, profiles, blocks, hits, snr_threshold):
         self.clocks, self.profiles, self.blocks = clocks, profiles, blocks
-        self.off_hits, self.snr_threshold = off_hits, snr_threshold
+        self.hits, self.snr_threshold = hits, snr_threshold
+        self.off_hits = hits[[not clocks[int(o)].on for o in hits["obs"]]]
         self.off = [k for k, c in enumerate(clocks) if not c.on]
         self.n_on = len(clocks) - len(self.off)
 
@@ -140,7 +143,10 @@ class _Tracks:
         noise = self.profiles[k].noise
         level = noise[min(band_of_width(int(hit.width)), len(noise) - 1)]
         drift_tol = DRIFT_TOLERANCE_STEPS * max(1.0, hit.width / 2)
-        snr, _ = track_snr(self.blocks[k], start, drift_here, int(hit.width), level, tol, drift_tol, not other.on)
+        args = (self.blocks[k], start, drift_here, int(hit.width), level, tol, drift_tol)
+        snr, where = track_snr(*args, robust=not other.on)
+        if other.on and _crosses_stronger_hit(self.hits, k, where, drift_here, hit.width, snr, drift_tol):
+            snr, _ = track_snr(*args, robust=True)
         detected = snr >= self.snr_threshold * (1.0 if not other.on else ON_TRACK_FRACTION)
         if not other.on and not detected:
             detected = _off_hits_along(self.off_hits, k, start, drift_here, hit.width, tol)
@@ -264,6 +270,25 @@ def _event(on_hits: pd.DataFrame, group: list[int], track: _Tracks) -> dict:
         **{f"snr_obs{k}": s for k, s in enumerate(snrs)},
         **{f"hit_obs{k}": h for k, h in enumerate(own)},
     }
+
+
+def _crosses_stronger_hit(hits, k, start, drift, width, snr, drift_tol) -> bool:
+    """Whether the line measured in observation k meets a hit there that is stronger and moves otherwise:
+    interference crossing the track, whose power the line's plain sum collects."""
+    these = hits[(hits["obs"] == k) & (hits["snr"] > snr)]
+    if these.empty:
+        return False
+    other = np.abs(these["drift"].to_numpy(float) - drift) > drift_tol
+    meet = tracks_meet(
+        start,
+        drift,
+        width,
+        these["channel"].to_numpy(float),
+        these["drift"].to_numpy(float),
+        these["width"].to_numpy(float),
+        TOLERANCE_CHANNELS,
+    )
+    return bool((other & meet).any())
 
 
 def _off_hits_along(off_hits, k, start, drift, width, tol) -> bool:

@@ -14,7 +14,10 @@ neighbouring fine channels.
 One hit per signal: the best line at every start channel is kept, local maxima above the threshold become
 candidates, and candidates are accepted strongest first, each removing every weaker candidate whose track
 (start channel to end channel over the observation, widened by the boxcars) meets its own. A strong signal
-thus yields one hit, not a cluster of its neighbours and of the lines that cross it.
+thus yields one hit, not a cluster of its neighbours and of the lines that cross it. A strong signal's own
+width is measured in the block (the channels beside its line whose mean along it stands above one noise
+sigma): bright interference is often several channels wide, and a steep track that only grazes its wing in a
+row or two collects enough of its power to pass the threshold.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ LOCAL_MAX_RADIUS = 2  # channels each side a candidate must top
 CPU_TILE = 1 << 16  # start positions per tree on a CPU: a tile's tree stays in cache
 MAX_CANDIDATES = 200_000  # strongest local maxima kept per block before the one-hit-per-signal pass
 TRACK_TOLERANCE = 1.0  # extra channels between two tracks that still count as meeting
+WING_SIGMA = 1.0  # a signal's width: the channels beside its line whose mean along it exceeds this (noise sigmas)
+WIDTH_RADIUS = 32  # channels each side looked at for a signal's width
+STRONG_FACTOR = 3.0  # candidates of this many times the threshold have their width measured (weaker ones cannot
+# lift a crossing track over the threshold)
 
 
 @dataclass(frozen=True)
@@ -205,12 +212,44 @@ def tracks_meet(
     return crossing | (np.minimum(np.abs(gap_first), np.abs(gap_last)) <= reach)
 
 
-def one_hit_per_signal(profile: Profile, candidates: np.ndarray, tol: float = TRACK_TOLERANCE) -> np.ndarray:
-    """Candidates accepted strongest first, each removing the weaker ones whose tracks meet its own."""
+def signal_widths(
+    block: torch.Tensor, starts: np.ndarray, drifts: np.ndarray, radius: int = WIDTH_RADIUS
+) -> np.ndarray:
+    """Each line's signal width in channels: 1 + twice the longer run of channels, on either side of the line,
+    whose mean along the line stays above WING_SIGMA (the block's noise is unit)."""
+    if len(starts) == 0:
+        return np.zeros(0)
+    n_rows, n_chans = block.shape
+    rows = torch.arange(n_rows, device=block.device)
+    centres = torch.as_tensor(starts, device=block.device)[:, None] + torch.as_tensor(drifts, device=block.device)[
+        :, None
+    ] * rows / max(n_rows - 1, 1)
+    offsets = torch.arange(-radius, radius + 1, device=block.device)
+    channels = (torch.round(centres).long()[..., None] + offsets).clamp(0, n_chans - 1)  # (K, T, O)
+    above = block[rows[None, :, None], channels].mean(dim=1) > WING_SIGMA  # (K, O)
+    right = above[:, radius + 1 :].int().cumprod(dim=1).sum(dim=1)
+    left = above[:, :radius].flip(1).int().cumprod(dim=1).sum(dim=1)
+    return (1 + 2 * torch.maximum(left, right)).cpu().numpy().astype(np.float64)
+
+
+def one_hit_per_signal(
+    profile: Profile,
+    candidates: np.ndarray,
+    tol: float = TRACK_TOLERANCE,
+    measured_widths: dict[int, float] | None = None,
+) -> np.ndarray:
+    """Candidates accepted strongest first, each removing the weaker ones whose tracks meet its own;
+    `measured_widths`: signal widths of some candidates (start channel -> channels), used where wider than the
+    candidate's boxcar."""
     order = candidates[np.argsort(-profile.snr[candidates], kind="stable")][:MAX_CANDIDATES]
     starts = order.astype(np.float64)
     drifts = profile.drift[order].astype(np.float64)
     widths = profile.width[order].astype(np.float64)
+    if measured_widths:
+        channels = np.fromiter(measured_widths, dtype=np.int64)
+        where = np.flatnonzero(np.isin(order, channels))
+        measured = np.array([measured_widths[int(c)] for c in order[where]], dtype=np.float64)
+        widths[where] = np.maximum(widths[where], measured)
     alive = np.ones(order.shape[0], dtype=bool)
     accepted = []
     for i in range(order.shape[0]):
@@ -222,9 +261,16 @@ def one_hit_per_signal(profile: Profile, candidates: np.ndarray, tol: float = TR
     return np.asarray(accepted, dtype=np.int64)
 
 
-def find_hits(profile: Profile, threshold: float) -> np.ndarray:
-    """Start channels of the hits of a block: one per signal, SNR >= threshold, strongest first."""
-    return one_hit_per_signal(profile, local_maxima(profile.snr, threshold))
+def find_hits(profile: Profile, threshold: float, block: torch.Tensor | None = None) -> np.ndarray:
+    """Start channels of the hits of a block: one per signal, SNR >= threshold, strongest first (with the
+    cleaned `block`, strong signals as wide as they are)."""
+    candidates = local_maxima(profile.snr, threshold)
+    if block is None:
+        return one_hit_per_signal(profile, candidates)
+    strong = candidates[profile.snr[candidates] >= STRONG_FACTOR * threshold]
+    measured = signal_widths(block, strong.astype(np.float64), profile.drift[strong])
+    widths = dict(zip(strong.tolist(), measured.tolist(), strict=True))
+    return one_hit_per_signal(profile, candidates, measured_widths=widths)
 
 
 def band_of_width(width: int) -> int:
