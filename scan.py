@@ -18,7 +18,6 @@ from pathlib import Path
 
 from src.core.cli import run_cli
 from src.core.errors import ConfigError
-from src.data.clean import BURST_SIGMA
 from src.engine.scan_model import open_scan_model, scan_with_model
 from src.search.cadence import open_cadence, read_catalog
 from src.search.scan import ENGINES, Execution, ScanSettings, check_device, scan_catalog
@@ -43,13 +42,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fine-per-coarse", type=int, help="fine channels per coarse channel (default: from the file)")
     parser.add_argument("--bandpass-bin", type=int, help="channels per bandpass bin (default: 1/1024 coarse channel)")
     parser.add_argument("--flag-sigma", type=float, help="zero channels whose time-mean exceeds this many sigmas")
-    parser.add_argument(
-        "--burst-sigma",
-        type=float,
-        default=BURST_SIGMA,
-        help=f"zero rows whose level stands this many noise sigmas above the others' (broadband bursts; default "
-        f"{BURST_SIGMA}; 0: off)",
-    )
     parser.add_argument("--keep-zero-drift", action="store_true", help="let zero-drift hits make events")
     parser.add_argument("--plot-top", type=int, default=10, help="candidates plotted per cadence (default 10)")
     parser.add_argument("--device", default="cpu", help="torch device for the search (cpu, cuda, cuda:1)")
@@ -81,7 +73,6 @@ def main() -> None:
             fine_per_coarse=args.fine_per_coarse,
             bandpass_bin=args.bandpass_bin,
             flag_sigma=args.flag_sigma,
-            burst_sigma=args.burst_sigma,
             keep_zero_drift=args.keep_zero_drift,
             pattern=args.pattern,
             plot_top=args.plot_top,

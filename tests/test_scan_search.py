@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from src.data.clean import BURST_SIGMA, bandpass, blank_dc, clean_block, flag_persistent
+from src.data.clean import bandpass, blank_dc, clean_block, flag_persistent
 from src.search.events import ObservationClock, find_events
 from src.search.hits import (
     boxcar,
@@ -72,36 +72,16 @@ def test_clean_block_gives_unit_noise_flat_across_the_band_and_removes_a_burst()
     channels = torch.arange(8192, dtype=torch.float32)
     shape = 1e9 * (1.0 - 0.8 * ((channels - 4096) / 4096) ** 4)
     raw = shape * (1 + 0.05 * noise(8192))
-    raw[3] *= 1.5  # a broadband burst in one row: 10 noise sigmas
+    raw[3] *= 1.5  # a broadband burst in one row
     raw[:, 4096] *= 8  # the DC spike
     cleaned, flagged = clean_block(raw, 4096)
-    assert flagged == (0, 1) and torch.all(cleaned[3] == 0)  # the burst row zeroed, no channel
-    kept = torch.cat([cleaned[:3], cleaned[4:]])
-    sigma = 1.4826 * (kept - kept.median()).abs().median()
+    assert flagged == 0
+    sigma = 1.4826 * (cleaned - cleaned.median()).abs().median()
     assert abs(float(sigma) - 1) < 0.05
+    assert abs(float(cleaned[3].median())) < 0.05
     edges, middle = cleaned[:, :512].std(), cleaned[:, 3500:4000].std()
     assert abs(float(edges / middle) - 1) < 0.1
     assert abs(float(cleaned[:, 4096].mean())) < 1.0
-
-
-def test_a_burst_with_ripple_is_zeroed_and_quiet_rows_are_kept():
-    """A strong burst times a bandpass the estimate misses by 2% at the bins' edges leaves a pattern the median
-    does not remove; the row is zeroed, and rows that differ by a twentieth of a sigma (as real ones do) are kept."""
-    channels = torch.arange(8192)
-    edges = channels % 1024 < 32
-    raw = 1 + 0.1 * noise(8192)
-    raw = raw * (1 + 0.005 * torch.randn(16, 1, generator=torch.Generator().manual_seed(1)))  # slow gain changes
-    raw[7] += 30 * (1 + 0.02 * edges)  # 300 sigmas of burst, 6 sigmas more at the edges
-    unflagged, _ = clean_block(raw, None, burst_sigma=None)
-    assert float(unflagged[7, edges].mean()) > 1.5  # the pattern is left in the row (about 2 sigmas)
-    cleaned, flagged = clean_block(raw, None)
-    assert flagged.rows == 1 and torch.all(cleaned[7] == 0)
-    assert torch.equal(cleaned[:7], unflagged[:7]) and torch.equal(cleaned[8:], unflagged[8:])
-    faint = 1 + 0.1 * noise(8192)
-    faint[2] += 0.1 * BURST_SIGMA * 1.5  # 1.5 BURST_SIGMA of the row's noise: flagged
-    faint[9] += 0.1 * BURST_SIGMA * 0.5  # half of it: kept
-    _, flagged = clean_block(faint, None)
-    assert flagged.rows == 1
 
 
 def test_flag_persistent_zeroes_only_the_lasting_line():

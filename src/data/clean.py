@@ -10,20 +10,15 @@ every coarse channel. So, per block of one coarse channel:
    channels (wide against a narrowband signal, narrow against the roll-off) and interpolated between bins, is
    divided out;
 3. each row is normalised to zero median and unit robust standard deviation (1.4826 x MAD): noise then has the
-   same scale in every row and channel, so a line sum's SNR follows from its length;
-4. rows whose median stood more than `burst_sigma` of their own noise sigmas above the typical row's before the
-   normalisation (broadband bursts: a row raised over the whole coarse channel) are set to zero, the noise mean.
-   Subtracting the row's median removes a burst's level but not its ripple: the bandpass estimate's small errors,
-   multiplied by a strong burst, leave a pattern across the row that steep drift tracks through it pick up as
-   hits. Real rows differ by a few hundredths of a noise sigma (setigen's GBT sample), a burst by whole sigmas;
-5. optionally, channels whose time-mean stands above `flag_sigma` sigmas of the mean's own noise (persistent
-   narrowband interference) are set to zero.
+   same scale in every row and channel, so a line sum's SNR follows from its length, and a broadband burst
+   (a row raised over all channels) is removed with the row's median;
+4. optionally, channels whose time-mean stands above `flag_sigma` sigmas of the mean's own noise (persistent
+   narrowband interference) are set to zero, the noise mean.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import torch
 
@@ -32,14 +27,6 @@ DC_NEIGHBOURS = 3  # channels each side whose median replaces the DC spike
 MIN_BANDPASS_BIN = 16
 BANDPASS_BINS = 1024  # bins per coarse channel: 1,024 channels each at 2^20 channels
 STATISTICS_SAMPLE = 1 << 16  # values per row used for the median and MAD (a strided subset of big rows)
-BURST_SIGMA = 1.0  # a row raised by this many of its noise sigmas over the whole coarse channel is a burst
-
-
-class Flagged(NamedTuple):
-    """What the cleaning zeroed: persistent narrowband channels and broadband-burst rows."""
-
-    channels: int
-    rows: int
 
 
 def blank_dc(block: torch.Tensor, dc_channel: int | None) -> torch.Tensor:
@@ -72,19 +59,13 @@ def bandpass(block: torch.Tensor, bin_channels: int | None = None) -> torch.Tens
     return binned[index - 1] * (1 - weight) + binned[index] * weight
 
 
-def row_statistics(block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows, 1) median and robust standard deviation of each row (from a strided subset of big rows)."""
+def robust_normalise(block: torch.Tensor) -> torch.Tensor:
+    """Each row to zero median and unit robust standard deviation (statistics from a strided subset)."""
     step = max(1, math.ceil(block.shape[-1] / STATISTICS_SAMPLE))
     sample = block[:, ::step]
     median = sample.median(dim=1, keepdim=True).values
     mad = (sample - median).abs().median(dim=1, keepdim=True).values
-    return median, (MAD_TO_STD * mad).clamp_min(torch.finfo(block.dtype).tiny)
-
-
-def burst_rows(median: torch.Tensor, sigma: torch.Tensor, burst_sigma: float) -> torch.Tensor:
-    """(rows,) True where a row's median stands more than `burst_sigma` of its sigmas above the median row's."""
-    typical = median.flatten().median()
-    return ((median - typical) / sigma).flatten() > burst_sigma
+    return (block - median) / (MAD_TO_STD * mad).clamp_min(torch.finfo(block.dtype).tiny)
 
 
 def flag_persistent(block: torch.Tensor, flag_sigma: float) -> tuple[torch.Tensor, int]:
@@ -101,21 +82,12 @@ def clean_block(
     dc_channel: int | None,
     bandpass_bin: int | None = None,
     flag_sigma: float | None = None,
-    burst_sigma: float | None = BURST_SIGMA,
-) -> tuple[torch.Tensor, Flagged]:
-    """A raw (rows, chans) block of one coarse channel -> unit-noise float32 block, and what was zeroed
-    (`burst_sigma` None: no burst rows are zeroed)."""
+) -> tuple[torch.Tensor, int]:
+    """A raw (rows, chans) block of one coarse channel -> unit-noise float32 block, and the flagged count."""
     block = blank_dc(block.float().clone(), dc_channel)
     shape = bandpass(block, bandpass_bin)
     block = block / shape.clamp_min(torch.finfo(block.dtype).tiny)
-    median, sigma = row_statistics(block)
-    block = (block - median) / sigma
-    n_rows = 0
-    if burst_sigma is not None:
-        bursts = burst_rows(median, sigma, burst_sigma)
-        block[bursts] = 0.0
-        n_rows = int(bursts.sum())
-    n_channels = 0
-    if flag_sigma is not None:
-        block, n_channels = flag_persistent(block, flag_sigma)
-    return block, Flagged(n_channels, n_rows)
+    block = robust_normalise(block)
+    if flag_sigma is None:
+        return block, 0
+    return flag_persistent(block, flag_sigma)

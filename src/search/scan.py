@@ -34,7 +34,7 @@ import torch
 from src.core.cli import progress_bar
 from src.core.errors import USER_ERRORS, ConfigError
 from src.core.files import write_csv_atomically, write_npy_atomically, write_text_atomically
-from src.data.clean import BURST_SIGMA, clean_block
+from src.data.clean import clean_block
 from src.data.filterbank import fine_channels_per_coarse, read_block
 from src.data.snippets import cut_snippets
 from src.search.cadence import Cadence
@@ -63,7 +63,6 @@ class ScanSettings:
     fine_per_coarse: int | None = None  # fine channels per coarse channel; None: from the file
     bandpass_bin: int | None = None  # channels per bandpass bin; None: 1/1024 of a coarse channel
     flag_sigma: float | None = None  # zero channels whose time-mean exceeds this many sigmas
-    burst_sigma: float = BURST_SIGMA  # zero rows raised by this many sigmas over the coarse channel; 0: off
     keep_zero_drift: bool = False  # let zero-drift hits into events (turbo_seti's level 1 drops them)
     pattern: str | None = None  # ON/OFF letters; None: from the source names
     plot_top: int = 10  # candidate plots per cadence
@@ -76,7 +75,6 @@ class ScanSettings:
             "fine_per_coarse": self.fine_per_coarse is None or self.fine_per_coarse > 0,
             "bandpass_bin": self.bandpass_bin is None or self.bandpass_bin > 0,
             "flag_sigma": self.flag_sigma is None or self.flag_sigma > 0,
-            "burst_sigma": self.burst_sigma >= 0,
             "plot_top": self.plot_top >= 0,
         }
         for name, ok in checks.items():
@@ -138,9 +136,7 @@ def search_chunk(
     profiles, hits, blocks = [], [], []
     for k, header in enumerate(cadence.headers):
         raw = torch.from_numpy(read_block(header, start, stop)).to(device)
-        block, _ = clean_block(
-            raw, (stop - start) // 2, settings.bandpass_bin, settings.flag_sigma, settings.burst_sigma or None
-        )
+        block, _ = clean_block(raw, (stop - start) // 2, settings.bandpass_bin, settings.flag_sigma)
         del raw
         profile = dedoppler_profile(block, settings.max_drift * header.tsamp / header.df_hz)
         blocks.append(block)
