@@ -272,6 +272,12 @@ def _event(on_hits: pd.DataFrame, group: list[int], track: _Tracks) -> dict:
     }
 
 
+def _meet(hits: pd.DataFrame, start: float, drift: float, width: float, tol: float) -> np.ndarray:
+    """Which hits' tracks meet the track (start, drift, width) within `tol` channels."""
+    columns = (hits[c].to_numpy(float) for c in ("channel", "drift", "width"))
+    return tracks_meet(start, drift, width, *columns, tol)
+
+
 def _crosses_stronger_hit(hits, k, start, drift, width, snr, drift_tol) -> bool:
     """Whether the line measured in observation k meets a hit there that is stronger and moves otherwise:
     interference crossing the track, whose power the line's plain sum collects."""
@@ -279,16 +285,7 @@ def _crosses_stronger_hit(hits, k, start, drift, width, snr, drift_tol) -> bool:
     if these.empty:
         return False
     other = np.abs(these["drift"].to_numpy(float) - drift) > drift_tol
-    meet = tracks_meet(
-        start,
-        drift,
-        width,
-        these["channel"].to_numpy(float),
-        these["drift"].to_numpy(float),
-        these["width"].to_numpy(float),
-        TOLERANCE_CHANNELS,
-    )
-    return bool((other & meet).any())
+    return bool((other & _meet(these, start, drift, width, TOLERANCE_CHANNELS)).any())
 
 
 def _off_hits_along(off_hits, k, start, drift, width, tol) -> bool:
@@ -298,13 +295,4 @@ def _off_hits_along(off_hits, k, start, drift, width, tol) -> bool:
         return False
     step = DRIFT_TOLERANCE_STEPS * np.maximum(1.0, np.maximum(width, these["width"].to_numpy(float)) / 2)
     alike = np.abs(these["drift"].to_numpy(float) - drift) <= step
-    meet = tracks_meet(
-        start,
-        drift,
-        width,
-        these["channel"].to_numpy(float),
-        these["drift"].to_numpy(float),
-        these["width"].to_numpy(float),
-        tol - width / 2,
-    )
-    return bool((alike & meet).any())
+    return bool((alike & _meet(these, start, drift, width, tol - width / 2)).any())
