@@ -3,13 +3,15 @@ stage included), scored by bench/detection.py, tabulated; a second call keeps th
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from bench.lib.ablation import VARIANTS, AblationSettings, markdown
+from bench.lib.ablation import VARIANTS, AblationSettings, markdown, metric
+from src.core.config import add_config_arguments, config_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = (
@@ -22,6 +24,21 @@ def test_variants_are_distinct_and_the_baseline_comes_first():
     names = [v.name for v in VARIANTS]
     assert names[0] == "baseline" and len(set(names)) == len(names)
     assert {v.kind for v in VARIANTS} == {"train", "tta", "pseudo"}
+
+
+def test_every_variant_sets_what_it_names():
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    base = ["--config", str(REPO / "configs" / "ablation_cpu.yaml")]
+    configs = {v.name: config_from_args(parser.parse_args([*base, *v.flags])) for v in VARIANTS}
+    assert configs["partial-injection"].inject_partial_prob == 0.3 and configs["partial-injection"].inject_prob == 0.3
+    assert configs["injection"].inject_partial_prob == 0.0  # the row it is compared with has whole needles only
+
+
+def test_a_subgroup_the_benchmark_set_lacks_is_not_applicable():
+    method = {"subgroups": {"all": {"auc": 0.9}}}
+    assert metric(method, "all", "auc") == 0.9
+    assert metric(method, "clean SNR >= 20 in 1 ON observation", "recall_at_1pct_fpr") is None
 
 
 def test_markdown_shows_differences_from_the_baseline(tmp_path):
