@@ -233,23 +233,15 @@ def signal_widths(
 
 
 def one_hit_per_signal(
-    profile: Profile,
-    candidates: np.ndarray,
-    tol: float = TRACK_TOLERANCE,
-    measured_widths: dict[int, float] | None = None,
+    profile: Profile, candidates: np.ndarray, tol: float = TRACK_TOLERANCE, widths: np.ndarray | None = None
 ) -> np.ndarray:
-    """Candidates accepted strongest first, each removing the weaker ones whose tracks meet its own;
-    `measured_widths`: signal widths of some candidates (start channel -> channels), used where wider than the
-    candidate's boxcar."""
-    order = candidates[np.argsort(-profile.snr[candidates], kind="stable")][:MAX_CANDIDATES]
+    """Candidates accepted strongest first, each removing the weaker ones whose tracks meet its own; `widths`:
+    each candidate's track width in channels (default: its boxcar)."""
+    ranked = np.argsort(-profile.snr[candidates], kind="stable")[:MAX_CANDIDATES]
+    order = candidates[ranked]
     starts = order.astype(np.float64)
     drifts = profile.drift[order].astype(np.float64)
-    widths = profile.width[order].astype(np.float64)
-    if measured_widths:
-        channels = np.fromiter(measured_widths, dtype=np.int64)
-        where = np.flatnonzero(np.isin(order, channels))
-        measured = np.array([measured_widths[int(c)] for c in order[where]], dtype=np.float64)
-        widths[where] = np.maximum(widths[where], measured)
+    widths = (profile.width[candidates] if widths is None else widths)[ranked].astype(np.float64)
     alive = np.ones(order.shape[0], dtype=bool)
     accepted = []
     for i in range(order.shape[0]):
@@ -267,10 +259,11 @@ def find_hits(profile: Profile, threshold: float, block: torch.Tensor | None = N
     candidates = local_maxima(profile.snr, threshold)
     if block is None:
         return one_hit_per_signal(profile, candidates)
-    strong = candidates[profile.snr[candidates] >= STRONG_FACTOR * threshold]
-    measured = signal_widths(block, strong.astype(np.float64), profile.drift[strong])
-    widths = dict(zip(strong.tolist(), measured.tolist(), strict=True))
-    return one_hit_per_signal(profile, candidates, measured_widths=widths)
+    widths = profile.width[candidates].astype(np.float64)
+    strong = profile.snr[candidates] >= STRONG_FACTOR * threshold
+    measured = signal_widths(block, candidates[strong].astype(np.float64), profile.drift[candidates[strong]])
+    widths[strong] = np.maximum(widths[strong], measured)
+    return one_hit_per_signal(profile, candidates, widths=widths)
 
 
 def band_of_width(width: int) -> int:
