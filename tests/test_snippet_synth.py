@@ -169,6 +169,58 @@ def test_interference_crossing_a_noise_track_shows_in_all_six_windows(tmp_path):
         assert (strongest > 2.0).sum() >= 5, (row.rfi_snr, row.boxcar, strongest)
 
 
+def line_snr(snippet: np.ndarray, row, s: sn.Settings) -> np.ndarray:
+    """Each observation's snippet summed along the candidate's line (its pixel in every row), less the edges'
+    level, in noise sigmas (a cleaned pixel has unit noise)."""
+    rows = np.arange(s.rows)
+    centres = (s.channels * row.boxcar / 2 + row.drift_channels * (rows / (s.rows - 1) - 0.5)) / row.boxcar
+    pixels = np.clip(np.floor(centres).astype(int), 0, s.channels - 1)
+    along = snippet[:, rows, pixels].mean(axis=1) - snippet[:, :, EDGES].mean(axis=(1, 2))
+    return along * np.sqrt(s.rows)
+
+
+def test_a_chance_hit_shows_along_the_track_in_its_on_observations_only(tmp_path):
+    """`noise_hit`: pure noise brought to a hit's SNR along the candidate's line in one ON observation (and to a
+    holding SNR in some other ON ones), nothing added in the OFF ones; the snippet shows that line."""
+    s = settings(tmp_path / "set", n_train=160, n_test=0, pos_frac=0.0, seed=9)
+    meta = sn.generate(s, progress=False)
+    hits = meta[(meta.kind == "noise_hit") & (meta.rfi_shape.fillna("") == "")]
+    assert len(hits) >= 12
+    assert (meta[meta.kind != "noise_hit"].chance.fillna("") == "").all()
+    on, off, chosen = [], [], []
+    for snippet, row in zip(snippets_of(s.out, hits), hits.itertuples(), strict=True):
+        levels = dict(pair.split(":") for pair in row.chance.split())
+        levels = {int(k): float(v) for k, v in levels.items()}
+        assert set(levels) <= set(ON_OBSERVATIONS) and max(levels.values()) == pytest.approx(row.snr, abs=0.01)
+        assert sn.CHANCE_HIT_SNR[0] <= row.snr <= sn.CHANCE_HIT_SNR[1] and row.n_on_present == 0
+        hit = max(levels, key=levels.get)
+        assert all(sn.CHANCE_HOLD_SNR[0] - 0.01 <= v <= sn.CHANCE_HOLD_SNR[1] for k, v in levels.items() if k != hit)
+        snr = line_snr(snippet, row, s)
+        on.append(snr[hit])
+        chosen.append(row.snr)
+        off.extend(snr[list(OFF_OBSERVATIONS)])
+    assert np.mean(on) > 0.5 * np.mean(chosen), (np.mean(on), np.mean(chosen))
+    assert abs(np.mean(off)) < 0.5 and np.std(off) < 1.5, (np.mean(off), np.std(off))
+
+
+@pytest.mark.parametrize(("rate", "seed"), [(0.0, 0), (0.4, 1), (2.0, 2), (6.0, 3), (20.0, 4)])
+def test_a_chance_line_is_a_hit_of_about_its_snr(rate, seed):
+    """bring_track_to in a whole block of noise: the scan's hit search finds a hit on the line, at no more than
+    the SNR asked for (the noise is conditioned, not given a signal) and not far under it (the search's lines
+    are staircases, a little off a straight one)."""
+    rng = np.random.default_rng(seed)
+    noise = fb.real_noise(rng, ROWS)
+    block = noise.draw(rng, (ROWS, 4096))
+    width, start, target = int(boxcar_width(rate)), 2000.3, 7.0
+    sn.bring_track_to(block, start, rate * (ROWS - 1), width, target, noise)
+    cleaned, _ = clean_block(torch.from_numpy(block), None, sn.SCAN_BANDPASS_BIN)
+    profile = dedoppler_profile(cleaned, 4.0 * DT_S / DF_HZ)
+    near = [int(h) for h in find_hits(profile, 4.0) if abs(int(h) - start) <= width + 2]
+    assert near, "no hit on the line"
+    best = max(profile.snr[h] for h in near)
+    assert 0.7 * target <= best <= target + 0.5, best
+
+
 # -------------------------------------------------------- candidate geometry ---
 
 

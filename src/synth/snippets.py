@@ -27,7 +27,12 @@ sample here is made the way the scan would see it:
      centres (the most common false event of a real scan, and one a model must not take for a needle);
    - pure noise with a random candidate track (`noise`; in NOISE_RFI_SHARE of them with interference elsewhere
      in the window), a signal in the OFF observations only (`off_only`), or broadband bursts (filterbank.py's
-     `add_burst`) in a few observations with a noise track (`burst`), in the shares NEGATIVE_SHARES.
+     `add_burst`) in a few observations with a noise track (`burst`), in the shares NEGATIVE_SHARES;
+   - a chance hit (`noise_hit`): pure noise whose sum along the track stands at a hit's SNR (CHANCE_HIT_SNR) in
+     one ON observation and, in some others, at the SNR that holds an event along a predicted track
+     (CHANCE_HOLD_SNR), as the noise is where a scan at a low threshold finds a hit in it (`bring_track_to`
+     conditions the noise on that sum). Most false events of a scan at SNR 5 are these; a track through
+     noise where nothing was picked (`noise`) shows nothing of the kind.
 3. Each observation's block: rows x (channels x b + MARGIN_CHANNELS) fine channels around its window, of
    chi-squared noise at a level drawn from real GBT statistics (filterbank.py's `real_noise`), the signals
    rendered by filterbank.py's `add_line` / `add_burst` (Doppler smearing included); b is the hit search's
@@ -51,12 +56,13 @@ sample here is made the way the scan would see it:
 Written in the Kaggle layout, which `main.py` reads with `--observation-shape 16,256 --window follows_drift`:
 `train/<id[0]>/<id>.npy` and `test/...` (float16, (6, rows, channels)), `train_labels.csv` and `test_labels.csv`
 (id,target), `sample_submission.csv` (the test ids, target 0.5) and `metadata.csv`: id, split, target, kind (needle,
-rfi, rfi_crossing, noise, off_only, burst), shape, snr, drift_hz_s (the candidate signal's rate at the cadence's
+rfi, rfi_crossing, noise, noise_hit, off_only, burst), shape, snr, drift_hz_s (the candidate signal's rate at the cadence's
 start, or the noise track's), drift_channels (the candidate's estimated drift over an observation), boxcar,
 rfi_with_needle, rfi_across_path (the interference meets the needle's path in an ON observation holding it),
 needle_across (an interference negative with a needle across its line),
 rfi_shape, rfi_snr, real_background, n_on_present, n_off_present (observations holding the
-candidate's signal) and faded (`obs:level` pairs where it is there at only that share of its SNR). The same flags
+candidate's signal), faded (`obs:level` pairs where it is there at only that share of its SNR) and chance
+(a noise_hit's `obs:snr` pairs; its snr column is the hit's). The same flags
 give byte-identical files whatever --workers; an earlier set is never replaced without --overwrite.
 """
 
@@ -97,8 +103,14 @@ SPLIT_CODES = {"train": 0, "test": 1}
 SAMPLE_STREAM, TARGET_STREAM = 7, 8
 OUTPUT_FILES = (TRAIN_LABELS, TEST_LABELS, SAMPLE_SUBMISSION, METADATA)
 # What a negative is centred on, and how often
-NEGATIVE_KINDS = ("rfi", "noise", "off_only", "burst", "rfi_crossing")
-NEGATIVE_SHARES = (0.45, 0.15, 0.08, 0.07, 0.25)
+NEGATIVE_KINDS = ("rfi", "noise", "noise_hit", "off_only", "burst", "rfi_crossing")
+NEGATIVE_SHARES = (0.35, 0.10, 0.25, 0.07, 0.05, 0.18)
+# noise_hit: the noise along the track brought to a hit's SNR in one ON observation (the search picked it there),
+# and in others of them, each with CHANCE_HOLD_SHARE, to the SNR at which the cadence filter's measurement along
+# a predicted track holds an event (src/search/events.py's ON_TRACK_FRACTION of a hit threshold of 5-8)
+CHANCE_HIT_SNR = (5.0, 8.0)
+CHANCE_HOLD_SNR = (2.5, 5.0)
+CHANCE_HOLD_SHARE = 0.35
 NOISE_RFI_SHARE = 0.3  # noise tracks that also have interference in all six observations somewhere in the window
 POSITIVE_RFI_SHARE = 0.3  # needles that also have interference in all six observations crossing their window
 PATH_CROSSING_SHARE = 0.5  # of those, the line meets the needle's own path (not just somewhere in the window)
@@ -145,6 +157,7 @@ METADATA_COLUMNS = [
     "n_on_present",
     "n_off_present",
     "faded",
+    "chance",
 ]
 
 
@@ -251,6 +264,7 @@ class Sample:
     drift: float  # its estimated drift over an observation (channels)
     width: int  # the boxcar
     real_background: tuple[int, ...]  # observations whose noise is real GBT data
+    chance: tuple[float, ...] = (0.0,) * N_OBS  # the SNR the noise along the track is brought to (0: as drawn)
 
 
 def cadence_clock(rng: np.random.Generator, rows: int) -> tuple[fb.Observation, ...]:
@@ -301,6 +315,18 @@ def fade_levels(rng: np.random.Generator) -> tuple[float, ...]:
         count = int(rng.integers(RFI_FADE_OBSERVATIONS[0], RFI_FADE_OBSERVATIONS[1] + 1))
         for k in rng.choice(OFF_OBSERVATIONS, size=count, replace=False):
             levels[int(k)] = 0.0 if rng.random() < RFI_ABSENT_SHARE else float(rng.uniform(*RFI_FAINT_LEVEL))
+    return tuple(levels)
+
+
+def chance_levels(rng: np.random.Generator) -> tuple[float, ...]:
+    """A noise_hit's SNRs along its track: a hit's in one ON observation, in each other ON one with
+    CHANCE_HOLD_SHARE the SNR that holds an event along a predicted track, nothing added in the OFF ones."""
+    levels = [0.0] * N_OBS
+    hit = int(rng.choice(ON_OBSERVATIONS))
+    levels[hit] = float(rng.uniform(*CHANCE_HIT_SNR))
+    for k in ON_OBSERVATIONS:
+        if k != hit and rng.random() < CHANCE_HOLD_SHARE:
+            levels[k] = float(rng.uniform(*CHANCE_HOLD_SNR))
     return tuple(levels)
 
 
@@ -387,7 +413,7 @@ def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sa
     base = fb.real_noise(rng, settings.rows)
     noise = tuple(base.scaled(rng.uniform(1 - fb.NOISE_JITTER, 1 + fb.NOISE_JITTER)) for _ in observations)
     signal_settings = settings.signal_settings()
-    extra = []
+    extra, chance = [], (0.0,) * N_OBS
     if target:
         kind = "needle"
         candidate = fb.draw_needle(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 0)
@@ -409,11 +435,15 @@ def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sa
         else:
             candidate = noise_track(rng, settings)
             levels = present(())
+            if kind == "noise_hit":
+                chance = chance_levels(rng)
             if kind == "burst":
                 burst = draw_burst(rng, settings, starts_s)
                 extra.append((burst, present(burst.observations)))
     starts, drift, width = estimate_track(rng, settings, candidate, levels, observations)
-    if (target and rng.random() < POSITIVE_RFI_SHARE) or (kind == "noise" and rng.random() < NOISE_RFI_SHARE):
+    if (target and rng.random() < POSITIVE_RFI_SHARE) or (
+        kind in ("noise", "noise_hit") and rng.random() < NOISE_RFI_SHARE
+    ):
         line = draw_rfi_line(rng, settings, starts_s)
         if target and rng.random() < PATH_CROSSING_SHARE:
             line = cross_path(rng, line, candidate, levels, settings.rows, observations)
@@ -429,7 +459,7 @@ def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sa
         real = tuple(sorted(int(k) for k in rng.choice(N_OBS, size=count, replace=False)))
         if width > 1:  # never at these drifts (at most 0.9 channels per row, estimated within a channel)
             real = ()
-    return Sample(kind, observations, noise, candidate, levels, tuple(extra), starts, drift, width, real)
+    return Sample(kind, observations, noise, candidate, levels, tuple(extra), starts, drift, width, real, chance)
 
 
 # ------------------------------------------------------------------ blocks ---
@@ -481,6 +511,31 @@ def render(block: np.ndarray, origin: int, signal: fb.Signal, level: float, obs:
     fb.add_line(block, signal, obs, noise, VIRTUAL_TOP_HZ - origin * DF_HZ)
 
 
+def track_pixels(start: float, drift: float, width: int, rows: int, n_channels: int) -> tuple[np.ndarray, ...]:
+    """(row, channel) indices of a hit's line in a block: in each row the `width` channels centred on
+    start + drift x row / (rows - 1), those inside the block."""
+    centres = start + drift * np.arange(rows) / max(rows - 1, 1)
+    channels = np.floor(centres - (width - 1) / 2 + 0.5).astype(np.int64)[:, None] + np.arange(width)
+    row_index = np.broadcast_to(np.arange(rows)[:, None], channels.shape)
+    inside = (channels >= 0) & (channels < n_channels)
+    return row_index[inside], channels[inside]
+
+
+def bring_track_to(block: np.ndarray, start: float, drift: float, width: int, snr: float, noise: fb.Noise) -> None:
+    """The block's noise conditioned on its line's sum standing `snr` sigmas above the mean, as a hit of that SNR
+    picked from pure noise has it: every pixel of the line is shifted by the same amount (Gaussian noise
+    conditioned on a sum moves each term equally), so the line is the search's own and no narrower or brighter
+    anywhere than chance makes it. A line already above `snr` is left as it is."""
+    pixels = track_pixels(start, drift, width, block.shape[0], block.shape[1])
+    count = len(pixels[0])
+    if count == 0:
+        return
+    scale = noise.std * math.sqrt(count)
+    found = (float(block[pixels].sum(dtype=np.float64)) - count * noise.mean) / scale
+    if found < snr:
+        block[pixels] += np.float32((snr - found) * scale / count)
+
+
 def make_snippet(settings: Settings, sample: Sample, rng: np.random.Generator) -> np.ndarray:
     """The sample's (6, rows, channels) float16 snippet, cut from its cleaned blocks as the scan cuts one."""
     width = sample.width
@@ -496,6 +551,8 @@ def make_snippet(settings: Settings, sample: Sample, rng: np.random.Generator) -
         render(block, int(origins[k]), sample.candidate, sample.levels[k], obs, noise)
         for signal, levels in sample.extra:
             render(block, int(origins[k]), signal, levels[k], obs, noise)
+        if sample.chance[k] > 0:
+            bring_track_to(block, sample.starts[k] - origins[k], sample.drift, width, sample.chance[k], noise)
         cleaned, _ = clean_block(torch.from_numpy(block), None, min(SCAN_BANDPASS_BIN, n_channels))
         blocks.append(cleaned)
     local = (sample.starts - origins)[None]
@@ -521,11 +578,13 @@ def metadata(sample: Sample, target: int, rows: int) -> dict:
     candidate = sample.candidate
     rfi = [s for s, _ in sample.extra if s.kind == "rfi"]
     burst = [s for s, _ in sample.extra if s.kind == "rfi_broadband"]
-    snr = burst[0].snr if sample.kind == "burst" else candidate.snr
+    snr = (
+        burst[0].snr if sample.kind == "burst" else max(sample.chance) if sample.kind == "noise_hit" else candidate.snr
+    )
     return {
         "target": int(target),
         "kind": sample.kind,
-        "shape": "burst" if sample.kind == "burst" else "none" if sample.kind == "noise" else candidate.shape,
+        "shape": "burst" if sample.kind == "burst" else "none" if sample.kind.startswith("noise") else candidate.shape,
         "snr": float(snr),
         "drift_hz_s": float(candidate.rate),
         "drift_channels": float(sample.drift),
@@ -541,6 +600,7 @@ def metadata(sample: Sample, target: int, rows: int) -> dict:
         "n_on_present": sum(sample.levels[k] > 0 for k in ON_OBSERVATIONS),
         "n_off_present": sum(sample.levels[k] > 0 for k in OFF_OBSERVATIONS),
         "faded": " ".join(f"{k}:{level:.2f}" for k, level in enumerate(sample.levels) if 0 < level < 1),
+        "chance": " ".join(f"{k}:{snr:.2f}" for k, snr in enumerate(sample.chance) if snr > 0),
     }
 
 
