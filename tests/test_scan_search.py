@@ -16,6 +16,9 @@ from src.search.hits import (
     dedoppler_profile,
     drift_bands,
     find_hits,
+    mask_lines,
+    merged_spans,
+    search_block,
     signal_widths,
     taylor_tree,
     track_snr,
@@ -207,6 +210,62 @@ def test_signal_width_is_where_the_mean_along_the_line_stands_above_noise():
     widths = signal_widths(block, np.array([4000.0, 4300.0, 6000.0]), np.array([0.0, 20.0, 0.0]))
     assert 21 <= widths[0] <= 31  # 250 x exp(-x^2 / 32) > 1 for |x| <= 9.4, noise aside
     assert widths[1] <= 5 and widths[2] <= 3  # a faint needle, pure noise
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+@pytest.mark.parametrize(("start", "drift", "least_snr"), [(3930, 0.5, 10.0), (3960, 100.0, 5.0)])
+def test_a_needle_beside_or_across_bright_interference_is_found_beside_it(seed, start, drift, least_snr):
+    """A needle of SNR ~12 starting 70 channels from a bright line (or crossing it steeply) loses its start
+    channel's best line to one crossing the line, which the line's hit then removes: find_hits misses it. The
+    search beside bright hits (the line masked, its neighbourhood searched again) finds it."""
+    channels = torch.arange(8192, dtype=torch.float32)
+    block = noise(8192, seed=seed) + 250 * torch.exp(-0.5 * ((channels - 4000) / 4) ** 2)
+    block = add_line(block, start, drift, power=3.0)
+    profile = dedoppler_profile(block, max_drift_per_row=8.5)
+
+    def needle(channel, drifts):
+        return [
+            i
+            for i, (c, d) in enumerate(zip(channel, drifts, strict=True))
+            if abs(c - start) <= 6 and abs(d - drift) <= 6
+        ]
+
+    first = find_hits(profile, 5.0, block)
+    assert not needle(first, profile.drift[first])
+    _, hits = search_block(block, 8.5, 5.0)
+    found = needle(hits.channel, hits.drift)
+    assert len(found) == 1 and hits.snr[found[0]] >= least_snr
+    assert any(abs(c - 4000) <= 1 for c in hits.channel) and len(hits) <= len(first) + 1
+
+
+def test_the_search_beside_bright_lines_adds_no_hits_in_noise():
+    """Bright lines of three kinds (wide and still, steep, slow) every 3,000 channels in noise: the search
+    beside them finds neither their leftover wings nor more chance hits than the rest of the band holds."""
+    channels = torch.arange(65536, dtype=torch.float32)
+    for seed in range(2):
+        block = noise(65536, seed=seed)
+        for i, centre in enumerate(range(2000, 64000, 3000)):
+            if i % 3 == 0:
+                block += 250 * torch.exp(-0.5 * ((channels - centre) / 4) ** 2)
+            else:
+                block = add_line(block, centre, 60.0 if i % 3 == 1 else -8.0, 40.0 if i % 3 == 1 else 100.0)
+        profile = dedoppler_profile(block, 8.5)
+        first = find_hits(profile, 5.0, block)
+        _, hits = search_block(block, 8.5, 5.0)
+        assert len(hits) == len(first) and set(hits.channel.astype(int)) == set(first.tolist())
+
+
+def test_mask_lines_zeroes_each_row_around_the_line():
+    block = torch.ones(4, 40)
+    masked = mask_lines(block, np.array([10.0]), np.array([6.0]), np.array([1.5]))
+    assert torch.equal(block, torch.ones(4, 40))  # a copy
+    for row, centre in enumerate([10, 12, 14, 16]):
+        assert masked[row, centre - 1 : centre + 2].eq(0).all() and masked[row].eq(0).sum() == 3
+
+
+def test_merged_spans_join_overlaps_and_clip_to_the_block():
+    spans = merged_spans(np.array([50.0, -10.0, 20.0, 90.0]), np.array([70.0, 25.0, 30.0, 130.0]), 100)
+    assert spans == [(0, 30), (50, 70), (90, 100)]
 
 
 def test_two_signals_two_hits():

@@ -18,11 +18,17 @@ thus yields one hit, not a cluster of its neighbours and of the lines that cross
 width is measured in the block (the channels beside its line whose mean along it stands above one noise
 sigma): bright interference is often several channels wide, and a steep track that only grazes its wing in a
 row or two collects enough of its power to pass the threshold.
+
+Beside a bright signal the best line at a start channel is often one crossing it, which that signal's hit
+removes, and a fainter signal starting there is lost with it; `search_block` masks the bright hits' lines and
+searches their neighbourhoods again (`hits_beside_bright`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +44,9 @@ TRACK_TOLERANCE = 1.0  # extra channels between two tracks that still count as m
 WING_SIGMA = 1.0  # a signal's width: the channels beside its line whose mean along it exceeds this (noise sigmas)
 WIDTH_RADIUS = 32  # channels each side looked at for a signal's width
 STRONG_FACTOR = 3.0  # candidates of this many times the threshold have their width measured (weaker ones cannot
-# lift a crossing track over the threshold)
+# lift a crossing track over the threshold), and the hits among them are masked for the search beside them
+MASK_MARGIN = 1.0  # channels masked beyond each side of a bright signal's measured width
+ALIKE_DRIFT_STEPS = 2.0  # two hits whose drifts differ by at most this many drift steps move alike
 
 
 @dataclass(frozen=True)
@@ -154,16 +162,22 @@ class Profile:
     noise: tuple[tuple[float, float], ...]  # (median, sigma) of each band, for measuring a given line later
 
 
-def dedoppler_profile(block: torch.Tensor, max_drift_per_row: float, tile: int | None = None) -> Profile:
+def dedoppler_profile(
+    block: torch.Tensor,
+    max_drift_per_row: float,
+    tile: int | None = None,
+    noise: Sequence[tuple[float, float]] | None = None,
+) -> Profile:
     """Search a cleaned (rows, chans) block for lines of every drift up to `max_drift_per_row` channels per
-    row; drifts are reported in channels between the first and last row."""
+    row; drifts are reported in channels between the first and last row. With `noise` (another profile's),
+    SNRs are against those bands' levels instead of this block's own (a piece of a block searched again)."""
     n_rows, n_chans = block.shape
     tile = tile or (n_chans if block.device.type == "cuda" else CPU_TILE)
     n_tree = tree_rows(n_rows)
     snr = torch.full((n_chans,), -torch.inf, device=block.device)
     drift = torch.zeros(n_chans, device=block.device)
     width = torch.ones(n_chans, device=block.device)
-    noise = []
+    levels = []
     for band in drift_bands(max_drift_per_row):
         if band.width > n_chans // 2:  # a line that fast leaves the block within two rows
             break
@@ -174,7 +188,7 @@ def dedoppler_profile(block: torch.Tensor, max_drift_per_row: float, tile: int |
         first = (band.width - 1) // 2
         n_pos = min(rows.shape[1], (n_chans - 1 - first) // band.stride + 1)
         view = slice(first, first + (n_pos - 1) * band.stride + 1, band.stride)
-        level = None
+        level = noise[len(levels)] if noise is not None and len(levels) < len(noise) else None
         halves = ((1.0, rows, range(fastest)), (-1.0, rows.flip(-1), range(int(not band.preshift), fastest)))
         for sign, data, drifts in halves:  # drift 0 belongs to the positive half only
             best, index, sample = best_lines(data, band, drifts, tile)
@@ -186,9 +200,12 @@ def dedoppler_profile(block: torch.Tensor, max_drift_per_row: float, tile: int |
             snr[view] = torch.where(better, band_snr, snr[view])
             drift[view] = torch.where(better, sign * rate[index[:n_pos]] * (n_rows - 1), drift[view])
             width[view] = torch.where(better, float(band.width), width[view])
-        noise.append(level)
+        levels.append(level)
     return Profile(
-        snr=snr.cpu().numpy(), drift=drift.cpu().numpy(), width=width.cpu().numpy().astype(np.int64), noise=tuple(noise)
+        snr=snr.cpu().numpy(),
+        drift=drift.cpu().numpy(),
+        width=width.cpu().numpy().astype(np.int64),
+        noise=tuple(levels),
     )
 
 
@@ -264,6 +281,126 @@ def find_hits(profile: Profile, threshold: float, block: torch.Tensor | None = N
     measured = signal_widths(block, candidates[strong].astype(np.float64), profile.drift[candidates[strong]])
     widths[strong] = np.maximum(widths[strong], measured)
     return one_hit_per_signal(profile, candidates, widths=widths)
+
+
+@dataclass(frozen=True)
+class Hits:
+    """Hits of one block (numpy, one entry each): start channel at the first row, drift (channels between the
+    first and last row), boxcar width, SNR."""
+
+    channel: np.ndarray
+    drift: np.ndarray
+    width: np.ndarray
+    snr: np.ndarray
+
+    @classmethod
+    def at(cls, profile: Profile, channels: np.ndarray, offset: int = 0) -> Hits:
+        """The profile's lines at `channels`, their start channels moved by `offset` (a piece's first channel)."""
+        channels = np.asarray(channels, dtype=np.int64)
+        return cls(
+            channel=(channels + offset).astype(np.float64),
+            drift=profile.drift[channels].astype(np.float64),
+            width=profile.width[channels].astype(np.int64),
+            snr=profile.snr[channels].astype(np.float64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.channel)
+
+    def take(self, index: np.ndarray) -> Hits:
+        return Hits(self.channel[index], self.drift[index], self.width[index], self.snr[index])
+
+    @staticmethod
+    def join(parts: Sequence[Hits]) -> Hits:
+        """All the parts' hits, strongest first."""
+        joined = Hits(*(np.concatenate([getattr(p, name) for p in parts]) for name in Hits.__dataclass_fields__))
+        return joined.take(np.argsort(-joined.snr, kind="stable"))
+
+
+def search_block(block: torch.Tensor, max_drift_per_row: float, threshold: float) -> tuple[Profile, Hits]:
+    """The hit search of a cleaned block: its profile, and its hits (find_hits' and those beside bright ones)."""
+    profile = dedoppler_profile(block, max_drift_per_row)
+    hits = Hits.at(profile, find_hits(profile, threshold, block))
+    return profile, Hits.join([hits, hits_beside_bright(block, profile, hits, threshold, max_drift_per_row)])
+
+
+def hits_beside_bright(
+    block: torch.Tensor, profile: Profile, hits: Hits, threshold: float, max_drift_per_row: float
+) -> Hits:
+    """Hits that bright signals hid. Beside a bright line the best line at a start channel is one crossing it,
+    whose candidate the bright hit removes, and a fainter signal starting there goes with it (a needle beside
+    or across interference). The hits of at least STRONG_FACTOR x the threshold are masked (their measured
+    width and MASK_MARGIN each side set to the cleaned noise's median, 0), the channels within a line's reach
+    of them searched again against the block's own noise levels, and a new hit is kept unless it moves like a
+    hit already found and meets it (that signal again, or a bright line's leftover wing)."""
+    bright = hits.snr >= STRONG_FACTOR * threshold
+    if not bright.any():
+        return hits.take(np.zeros(0, dtype=np.int64))
+    lines = hits.take(np.flatnonzero(bright))
+    widths = np.maximum(lines.width, signal_widths(block, lines.channel, lines.drift))
+    masked = mask_lines(block, lines.channel, lines.drift, widths / 2 + MASK_MARGIN)
+    n_rows, n_chans = block.shape
+    reach = max(max_drift_per_row, 1.0) * (n_rows + 1) + widths.max() / 2 + MASK_MARGIN
+    lows = np.minimum(lines.channel, lines.channel + lines.drift) - reach
+    highs = np.maximum(lines.channel, lines.channel + lines.drift) + reach
+    spans = merged_spans(lows, highs, n_chans)
+    # the spans side by side in one block, each followed by a line's reach of zeros so no line joins two
+    gap = math.ceil(reach)
+    firsts = np.cumsum([0] + [high - low + gap for low, high in spans])[:-1]
+    pieces = [F.pad(masked[:, low:high], (0, gap)) for low, high in spans]
+    stacked = torch.cat(pieces, dim=1)
+    stacked_profile = dedoppler_profile(stacked, max_drift_per_row, noise=profile.noise)
+    found = find_hits(stacked_profile, threshold, stacked)
+    piece = np.searchsorted(firsts, found, side="right") - 1
+    lows_in_block = np.array([low for low, _ in spans])
+    lengths = np.array([high - low for low, high in spans])
+    inside = found - firsts[piece] < lengths[piece]  # starts in a gap are not channels of the block
+    new = Hits.at(stacked_profile, found[inside])
+    new = dataclasses.replace(new, channel=new.channel - firsts[piece[inside]] + lows_in_block[piece[inside]])
+    known_widths = hits.width.astype(np.float64)
+    known_widths[bright] = widths
+    return new.take(np.flatnonzero(~moves_like_any(new, hits, known_widths)))
+
+
+def mask_lines(block: torch.Tensor, starts: np.ndarray, drifts: np.ndarray, halves: np.ndarray) -> torch.Tensor:
+    """A copy of the block with every channel within `halves` of each straight line set to 0, row by row."""
+    masked = block.clone()
+    n_rows, n_chans = block.shape
+    for start, drift, half in zip(starts, drifts, halves, strict=True):
+        for row in range(n_rows):
+            centre = start + drift * row / max(n_rows - 1, 1)
+            low, high = max(0, math.ceil(centre - half)), min(n_chans, math.floor(centre + half) + 1)
+            if low < high:
+                masked[row, low:high] = 0.0
+    return masked
+
+
+def merged_spans(lows: np.ndarray, highs: np.ndarray, n_chans: int) -> list[tuple[int, int]]:
+    """The union of channel spans [low, high), clipped to the block, as sorted disjoint (low, high) pairs."""
+    spans = []
+    for low, high in sorted(zip(np.floor(lows).astype(int), np.ceil(highs).astype(int), strict=True)):
+        low, high = max(low, 0), min(high, n_chans)
+        if high <= low:
+            continue
+        if spans and low <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], high))
+        else:
+            spans.append((low, high))
+    return spans
+
+
+def moves_like_any(new: Hits, known: Hits, known_widths: np.ndarray) -> np.ndarray:
+    """Whether each new hit meets a known one (of width `known_widths`) whose drift is within
+    ALIKE_DRIFT_STEPS drift steps (one channel, or half the wider boxcar) of its own."""
+    alike = np.zeros(len(new), dtype=bool)
+    for i in range(len(new)):
+        step = ALIKE_DRIFT_STEPS * np.maximum(1.0, np.maximum(known.width, new.width[i]) / 2)
+        close = np.abs(known.drift - new.drift[i]) <= step
+        meet = tracks_meet(
+            new.channel[i], new.drift[i], new.width[i], known.channel, known.drift, known_widths, TRACK_TOLERANCE
+        )
+        alike[i] = bool((close & meet).any())
+    return alike
 
 
 def band_of_width(width: int) -> int:

@@ -39,7 +39,7 @@ from src.data.filterbank import fine_channels_per_coarse, read_block
 from src.data.snippets import cut_snippets
 from src.search.cadence import Cadence
 from src.search.events import ObservationClock, find_events
-from src.search.hits import dedoppler_profile, find_hits
+from src.search.hits import search_block
 from src.search.outputs import (
     CHUNK_FOLDER,
     chunk_paths,
@@ -138,18 +138,11 @@ def search_chunk(
         raw = torch.from_numpy(read_block(header, start, stop)).to(device)
         block, _ = clean_block(raw, (stop - start) // 2, settings.bandpass_bin, settings.flag_sigma)
         del raw
-        profile = dedoppler_profile(block, settings.max_drift * header.tsamp / header.df_hz)
+        profile, found = search_block(block, settings.max_drift * header.tsamp / header.df_hz, settings.snr)
         blocks.append(block)
-        found = find_hits(profile, settings.snr, block)
         hits.append(
             pd.DataFrame(
-                {
-                    "obs": k,
-                    "channel": found.astype(float),
-                    "drift": profile.drift[found].astype(float),
-                    "width": profile.width[found],
-                    "snr": profile.snr[found].astype(float),
-                }
+                {"obs": k, "channel": found.channel, "drift": found.drift, "width": found.width, "snr": found.snr}
             )
         )
         profiles.append(profile)
