@@ -56,14 +56,13 @@ sample here is made the way the scan would see it:
 Written in the Kaggle layout, which `main.py` reads with `--observation-shape 16,256 --window follows_drift`:
 `train/<id[0]>/<id>.npy` and `test/...` (float16, (6, rows, channels)), `train_labels.csv` and `test_labels.csv`
 (id,target), `sample_submission.csv` (the test ids, target 0.5) and `metadata.csv`: id, split, target, kind (needle,
-rfi, rfi_crossing, noise, noise_hit, off_only, burst), shape, snr, drift_hz_s (the candidate signal's rate at the cadence's
-start, or the noise track's), drift_channels (the candidate's estimated drift over an observation), boxcar,
-rfi_with_needle, rfi_across_path (the interference meets the needle's path in an ON observation holding it),
-needle_across (an interference negative with a needle across its line),
-rfi_shape, rfi_snr, real_background, n_on_present, n_off_present (observations holding the
-candidate's signal), faded (`obs:level` pairs where it is there at only that share of its SNR) and chance
-(a noise_hit's `obs:snr` pairs; its snr column is the hit's). The same flags
-give byte-identical files whatever --workers; an earlier set is never replaced without --overwrite.
+rfi, rfi_crossing, noise, noise_hit, off_only, burst), shape, snr, drift_hz_s (the candidate signal's rate at the
+cadence's start, or the noise track's), drift_channels (the candidate's estimated drift over an observation),
+boxcar, rfi_with_needle, rfi_across_path (the interference meets the needle's path in an ON observation holding it),
+needle_across (an interference negative with a needle across its line), rfi_shape, rfi_snr, real_background,
+n_on_present, n_off_present (observations holding the candidate's signal), faded (`obs:level` pairs where it is
+there at only that share of its SNR) and chance (a noise_hit's `obs:snr` pairs; its snr column is the hit's). The
+same flags give byte-identical files whatever --workers; an earlier set is never replaced without --overwrite.
 """
 
 from __future__ import annotations
