@@ -46,6 +46,8 @@ WIDTH_RADIUS = 32  # channels each side looked at for a signal's width
 STRONG_FACTOR = 3.0  # candidates of this many times the threshold have their width measured (weaker ones cannot
 # lift a crossing track over the threshold), and the hits among them are masked for the search beside them
 MASK_MARGIN = 1.0  # channels masked beyond each side of a bright signal's measured width
+MASK_SIGMA = 5.0  # pixels above this (noise sigmas, alone or over 3 channels) near a bright signal are masked too:
+# a needle of SNR s has s / sqrt(rows) per pixel (3 at SNR 12, 16 rows), a bright signal's curve off its track more
 ALIKE_DRIFT_STEPS = 2.0  # two hits whose drifts differ by at most this many drift steps move alike
 
 
@@ -331,8 +333,10 @@ def hits_beside_bright(
     whose candidate the bright hit removes, and a fainter signal starting there goes with it (a needle beside
     or across interference). The hits of at least STRONG_FACTOR x the threshold are masked (their measured
     width and MASK_MARGIN each side set to the cleaned noise's median, 0), the channels within a line's reach
-    of them searched again against the block's own noise levels, and a new hit is kept unless it moves like a
-    hit already found and meets it (that signal again, or a bright line's leftover wing)."""
+    of them searched again against the block's own noise levels with bright pixels masked too (`bright_pixels`:
+    a curved bright signal is not all on its straight track, and its pieces off it would be hits), and a new
+    hit is kept unless it moves like a hit already found and meets it (that signal again, or a bright line's
+    leftover wing)."""
     bright = hits.snr >= STRONG_FACTOR * threshold
     if not bright.any():
         return hits.take(np.zeros(0, dtype=np.int64))
@@ -349,6 +353,7 @@ def hits_beside_bright(
     firsts = np.cumsum([0] + [high - low + gap for low, high in spans])[:-1]
     pieces = [F.pad(masked[:, low:high], (0, gap)) for low, high in spans]
     stacked = torch.cat(pieces, dim=1)
+    stacked = stacked.masked_fill(bright_pixels(stacked), 0.0)  # what a curved bright signal leaves off its track
     stacked_profile = dedoppler_profile(stacked, max_drift_per_row, noise=profile.noise)
     found = find_hits(stacked_profile, threshold, stacked)
     piece = np.searchsorted(firsts, found, side="right") - 1
@@ -360,6 +365,13 @@ def hits_beside_bright(
     known_widths = hits.width.astype(np.float64)
     known_widths[bright] = widths
     return new.take(np.flatnonzero(~moves_like_any(new, hits, known_widths)))
+
+
+def bright_pixels(block: torch.Tensor) -> torch.Tensor:
+    """Pixels above MASK_SIGMA, alone or as the sum of the three channels centred on them (a signal a few
+    channels wide), in noise sigmas."""
+    local = F.avg_pool1d(block[:, None], 3, 1, padding=1, count_include_pad=True)[:, 0] * math.sqrt(3.0)
+    return (block > MASK_SIGMA) | (local > MASK_SIGMA)
 
 
 def mask_lines(block: torch.Tensor, starts: np.ndarray, drifts: np.ndarray, halves: np.ndarray) -> torch.Tensor:
