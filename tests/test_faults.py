@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from src.core.errors import INCOMPLETE_SET
 from src.synth.generator import SynthConfig, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -199,6 +200,20 @@ def test_disk_full_in_evaluation_and_packing(data, tmp_path, small_disk):
         run("-m", "src.pack", "--data-dir", data, "--out", small_disk / "packed", "--workers", "1")
     )
     assert "no space left on the device while packing" in message and "run the same command again" in message
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("-m", "src.synth.snippets", "--n-train", "60", "--n-test", "0", "--workers", "2"),
+        ("-m", "src.synth", "--n-train", "400", "--n-test", "0", "--workers", "2"),
+        ("-m", "src.synth.filterbank", "--n-cadences", "1", "--coarse-channels", "1", "--fine-channels", "65536"),
+    ],
+)
+def test_disk_full_in_a_generator_is_one_line(small_disk, command):
+    """A generator filling the disk (here, in its worker processes) ends with one line naming its folder."""
+    message = one_error_line(run(*command, "--out", small_disk / "set"))
+    assert message == f"error: {small_disk / 'set'}: no space left on the device; {INCOMPLETE_SET}"
 
 
 def test_too_few_cadences_for_the_folds_names_the_table_and_writes_nothing(data, tmp_path):

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 
 from src.core.cadence import OBSERVATION_SHAPE
-from src.core.errors import USER_ERRORS, ConfigError
+from src.core.errors import USER_ERRORS, ConfigError, out_of_space
 
 USER_ERROR_EXIT_CODE = 2
 INTERRUPTED_EXIT_CODE = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
@@ -99,6 +99,13 @@ def run_cli(main: Callable[[], object]) -> None:
     except USER_ERRORS as err:
         close_progress_bars()
         print(f"error: {user_message(err)}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT_CODE)
+    except OSError as err:  # a full disk where a command writes without its own message for it
+        if not out_of_space(err):
+            raise
+        close_progress_bars()
+        where = f"{err.filename}: " if getattr(err, "filename", None) else ""
+        print(f"error: {where}no space left on the device; free space, then run the command again", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT_CODE)
     except KeyboardInterrupt as err:  # Ctrl-C: one line (from the first process only), not a traceback
         close_progress_bars()

@@ -4,6 +4,7 @@ every entry point can catch them."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 
 
@@ -40,6 +41,21 @@ def out_of_space(err: BaseException) -> bool:
     """Whether an error is a full device: OSError ENOSPC, or a library's wrapping of it (safetensors' Rust error
     is not an OSError and says so only in its text)."""
     return getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err)
+
+
+INCOMPLETE_SET = "the set is incomplete: free space, then make it again"
+
+
+@contextlib.contextmanager
+def full_disk_names(path, advice: str = "free space, then run the command again"):
+    """A full device inside the block becomes a StorageError naming `path` (what the command writes), with
+    `advice`: one `error:` line under run_cli wherever the write failed, a worker process included."""
+    try:
+        yield
+    except (OSError, RuntimeError) as err:  # h5py reports a failed write as a RuntimeError naming errno 28
+        if isinstance(err, StorageError) or not out_of_space(err):
+            raise
+        raise StorageError(f"{path}: no space left on the device; {advice}") from None
 
 
 class Interrupted(KeyboardInterrupt):

@@ -6,6 +6,7 @@ Every result file is written next to its destination under a temporary name and 
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -34,11 +35,13 @@ def write_csv_atomically(table: pd.DataFrame, path: str | Path) -> None:
 
 
 def write_npy_atomically(array, path: str | Path) -> None:
-    """An array as a .npy file (np.save given a file object: given a name, it would append `.npy` to it)."""
+    """An array as a .npy file, serialised first and written in one call: np.save writing to a file itself
+    reports a full disk as a short write without an errno, a plain write as ENOSPC."""
 
     def write(temporary: Path) -> None:
-        with temporary.open("wb") as handle:
-            np.save(handle, array)
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        temporary.write_bytes(buffer.getbuffer())
 
     write_atomically(path, write)
 

@@ -11,6 +11,7 @@ Every problem is a `FilterbankError` whose message starts with the file's path a
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from collections.abc import Iterable
@@ -286,12 +287,15 @@ def fine_channels_per_coarse(header: FilterbankHeader, override: int | None = No
 
 def write_h5(header: FilterbankHeader, blocks: Iterable[np.ndarray], chunk_channels: int | None = None) -> Path:
     """Write `blocks` ((rows, channels) arrays in channel order, covering nchans) as a bitshuffle-compressed
-    Breakthrough Listen .h5 at `header.path`: dataset `data` (time, 1, channels) with the header as attributes."""
+    Breakthrough Listen .h5 at `header.path`: dataset `data` (time, 1, channels) with the header as attributes.
+    The file is made in memory and written in one call, so that a full disk is an ordinary ENOSPC OSError
+    (HDF5 writing a file itself fails again on every close, and prints those failures as the process exits)."""
     import h5py
     import hdf5plugin
 
     chunk = min(header.nchans, chunk_channels or header.nfpc or header.nchans, 1 << 16)
-    with h5py.File(header.path, "w") as h5:
+    image = io.BytesIO()
+    with h5py.File(image, "w") as h5:
         h5.attrs["CLASS"] = "FILTERBANK"
         h5.attrs["VERSION"] = "1.0"
         data = h5.create_dataset(
@@ -306,6 +310,7 @@ def write_h5(header: FilterbankHeader, blocks: Iterable[np.ndarray], chunk_chann
         for key, value in header.sigproc().items():
             data.attrs[key] = value
         _fill(header, blocks, lambda a, b, block: data.__setitem__((slice(None), 0, slice(a, b)), block))
+    Path(header.path).write_bytes(image.getbuffer())
     return header.path
 
 

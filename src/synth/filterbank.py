@@ -68,7 +68,7 @@ import pandas as pd
 
 from src.core.cadence import CADENCE_ORDER, DF_HZ, DT_S, ON_OBSERVATIONS
 from src.core.cli import ErrorLineParser, run_cli
-from src.core.errors import ConfigError
+from src.core.errors import INCOMPLETE_SET, ConfigError, full_disk_names
 from src.core.files import write_atomically, write_csv_atomically
 from src.data.filterbank import FilterbankHeader, with_path, write_fil, write_h5
 from src.synth.libraries import import_setigen
@@ -771,7 +771,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings(**vars(build_parser().parse_args(argv)))
     began = time.perf_counter()
-    catalog, truth = generate(settings)
+    with full_disk_names(settings.out, INCOMPLETE_SET):
+        catalog, truth = generate(settings)
     needles = int((truth.kind == "needle").sum())
     near = f" ({int(truth[RFI_NEAR_COLUMN].sum())} with RFI near)" if RFI_NEAR_COLUMN in truth else ""
     print(

@@ -86,7 +86,7 @@ import torch
 
 from src.core.cadence import DF_HZ, DT_S, OFF_OBSERVATIONS, ON_OBSERVATIONS
 from src.core.cli import ErrorLineParser, progress_bar, run_cli
-from src.core.errors import ConfigError
+from src.core.errors import INCOMPLETE_SET, ConfigError, full_disk_names
 from src.core.files import write_csv_atomically, write_npy_atomically
 from src.data.clean import BANDPASS_BINS, clean_block
 from src.data.filterbank import FINE_CHANNELS_PER_COARSE_GBT, read_block, read_header
@@ -729,7 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings(**vars(build_parser().parse_args(argv)))
     began = time.perf_counter()
-    meta = generate(settings)
+    with full_disk_names(settings.out, INCOMPLETE_SET):
+        meta = generate(settings)
     seconds = time.perf_counter() - began
     print(
         f"wrote {len(meta)} snippets ({int(meta.target.sum())} needles) of shape (6, {settings.rows}, "
