@@ -5,6 +5,7 @@ twice in a recipe; start-up errors that used to leave a run folder behind, and s
 corrected command; a read-only run folder failing a finished evaluation; Ctrl-C during training; and
 `python -m src.synth` exiting 2 like every other entry point."""
 
+import errno
 import os
 import shutil
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from src.core.cli import run_cli
 from src.core.errors import INCOMPLETE_SET
 from src.synth.generator import SynthConfig, write_dataset
 
@@ -214,6 +216,23 @@ def test_disk_full_in_a_generator_is_one_line(small_disk, command):
     """A generator filling the disk (here, in its worker processes) ends with one line naming its folder."""
     message = one_error_line(run(*command, "--out", small_disk / "set"))
     assert message == f"error: {small_disk / 'set'}: no space left on the device; {INCOMPLETE_SET}"
+
+
+def test_a_full_disk_any_command_meets_is_one_line_and_other_os_errors_stay_bugs(capsys):
+    def full():
+        raise OSError(errno.ENOSPC, "No space left on device", "out/x.csv")
+
+    def denied():
+        raise PermissionError(errno.EACCES, "Permission denied", "out/x.csv")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(full)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        "error: out/x.csv: no space left on the device; free space, then run the command again\n"
+    )
+    with pytest.raises(PermissionError):
+        run_cli(denied)
 
 
 def test_too_few_cadences_for_the_folds_names_the_table_and_writes_nothing(data, tmp_path):
