@@ -1,5 +1,6 @@
 """The training and inference engine, with one Accelerator owning devices, precision, trackers and state:
-K-fold training (train.py), fold-ensemble inference with flip TTA and submissions (inference.py),
+K-fold training (train.py), fold-ensemble inference with flip TTA and submissions (inference.py), ensembles
+across runs by mean, rank, vote or fitted weights (ensemble.py),
 self-describing safetensors checkpoints (checkpoint.py), the resume state of a killed run (resume.py), and
 experiment trackers (tracking.py); and the filterbank scan's candidates scored by a trained model (scan_model.py).
 

@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from src.core.cadence import loaded_observations
 from src.core.cli import progress_bar
 from src.core.config import Config
-from src.core.errors import CheckpointError, StorageError, out_of_space
+from src.core.errors import CheckpointError, ConfigError, StorageError, out_of_space
 from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.datasets import (
     CadenceDataset,
@@ -40,6 +40,19 @@ from src.data.datasets import (
 )
 from src.data.kaggle import SAMPLE_SUBMISSION, read_sample_submission, read_test_labels, require_cadence_files
 from src.engine.checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
+from src.engine.ensemble import (
+    ENSEMBLE_MODES,
+    OOF_FILE,
+    Member,
+    Weights,
+    combine,
+    fit_weights,
+    member_logits,
+    members_of,
+    oof_matrix,
+    out_of_fold_summary,
+    require_same_folds,
+)
 from src.models.classifier import build_model
 from src.transforms.augment import tta_view
 from src.transforms.images import batch_to_images, image_settings, image_shape
@@ -270,7 +283,7 @@ def pass_model(
     return PassModel(str(info.path), model, cfg, tuple(tta or cfg.tta), positions)
 
 
-def ensemble_logits(
+def checkpoint_logits(
     infos: Sequence[CheckpointInfo],
     data_dir: str | Path,
     split: str,
@@ -280,13 +293,11 @@ def ensemble_logits(
     num_workers: int | None,
     accelerator: Accelerator,
     cache_dir: str | Path | None = None,
-) -> np.ndarray:
-    """Logits of `ids` averaged over the checkpoints, each averaged over its TTA views (its config's unless given),
-    from one read of every cadence, however many checkpoints: all their models are on the device at once.
-
-    One pass has one batch size: `batch_size` if given, else the smallest `eval_batch_size` of the checkpoints,
-    halved until every model fits. The mean is the float64 sum over the checkpoints in the given order divided by
-    their number, as when each checkpoint read the data itself: the same bytes in the submission."""
+) -> list[np.ndarray]:
+    """Each checkpoint's logits of `ids`, averaged over its TTA views (its config's unless given), from one read
+    of every cadence, however many checkpoints: all their models are on the device at once. One pass has one
+    batch size: `batch_size` if given, else the smallest `eval_batch_size` of the checkpoints, halved until every
+    model fits."""
     observation_shape = shared_observation_shape(infos)
     loaded = sorted(set().union(*(loaded_observations(i.config.view, i.config.background) for i in infos)))
     models = []
@@ -299,11 +310,21 @@ def ensemble_logits(
     workers = loader_workers(num_workers, accelerator.num_processes, isinstance(dataset, PackedCadenceDataset))
     batch_size = batch_size or min(info.config.eval_batch_size for info in infos)
     prefetch_factor = infos[0].config.prefetch_factor  # a loader setting: the first checkpoint's
-    logits = one_pass_logits(models, dataset, batch_size, workers, prefetch_factor, accelerator)
-    total = np.zeros(len(ids), dtype=np.float64)
+    return one_pass_logits(models, dataset, batch_size, workers, prefetch_factor, accelerator)
+
+
+def mean_logits(logits: Sequence[np.ndarray]) -> np.ndarray:
+    """The float64 sum over the checkpoints in the given order divided by their number, as when each checkpoint
+    read the data itself: the same bytes in the submission."""
+    total = np.zeros(len(logits[0]), dtype=np.float64)
     for model_logits in logits:
         total += model_logits
-    return total / len(infos)
+    return total / len(logits)
+
+
+def ensemble_logits(infos: Sequence[CheckpointInfo], *args, **kwargs) -> np.ndarray:
+    """Logits averaged over the checkpoints (`checkpoint_logits`' arguments)."""
+    return mean_logits(checkpoint_logits(infos, *args, **kwargs))
 
 
 def append_to_report(report: Path, out_path: Path, summary: dict) -> None:
@@ -315,10 +336,55 @@ def append_to_report(report: Path, out_path: Path, summary: dict) -> None:
         f"{summary['n_predictions']} cadences, {len(summary['checkpoints'])} checkpoint(s), TTA: {summary['tta']}, "
         f"{summary['seconds']:.0f} s.",
     ]
+    lines += ensemble_lines(summary)
     if "test_auc" in summary:
         lines.append(f"Test ROC AUC against the synthetic truth: **{summary['test_auc']:.4f}**.")
     with report.open("a") as handle:
         handle.write("\n".join(lines) + "\n")
+
+
+def ensemble_lines(summary: dict) -> list[str]:
+    """The ensemble's rule and its members' out-of-fold AUCs, as Markdown lines (none for one run's mean)."""
+    if "members" not in summary:
+        return []
+    lines = ["", f"Ensemble: **{summary['ensemble']}** of {len(summary['members'])} run(s).", ""]
+    lines += ["| run | checkpoints | weight | out-of-fold AUC |", "|---|---:|---:|---:|"]
+    weights = summary.get("weights", {})
+    for member in summary["members"]:
+        weight = f"{weights[member['run']]:.3f}" if member["run"] in weights else ""
+        lines.append(f"| {member['run']} | {member['checkpoints']} | {weight} | {member['oof_auc']:.4f} |")
+    fitted = " (its weights fitted on these predictions: optimistic)" if summary["ensemble"] == "weighted" else ""
+    lines.append(
+        f"| **ensemble** | | | **{summary['ensemble_oof_auc']:.4f}** |\n\nOut-of-fold AUCs over the "
+        f"{summary['n_oof']} cadences every run predicted{fitted}."
+    )
+    return lines
+
+
+def ensemble_summary(
+    checkpoints: Sequence[Path], ensemble: str, vote_threshold: float
+) -> tuple[list[Member], Weights | None, dict]:
+    """The runs of an ensemble, the weighted rule's weights, and the out-of-fold figures for the summary (when
+    every run folder has its oof.csv; required by the weighted rule)."""
+    if ensemble not in ENSEMBLE_MODES:
+        raise ConfigError(f"--ensemble: choose from {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
+    if not 0.0 < vote_threshold < 1.0:
+        raise ConfigError(f"--vote-threshold must lie strictly between 0 and 1, got {vote_threshold}")
+    members = members_of(list(checkpoints))
+    if ensemble != "mean" and len(members) < 2:
+        raise ConfigError(
+            f"--ensemble {ensemble}: needs the checkpoints of at least two runs (run folders), got only "
+            f"{members[0].run_dir}"
+        )
+    weights, summary = None, {"ensemble": ensemble}
+    if ensemble == "weighted":
+        require_same_folds(members)
+        weights = fit_weights(*oof_matrix(members))
+        summary["weights"] = {str(m.run_dir): float(w) for m, w in zip(members, weights.weights, strict=True)}
+        summary["bias"] = weights.bias
+    if len(members) > 1 and all((m.run_dir / OOF_FILE).is_file() for m in members):
+        summary.update(out_of_fold_summary(members, ensemble, weights, vote_threshold))
+    return members, weights, summary
 
 
 def evaluate(
@@ -333,31 +399,40 @@ def evaluate(
     overwrite: bool = False,
     report: Path | None = None,
     cache_dir: str | Path | None = None,
+    ensemble: str = "mean",
+    vote_threshold: float = 0.5,
 ) -> dict:
-    """Write `out_path` (a submission: the sample submission's ids, in its order) and a summary beside it."""
+    """Write `out_path` (a submission: the sample submission's ids, in its order) and a summary beside it; the
+    checkpoints combined by `ensemble` (src/engine/ensemble.py)."""
     accelerator = Accelerator(
         mixed_precision=mixed_precision, dataloader_config=DataLoaderConfiguration(non_blocking=True)
     )
     if out_path.exists() and not overwrite:
         raise FileExistsError(f"{out_path}: already exists; pass --overwrite to replace it or choose --out")
+    members, weights, ensemble_figures = ensemble_summary(checkpoints, ensemble, vote_threshold)
     infos = [read_checkpoint_info(p) for p in checkpoints]
     submission = read_sample_submission(data_dir)
     ids = submission["id"].tolist()
     require_cadence_files(data_dir, split, ids, Path(data_dir) / SAMPLE_SUBMISSION)  # never a partial submission
     started = time.time()
-    logits = ensemble_logits(infos, data_dir, split, ids, tta, batch_size, num_workers, accelerator, cache_dir)
-    submission["target"] = expit(logits)
+    logits = checkpoint_logits(infos, data_dir, split, ids, tta, batch_size, num_workers, accelerator, cache_dir)
+    if ensemble == "mean":
+        scores = expit(mean_logits(logits))
+    else:
+        scores = combine(member_logits(logits, members), ensemble, weights, vote_threshold)
+    submission["target"] = scores
     summary = {
         "checkpoints": [str(i.path) for i in infos],
         "tta": ", ".join(tta) if tta else "each checkpoint's config",
         "n_predictions": len(ids),
         "seconds": round(time.time() - started, 1),
+        **ensemble_figures,
     }
     truth = read_test_labels(data_dir) if split == "test" else None
     if truth is not None:
         aligned = submission[["id"]].merge(truth, on="id", how="left")
         if aligned["target"].notna().all():
-            summary["test_auc"] = float(roc_auc_score(aligned["target"].astype(int), logits))
+            summary["test_auc"] = float(roc_auc_score(aligned["target"].astype(int), scores))
     if accelerator.is_main_process:
         try:
             out_path.parent.mkdir(parents=True, exist_ok=True)
