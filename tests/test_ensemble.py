@@ -126,6 +126,10 @@ def test_evaluate_refuses_what_an_ensemble_cannot_use(two_runs, tmp_path):
         evaluate(checkpoints_of(runs[:1]), data_dir, tmp_path / "x.csv", num_workers=0, ensemble="rank")
     with pytest.raises(ConfigError, match="vote-threshold"):
         evaluate(checkpoints_of(runs), data_dir, tmp_path / "x.csv", num_workers=0, ensemble="vote", vote_threshold=1)
+    oof = pd.read_csv(runs[1] / "oof.csv")
+    oof.assign(target=1 - oof.target).to_csv(runs[1] / "oof.csv", index=False)
+    with pytest.raises(CheckpointError, match="labels differ"):
+        evaluate(checkpoints_of(runs), data_dir, tmp_path / "x.csv", num_workers=0, ensemble="weighted")
     (runs[1] / "oof.csv").unlink()
     with pytest.raises(CheckpointError, match=r"oof\.csv: not found"):
         evaluate(checkpoints_of(runs), data_dir, tmp_path / "x.csv", num_workers=0, ensemble="weighted")

@@ -124,7 +124,13 @@ def oof_matrix(members: list[Member]) -> tuple[np.ndarray, np.ndarray]:
     tables = [read_oof(m.run_dir)[["id", "target", "logit"]] for m in members]
     joined = tables[0].rename(columns={"logit": "logit_0"})
     for k, table in enumerate(tables[1:], start=1):
-        joined = joined.merge(table.drop(columns="target").rename(columns={"logit": f"logit_{k}"}), on="id")
+        renamed = table.rename(columns={"logit": f"logit_{k}", "target": "target_k"})
+        joined = joined.merge(renamed, on="id")
+        if (joined["target"] != joined.pop("target_k")).any():
+            raise CheckpointError(
+                f"{members[k].run_dir / OOF_FILE}: its labels differ from {members[0].run_dir / OOF_FILE}'s for "
+                "the same ids; the runs were trained on different data"
+            )
     if joined.empty:
         raise CheckpointError(f"{members[0].run_dir / OOF_FILE}: no out-of-fold cadence is shared by every run")
     logits = joined[[f"logit_{k}" for k in range(len(members))]].to_numpy(dtype=np.float64).T
