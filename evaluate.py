@@ -15,7 +15,7 @@ Every cadence is read once, whatever the number of checkpoints: each batch goes 
 import argparse
 from pathlib import Path
 
-from src.core.cli import run_cli
+from src.core.cli import ErrorLineParser, run_cli
 from src.core.config import PRECISIONS, TTA_VIEWS
 from src.engine.checkpoint import find_checkpoints, read_checkpoint_info
 from src.engine.ensemble import ENSEMBLE_MODES
@@ -23,7 +23,7 @@ from src.engine.inference import evaluate
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ErrorLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--run-dir", type=Path, nargs="+", help="run folder(s) of main.py: uses all their fold*.safetensors"

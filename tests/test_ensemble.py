@@ -154,3 +154,21 @@ def test_the_command_takes_several_run_folders(two_runs, tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert set(pd.read_csv(out)["target"]) <= {0.0, 0.5, 1.0}  # each of two runs votes or not
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--ensemble", "median"], "argument --ensemble: invalid choice: 'median'"),
+        (["--ensemble", "vote", "--vote-threshold", "1.5"], "--vote-threshold must lie strictly between 0 and 1"),
+    ],
+)
+def test_bad_ensemble_flags_are_one_error_line(two_runs, tmp_path, flags, message):
+    data_dir, runs = two_runs
+    command = [sys.executable, "evaluate.py", "--run-dir", *map(str, runs), "--data-dir", str(data_dir)]
+    done = subprocess.run(
+        [*command, *flags, "--out", str(tmp_path / "x.csv")], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "x.csv").exists()
