@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 
 from src.core.cli import run_cli
-from src.core.errors import INCOMPLETE_SET
 from src.synth.generator import SynthConfig, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -205,17 +204,39 @@ def test_disk_full_in_evaluation_and_packing(data, tmp_path, small_disk):
 
 
 @pytest.mark.parametrize(
-    "command",
+    ("command", "again"),
     [
-        ("-m", "src.synth.snippets", "--n-train", "60", "--n-test", "0", "--workers", "2"),
-        ("-m", "src.synth", "--n-train", "400", "--n-test", "0", "--workers", "2"),
-        ("-m", "src.synth.filterbank", "--n-cadences", "1", "--coarse-channels", "1", "--fine-channels", "65536"),
+        (("-m", "src.synth.snippets", "--n-train", "60", "--n-test", "0", "--workers", "2"), "with --overwrite"),
+        (("-m", "src.synth", "--n-train", "400", "--n-test", "0", "--workers", "2"), "remove it and make it again"),
+        (
+            ("-m", "src.synth.filterbank", "--n-cadences", "1", "--coarse-channels", "1", "--fine-channels", "65536"),
+            "with --overwrite",
+        ),
     ],
 )
-def test_disk_full_in_a_generator_is_one_line(small_disk, command):
+def test_disk_full_in_a_generator_is_one_line(small_disk, command, again):
     """A generator filling the disk (here, in its worker processes) ends with one line naming its folder."""
     message = one_error_line(run(*command, "--out", small_disk / "set"))
-    assert message == f"error: {small_disk / 'set'}: no space left on the device; {INCOMPLETE_SET}"
+    assert message.startswith(f"error: {small_disk / 'set'}: no space left on the device; the set is incomplete")
+    assert again in message
+
+
+def test_ctrl_c_in_a_generator_is_one_line_naming_the_incomplete_set(tmp_path):
+    """Ctrl-C while the snippet generator's two workers write: one line (no worker's traceback), exit 130, no
+    temporary file left, and no label table (the tables are written last: a set with labels is whole)."""
+    out = tmp_path / "set"
+    command = [sys.executable, "-m", "src.synth.snippets", "--out", str(out), "--n-train", "3000", "--workers", "2"]
+    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not any(out.rglob("*.npy")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the workers too
+    stderr = process.communicate(timeout=120)[1]
+    lines = [line for line in stderr.replace("\r", "\n").split("\n") if line.strip() and "it/s" not in line]
+    assert process.returncode == 130 and lines == [
+        f"interrupted: {out}: the set is incomplete: make it again with --overwrite"
+    ]
+    assert not list(out.rglob(".*.tmp")) and not (out / "train_labels.csv").exists()
 
 
 def test_a_full_disk_any_command_meets_is_one_line_and_other_os_errors_stay_bugs(capsys):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import os
+import signal
 import sys
 from collections.abc import Callable
 
@@ -87,6 +88,12 @@ def close_progress_bars() -> None:
 
     for bar in list(getattr(tqdm, "_instances", ())):
         bar.close()
+
+
+def ignore_interrupts() -> None:
+    """Pool initializer (or its first call): a worker process leaves Ctrl-C to its parent, which stops the pool
+    and prints one line, instead of every worker printing its own KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def run_cli(main: Callable[[], object]) -> None:

@@ -43,19 +43,19 @@ def out_of_space(err: BaseException) -> bool:
     return getattr(err, "errno", None) == errno.ENOSPC or "No space left on device" in str(err)
 
 
-INCOMPLETE_SET = "the set is incomplete: free space, then make it again"
-
-
 @contextlib.contextmanager
-def full_disk_names(path, advice: str = "free space, then run the command again"):
-    """A full device inside the block becomes a StorageError naming `path` (what the command writes), with
-    `advice`: one `error:` line under run_cli wherever the write failed, a worker process included."""
+def incomplete_set_at(path, again: str = "make it again with --overwrite"):
+    """A generator's output folder: a full device inside the block becomes a StorageError naming `path`, and
+    Ctrl-C an Interrupted naming it, both saying that the set is incomplete and how to make it `again` (one
+    line under run_cli, wherever it happened, a worker process included)."""
     try:
         yield
+    except KeyboardInterrupt:
+        raise Interrupted(f"{path}: the set is incomplete: {again}") from None
     except (OSError, RuntimeError) as err:  # h5py reports a failed write as a RuntimeError naming errno 28
         if isinstance(err, StorageError) or not out_of_space(err):
             raise
-        raise StorageError(f"{path}: no space left on the device; {advice}") from None
+        raise StorageError(f"{path}: no space left on the device; the set is incomplete: free space, {again}") from None
 
 
 class Interrupted(KeyboardInterrupt):

@@ -9,7 +9,7 @@ import os
 import sys
 
 from src.core.cli import ErrorLineParser, run_cli
-from src.core.errors import INCOMPLETE_SET, ConfigError, full_disk_names
+from src.core.errors import ConfigError, incomplete_set_at
 from src.synth import generator
 from src.synth.generator import SHAPES, SNR_DISTRIBUTIONS, SynthConfig, write_dataset
 
@@ -136,7 +136,7 @@ def main(argv=None) -> None:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     try:
-        with full_disk_names(a.out, INCOMPLETE_SET):
+        with incomplete_set_at(a.out, again="remove it and make it again"):
             meta = write_dataset(a.out, cfg, n_train, a.n_test, workers=a.workers)
     except ValueError as e:  # the generator's own checks of its settings
         raise ConfigError(str(e)) from None

@@ -67,8 +67,8 @@ import numpy as np
 import pandas as pd
 
 from src.core.cadence import CADENCE_ORDER, DF_HZ, DT_S, ON_OBSERVATIONS
-from src.core.cli import ErrorLineParser, run_cli
-from src.core.errors import INCOMPLETE_SET, ConfigError, full_disk_names
+from src.core.cli import ErrorLineParser, ignore_interrupts, run_cli
+from src.core.errors import ConfigError, incomplete_set_at
 from src.core.files import write_atomically, write_csv_atomically
 from src.data.filterbank import FilterbankHeader, with_path, write_fil, write_h5
 from src.synth.libraries import import_setigen
@@ -708,7 +708,7 @@ def _run(tasks: list, workers: int) -> None:
         for task in tasks:
             write_observation(task)
         return
-    with mp.get_context("fork").Pool(workers) as pool:
+    with mp.get_context("fork").Pool(workers, initializer=ignore_interrupts) as pool:
         for _ in pool.imap(write_observation, tasks):
             pass
 
@@ -771,7 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings(**vars(build_parser().parse_args(argv)))
     began = time.perf_counter()
-    with full_disk_names(settings.out, INCOMPLETE_SET):
+    with incomplete_set_at(settings.out):
         catalog, truth = generate(settings)
     needles = int((truth.kind == "needle").sum())
     near = f" ({int(truth[RFI_NEAR_COLUMN].sum())} with RFI near)" if RFI_NEAR_COLUMN in truth else ""

@@ -48,7 +48,7 @@ from src.core.cadence import (
     ON_OBSERVATIONS,
     T_SLEW_S,
 )
-from src.core.cli import progress_bar
+from src.core.cli import ignore_interrupts, progress_bar
 from src.data.kaggle import SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS
 from src.synth.libraries import import_setigen
 
@@ -587,7 +587,8 @@ def check_output_dir(out_dir) -> None:
 
 
 def _quiet_worker():
-    """Pool initializer: silence astropy/blimpy/setigen warnings in workers."""
+    """Pool initializer: Ctrl-C left to the parent, astropy/blimpy/setigen warnings silenced in workers."""
+    ignore_interrupts()
     warnings.simplefilter("ignore")
     import_setigen()
 

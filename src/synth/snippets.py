@@ -85,8 +85,8 @@ import pandas as pd
 import torch
 
 from src.core.cadence import DF_HZ, DT_S, OFF_OBSERVATIONS, ON_OBSERVATIONS
-from src.core.cli import ErrorLineParser, progress_bar, run_cli
-from src.core.errors import INCOMPLETE_SET, ConfigError, full_disk_names
+from src.core.cli import ErrorLineParser, ignore_interrupts, progress_bar, run_cli
+from src.core.errors import ConfigError, incomplete_set_at
 from src.core.files import write_csv_atomically, write_npy_atomically
 from src.data.clean import BANDPASS_BINS, clean_block
 from src.data.filterbank import FINE_CHANNELS_PER_COARSE_GBT, read_block, read_header
@@ -643,7 +643,9 @@ def check_output(settings: Settings) -> None:
 
 
 def _init_worker() -> None:
-    """Pool initializer: quiet warnings, one torch thread (the same sums in every process), setigen loaded."""
+    """Pool initializer: Ctrl-C left to the parent, quiet warnings, one torch thread (the same sums in every
+    process), setigen loaded."""
+    ignore_interrupts()
     warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     import_setigen()
@@ -729,7 +731,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings(**vars(build_parser().parse_args(argv)))
     began = time.perf_counter()
-    with full_disk_names(settings.out, INCOMPLETE_SET):
+    with incomplete_set_at(settings.out):
         meta = generate(settings)
     seconds = time.perf_counter() - began
     print(
