@@ -226,7 +226,14 @@ def test_ctrl_c_in_a_generator_is_one_line_naming_the_incomplete_set(tmp_path):
     temporary file left, and no label table (the tables are written last: a set with labels is whole)."""
     out = tmp_path / "set"
     command = [sys.executable, "-m", "src.synth.snippets", "--out", str(out), "--n-train", "3000", "--workers", "2"]
-    process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's foreground job
+    )
     deadline = time.monotonic() + 120
     while not any(out.rglob("*.npy")) and time.monotonic() < deadline:
         time.sleep(0.2)
