@@ -16,6 +16,7 @@ weighted ensemble's is measured on the predictions its weights were fitted to: o
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,13 +139,63 @@ def oof_matrix(members: list[Member]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def out_of_fold_summary(
-    members: list[Member], mode: str, weights: Weights | None, vote_threshold: float
+    members: list[Member],
+    oof: tuple[np.ndarray, np.ndarray],
+    mode: str,
+    weights: Weights | None,
+    vote_threshold: float,
 ) -> dict[str, object]:
-    """Each member's out-of-fold AUC and the ensemble's by `mode`, over the cadences all runs predicted."""
-    logits, target = oof_matrix(members)
+    """Each member's out-of-fold AUC and the ensemble's by `mode`, from `oof_matrix`'s logits and targets."""
+    logits, target = oof
     rows = [
         {"run": str(m.run_dir), "checkpoints": len(m.checkpoints), "oof_auc": float(roc_auc_score(target, row))}
         for m, row in zip(members, logits, strict=True)
     ]
     score = combine(logits, mode, weights, vote_threshold)
     return {"members": rows, "ensemble_oof_auc": float(roc_auc_score(target, score)), "n_oof": int(target.size)}
+
+
+def ensemble_lines(summary: dict) -> list[str]:
+    """The ensemble's rule and its members' out-of-fold AUCs, as Markdown lines (none for one run's mean)."""
+    if "members" not in summary:
+        return []
+    lines = ["", f"Ensemble: **{summary['ensemble']}** of {len(summary['members'])} run(s).", ""]
+    lines += ["| run | checkpoints | weight | out-of-fold AUC |", "|---|---:|---:|---:|"]
+    weights = summary.get("weights", {})
+    for member in summary["members"]:
+        weight = f"{weights[member['run']]:.3f}" if member["run"] in weights else ""
+        lines.append(f"| {member['run']} | {member['checkpoints']} | {weight} | {member['oof_auc']:.4f} |")
+    fitted = " (its weights fitted on these predictions: optimistic)" if summary["ensemble"] == "weighted" else ""
+    lines.append(
+        f"| **ensemble** | | | **{summary['ensemble_oof_auc']:.4f}** |\n\nOut-of-fold AUCs over the "
+        f"{summary['n_oof']} cadences every run predicted{fitted}."
+    )
+    return lines
+
+
+def ensemble_summary(
+    checkpoints: Sequence[Path], ensemble: str, vote_threshold: float
+) -> tuple[list[Member], Weights | None, dict]:
+    """The runs of an ensemble, the weighted rule's weights, and the out-of-fold figures for the summary (when
+    every run folder has its oof.csv; required by the weighted rule)."""
+    if ensemble not in ENSEMBLE_MODES:
+        raise ConfigError(f"--ensemble: choose from {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
+    if not 0.0 < vote_threshold < 1.0:
+        raise ConfigError(f"--vote-threshold must lie strictly between 0 and 1, got {vote_threshold}")
+    members = members_of(list(checkpoints))
+    if ensemble != "mean" and len(members) < 2:
+        raise ConfigError(
+            f"--ensemble {ensemble}: needs the checkpoints of at least two runs (run folders), got only "
+            f"{members[0].run_dir}"
+        )
+    weights, summary = None, {"ensemble": ensemble}
+    if ensemble == "weighted":
+        require_same_folds(members)
+    if len(members) > 1 and (ensemble == "weighted" or all((m.run_dir / OOF_FILE).is_file() for m in members)):
+        oof = oof_matrix(members)
+        if ensemble == "weighted":
+            weights = fit_weights(*oof)
+            summary["weights"] = {str(m.run_dir): float(w) for m, w in zip(members, weights.weights, strict=True)}
+            summary["bias"] = weights.bias
+        summary.update(out_of_fold_summary(members, oof, ensemble, weights, vote_threshold))
+    return members, weights, summary

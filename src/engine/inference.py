@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader
 from src.core.cadence import loaded_observations
 from src.core.cli import progress_bar
 from src.core.config import Config
-from src.core.errors import CheckpointError, ConfigError, StorageError, out_of_space
+from src.core.errors import CheckpointError, StorageError, out_of_space
 from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.datasets import (
     CadenceDataset,
@@ -40,19 +40,7 @@ from src.data.datasets import (
 )
 from src.data.kaggle import SAMPLE_SUBMISSION, read_sample_submission, read_test_labels, require_cadence_files
 from src.engine.checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
-from src.engine.ensemble import (
-    ENSEMBLE_MODES,
-    OOF_FILE,
-    Member,
-    Weights,
-    combine,
-    fit_weights,
-    member_logits,
-    members_of,
-    oof_matrix,
-    out_of_fold_summary,
-    require_same_folds,
-)
+from src.engine.ensemble import combine, ensemble_lines, ensemble_summary, member_logits
 from src.models.classifier import build_model
 from src.transforms.augment import tta_view
 from src.transforms.images import batch_to_images, image_settings, image_shape
@@ -341,50 +329,6 @@ def append_to_report(report: Path, out_path: Path, summary: dict) -> None:
         lines.append(f"Test ROC AUC against the synthetic truth: **{summary['test_auc']:.4f}**.")
     with report.open("a") as handle:
         handle.write("\n".join(lines) + "\n")
-
-
-def ensemble_lines(summary: dict) -> list[str]:
-    """The ensemble's rule and its members' out-of-fold AUCs, as Markdown lines (none for one run's mean)."""
-    if "members" not in summary:
-        return []
-    lines = ["", f"Ensemble: **{summary['ensemble']}** of {len(summary['members'])} run(s).", ""]
-    lines += ["| run | checkpoints | weight | out-of-fold AUC |", "|---|---:|---:|---:|"]
-    weights = summary.get("weights", {})
-    for member in summary["members"]:
-        weight = f"{weights[member['run']]:.3f}" if member["run"] in weights else ""
-        lines.append(f"| {member['run']} | {member['checkpoints']} | {weight} | {member['oof_auc']:.4f} |")
-    fitted = " (its weights fitted on these predictions: optimistic)" if summary["ensemble"] == "weighted" else ""
-    lines.append(
-        f"| **ensemble** | | | **{summary['ensemble_oof_auc']:.4f}** |\n\nOut-of-fold AUCs over the "
-        f"{summary['n_oof']} cadences every run predicted{fitted}."
-    )
-    return lines
-
-
-def ensemble_summary(
-    checkpoints: Sequence[Path], ensemble: str, vote_threshold: float
-) -> tuple[list[Member], Weights | None, dict]:
-    """The runs of an ensemble, the weighted rule's weights, and the out-of-fold figures for the summary (when
-    every run folder has its oof.csv; required by the weighted rule)."""
-    if ensemble not in ENSEMBLE_MODES:
-        raise ConfigError(f"--ensemble: choose from {', '.join(ENSEMBLE_MODES)}, got {ensemble!r}")
-    if not 0.0 < vote_threshold < 1.0:
-        raise ConfigError(f"--vote-threshold must lie strictly between 0 and 1, got {vote_threshold}")
-    members = members_of(list(checkpoints))
-    if ensemble != "mean" and len(members) < 2:
-        raise ConfigError(
-            f"--ensemble {ensemble}: needs the checkpoints of at least two runs (run folders), got only "
-            f"{members[0].run_dir}"
-        )
-    weights, summary = None, {"ensemble": ensemble}
-    if ensemble == "weighted":
-        require_same_folds(members)
-        weights = fit_weights(*oof_matrix(members))
-        summary["weights"] = {str(m.run_dir): float(w) for m, w in zip(members, weights.weights, strict=True)}
-        summary["bias"] = weights.bias
-    if len(members) > 1 and all((m.run_dir / OOF_FILE).is_file() for m in members):
-        summary.update(out_of_fold_summary(members, ensemble, weights, vote_threshold))
-    return members, weights, summary
 
 
 def evaluate(

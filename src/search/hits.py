@@ -26,7 +26,6 @@ searches their neighbourhoods again (`hits_beside_bright`).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -296,8 +295,9 @@ class Hits:
     snr: np.ndarray
 
     @classmethod
-    def at(cls, profile: Profile, channels: np.ndarray, offset: int = 0) -> Hits:
-        """The profile's lines at `channels`, their start channels moved by `offset` (a piece's first channel)."""
+    def at(cls, profile: Profile, channels: np.ndarray, offset: int | np.ndarray = 0) -> Hits:
+        """The profile's lines at `channels`, their start channels moved by `offset` (each one's, or one for all:
+        from a piece of the profile's block back to the block's own channels)."""
         channels = np.asarray(channels, dtype=np.int64)
         return cls(
             channel=(channels + offset).astype(np.float64),
@@ -360,8 +360,7 @@ def hits_beside_bright(
     lows_in_block = np.array([low for low, _ in spans])
     lengths = np.array([high - low for low, high in spans])
     inside = found - firsts[piece] < lengths[piece]  # starts in a gap are not channels of the block
-    new = Hits.at(stacked_profile, found[inside])
-    new = dataclasses.replace(new, channel=new.channel - firsts[piece[inside]] + lows_in_block[piece[inside]])
+    new = Hits.at(stacked_profile, found[inside], offset=lows_in_block[piece[inside]] - firsts[piece[inside]])
     known_widths = hits.width.astype(np.float64)
     known_widths[bright] = widths
     return new.take(np.flatnonzero(~moves_like_any(new, hits, known_widths)))
