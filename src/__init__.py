@@ -11,8 +11,9 @@ rooms it may import; imports only run downward, from the entry points to the gro
     models      timm backbones as cadence classifiers
     engine      training, inference, checkpoints, resume state and trackers, all under one Accelerator
 
-The commands are thin and sit above every room: main.py, evaluate.py, scan.py, bench/*.py, `python -m src.synth`,
-`python -m src.synth.filterbank`, `python -m src.pack` (src/pack.py), `python -m src.validate` (src/validate.py).
+The commands are thin and sit above every room: main.py, evaluate.py, scan.py, tune.py, bench/*.py,
+`python -m src.synth`, `python -m src.synth.filterbank`, `python -m src.pack` (src/pack.py),
+`python -m src.validate` (src/validate.py), `python -m src.pictures` (src/pictures.py).
 The benchmarks' library is bench/lib/, outside this package. Importing any module does no work: no files, no
 output, no global state.
 """

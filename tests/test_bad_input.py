@@ -395,6 +395,16 @@ def commands(tmp_path_factory) -> dict[str, Command]:
             ("--n", "invalid int value"),
             root / "second",
         ),
+        "pictures-of-an-unfinished-run": Command(
+            start("-m", "src.pictures", str(root / "no-run")),
+            (str(root / "no-run" / "oof.csv"), "not found"),
+            root / "no-run",
+        ),
+        "tune-resume-without-a-search": Command(
+            start("tune.py", "--resume", "--out", str(root / "no-search")),
+            (str(root / "no-search"), "no search to continue here"),
+            root / "no-search" / "tune",
+        ),
     }
     yield started
     for command in started.values():
@@ -412,6 +422,8 @@ def commands(tmp_path_factory) -> dict[str, Command]:
         "validate-missing-data-dir",
         "synth-bad-flag",
         "second-generator-bad-flag",
+        "pictures-of-an-unfinished-run",
+        "tune-resume-without-a-search",
     ],
 )
 def test_entry_point_ends_with_one_error_line(commands, name):

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import accelerate_launch
+from matplotlib.image import imread
 
 from src.synth.generator import SynthConfig, write_dataset
 
@@ -77,6 +78,20 @@ def check_run(run_dir: Path, data_dir: Path) -> None:
     assert metrics["mean_fold_auc"] == pytest.approx(np.mean([f["auc"] for f in metrics["folds"]]))
     assert len(pd.read_csv(run_dir / "metrics.csv")) == 2  # one row per fold-epoch
     assert (run_dir / "config.yaml").is_file() and "out-of-fold" in (run_dir / "report.md").read_text()
+    check_pictures(run_dir, oof)
+
+
+def check_pictures(run_dir: Path, oof: pd.DataFrame) -> None:
+    """The four pictures are valid PNGs, and the report's section states the confusion at probability 0.5 that
+    the out-of-fold predictions give."""
+    for name in ("curves.png", "roc.png", "confusion.png", "gradcam.png"):
+        assert (run_dir / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert min(imread(run_dir / name).shape[:2]) >= 200, name
+    report = (run_dir / "report.md").read_text()
+    assert report.count("## Pictures") == 1 and "![Grad-CAM](gradcam.png)" in report
+    truth, called = oof["target"] == 1, oof["pred"] >= 0.5
+    counts = [sum(~truth & ~called), sum(~truth & called), sum(truth & ~called), sum(truth & called)]
+    assert f"| probability 0.5 | 0.00 | {' | '.join(map(str, counts))} |" in report
 
 
 def check_submission(path: Path, data_dir: Path) -> None:
@@ -110,6 +125,17 @@ def test_single_process_train_and_evaluate(data_dir: Path, tmp_path: Path) -> No
     assert "test ROC AUC" in result.stdout  # synthetic data carries test truth
     summary = json.loads((run_dir / "submission_summary.json").read_text())
     assert summary["n_predictions"] == 11 and len(summary["checkpoints"]) == 2
+    for name in ("submission_roc.png", "submission_confusion.png"):  # labelled (synthetic) test data
+        assert imread(run_dir / name).shape[0] >= 200
+    assert sum(map(sum, summary["confusion"]["probability 0.5"]["confusion"])) == 11
+    assert "![confusion matrices](submission_confusion.png)" in (run_dir / "report.md").read_text()
+
+    # the pictures drawn again replace their report section, not add a second
+    (run_dir / "gradcam.png").unlink()
+    run([sys.executable, "-m", "src.pictures", str(run_dir)])
+    check_pictures(run_dir, pd.read_csv(run_dir / "oof.csv", dtype={"id": str}))
+    report = (run_dir / "report.md").read_text()
+    assert report.index("## Pictures") < report.index("## Evaluation: `submission.csv`")  # evaluate's section stays
 
     # an existing submission is never replaced silently
     failed = subprocess.run(
@@ -164,6 +190,43 @@ def test_two_process_cpu_launch(data_dir: Path, tmp_path: Path) -> None:
     one = pd.read_csv(single, dtype={"id": str})
     assert two["id"].tolist() == one["id"].tolist()
     assert np.allclose(two["target"], one["target"], atol=1e-5)
+
+
+def test_sam_in_two_processes_with_accumulation_clipping_and_ema(data_dir: Path, tmp_path: Path) -> None:
+    """optimizer sam through `accelerate launch --cpu --num_processes 2`: the replayed micro-batches of each
+    update sync once across the processes (a mismatch would hang or fail), with clipping and the EMA after it."""
+    out_dir = tmp_path / "outputs"
+    launch = accelerate_launch(2, "--mixed_precision", "no", "--dynamo_backend", "no")
+    sam = [
+        "--optimizer",
+        "sam",
+        "--sam-rho",
+        "0.1",
+        "--grad-accum-steps",
+        "2",
+        "--grad-clip",
+        "1",
+        "--ema-decay",
+        "0.9",
+    ]
+    result = run(
+        [
+            *launch,
+            "main.py",
+            "--data-dir",
+            str(data_dir),
+            "--out-dir",
+            str(out_dir),
+            "--run-name",
+            "sam",
+            *TINY_TRAINING,
+            *sam,
+        ]
+    )
+    assert "2 process(es)" in result.stdout
+    check_run(out_dir / "sam", data_dir)
+    config = (out_dir / "sam" / "config.yaml").read_text()
+    assert "optimizer: sam" in config and "sam_rho: 0.1" in config
 
 
 def test_training_options_end_to_end(data_dir: Path, tmp_path: Path) -> None:

@@ -69,6 +69,7 @@ VARIANTS = (
     Variant("no-flips", "flips off", ("--hflip-p", "0", "--vflip-p", "0")),
     Variant("tta-identity", "flip TTA off (the baseline scored on the identity view only)", kind="tta"),
     Variant("ema", "EMA weights (decay 0.99)", ("--ema-decay", "0.99")),
+    Variant("sam", "SAM around AdamW (rho 0.05): two forward-backward passes per update", ("--optimizer", "sam")),
     Variant("off-background", "background cleaning with the OFF observations", ("--background", "off_spectrum")),
     Variant("injection", "on-the-fly needle injection (30% of samples)", ("--inject-prob", "0.3")),
     Variant(

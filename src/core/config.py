@@ -44,6 +44,7 @@ NONFINITE_LOSS_ACTIONS = ("stop", "skip")
 BACKGROUNDS = ("none", "off_spectrum")
 WINDOWS = ("fixed", "follows_drift")
 SELECTIONS = ("valid_auc", "valid_loss")
+OPTIMIZERS = ("adamw", "sam")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,8 @@ class Config:
     epochs: int = 10
     batch_size: int = 32
     eval_batch_size: int = 64
+    optimizer: str = "adamw"  # or sam: AdamW on the gradient at the loss's sharpest point within sam_rho
+    sam_rho: float = 0.05  # SAM's neighbourhood radius (the L2 norm of the weight perturbation)
     lr: float = 1e-4
     min_lr: float = 1e-6
     weight_decay: float = 1e-2
@@ -145,6 +148,7 @@ class Config:
         _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
         _check_choice("nonfinite_loss", self.nonfinite_loss, NONFINITE_LOSS_ACTIONS)
         _check_choice("select_by", self.select_by, SELECTIONS)
+        _check_choice("optimizer", self.optimizer, OPTIMIZERS)
         for name in self.tta:
             _check_choice("tta", name, TTA_VIEWS)
         if not self.tta:
@@ -176,7 +180,7 @@ class Config:
                 "inject_rfi_prob: interference goes into all six observations, but view 'on' loads only the "
                 "ON ones; use view all, channels or dedoppler (or background off_spectrum, which loads all six)"
             )
-        for name in ("lr", "mixup_alpha", "cutmix_alpha"):
+        for name in ("lr", "mixup_alpha", "cutmix_alpha", "sam_rho"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)}")
         for name in ("min_lr", "weight_decay", "warmup_epochs", "grad_clip", "num_workers", "save_every_minutes"):

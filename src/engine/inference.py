@@ -22,7 +22,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration
 from accelerate.utils.memory import clear_device_cache, should_reduce_batch_size
-from scipy.special import expit
+from scipy.special import expit, logit
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
 
@@ -41,12 +41,15 @@ from src.data.datasets import (
 from src.data.kaggle import SAMPLE_SUBMISSION, read_sample_submission, read_test_labels, require_cadence_files
 from src.engine.checkpoint import CheckpointInfo, load_weights, read_checkpoint_info
 from src.engine.ensemble import combine, ensemble_lines, ensemble_summary, member_logits
+from src.engine.pictures import CONFUSION_PNG, ROC_PNG, confusion_lines, labelled_pictures
 from src.models.classifier import build_model
 from src.transforms.augment import tta_view
 from src.transforms.images import batch_to_images, image_settings, image_shape
 
 if TYPE_CHECKING:
     from tqdm import tqdm
+
+SCORE_EPSILON = 1e-7  # scores of exactly 0 or 1 (a unanimous vote) are this far inside, for a finite logit
 
 
 @dataclass(frozen=True)
@@ -315,6 +318,12 @@ def ensemble_logits(infos: Sequence[CheckpointInfo], *args, **kwargs) -> np.ndar
     return mean_logits(checkpoint_logits(infos, *args, **kwargs))
 
 
+def score_logits(scores: np.ndarray) -> np.ndarray:
+    """Ensemble scores in [0, 1] on the logit scale, where the pictures' thresholds are stated (0: a score of
+    0.5); a vote's 0 and 1 stay finite."""
+    return logit(np.clip(scores, SCORE_EPSILON, 1 - SCORE_EPSILON))
+
+
 def append_to_report(report: Path, out_path: Path, summary: dict) -> None:
     """Add the evaluation to the run's report.md, next to the cross-validation table."""
     lines = [
@@ -326,7 +335,8 @@ def append_to_report(report: Path, out_path: Path, summary: dict) -> None:
     ]
     lines += ensemble_lines(summary)
     if "test_auc" in summary:
-        lines.append(f"Test ROC AUC against the synthetic truth: **{summary['test_auc']:.4f}**.")
+        lines += [f"Test ROC AUC against the synthetic truth: **{summary['test_auc']:.4f}**.", ""]
+        lines += confusion_lines(summary["confusion"], f"{out_path.stem}_{CONFUSION_PNG}")
     with report.open("a") as handle:
         handle.write("\n".join(lines) + "\n")
 
@@ -376,11 +386,16 @@ def evaluate(
     if truth is not None:
         aligned = submission[["id"]].merge(truth, on="id", how="left")
         if aligned["target"].notna().all():
-            summary["test_auc"] = float(roc_auc_score(aligned["target"].astype(int), scores))
+            labelled = aligned["target"].to_numpy().astype(int)
+            summary["test_auc"] = float(roc_auc_score(labelled, scores))
     if accelerator.is_main_process:
         try:
             out_path.parent.mkdir(parents=True, exist_ok=True)
             write_csv_atomically(submission, out_path)
+            if "test_auc" in summary:
+                summary["confusion"] = labelled_pictures(
+                    labelled, score_logits(scores), out_path.parent, f"{out_path.stem}_", "test"
+                )
             write_text_atomically(out_path.with_name(out_path.stem + "_summary.json"), json.dumps(summary, indent=2))
         except OSError as err:
             if not out_of_space(err):
@@ -391,7 +406,10 @@ def evaluate(
             ) from None
         message = f"wrote {out_path} ({len(ids)} rows)"
         if "test_auc" in summary:
-            message += f"; test ROC AUC {summary['test_auc']:.4f} against {data_dir}/test_labels.csv"
+            message += (
+                f"; test ROC AUC {summary['test_auc']:.4f} against {data_dir}/test_labels.csv "
+                f"(pictures: {out_path.stem}_{ROC_PNG}, {out_path.stem}_{CONFUSION_PNG})"
+            )
         accelerator.print(message)
         if report is not None and report.is_file():
             try:

@@ -2,6 +2,7 @@
 
 Writes into `<out_dir>/<run_name>/`: config.yaml, folds.csv, fold{k}.safetensors (the epoch `select_by` chooses),
 oof_fold{k}.csv and oof.csv (out-of-fold predictions), metrics.csv (per-epoch log), metrics.json, report.md,
+curves.png, roc.png, confusion.png and gradcam.png (src/engine/pictures.py),
 bad_files.csv (with skip_bad) and, while the run is unfinished, state/ (what `main.py --resume` continues from).
 
 Every batch's randomness (sampler order, flips, mixing, dropout) is a function of (seed, fold, epoch, batch,
@@ -17,7 +18,7 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator, PartialState
+from accelerate.tracking import GeneralTracker
 from accelerate.utils import (
     DataLoaderConfiguration,
     TorchDynamoPlugin,
@@ -72,6 +74,7 @@ from src.data.kaggle import (
 from src.data.validation import scan_cadences, write_bad_list
 from src.engine.checkpoint import checkpoint_name, read_checkpoint_info, save_checkpoint
 from src.engine.inference import ordered_by_index, predict_logits
+from src.engine.pictures import PICTURES_HEADING, write_run_pictures
 from src.engine.resume import (
     STAGING_DIR,
     Progress,
@@ -81,6 +84,7 @@ from src.engine.resume import (
     read_progress,
     save_training_state,
 )
+from src.engine.sam import sharpness_aware_gradients
 from src.engine.tracking import METRICS_CSV, CSVTracker, drop_metrics_after, tracker_init_kwargs
 from src.models.classifier import build_model
 from src.synth.inject import inject_signals
@@ -90,6 +94,7 @@ from src.transforms.images import batch_to_images
 CONFIG_YAML = "config.yaml"
 FOLDS_CSV = "folds.csv"
 OOF_CSV = "oof.csv"
+REPORT_MD = "report.md"
 BAD_FILES_CSV = "bad_files.csv"
 # what may change when a run is resumed: where the data is and how it is read, never what is trained
 RESUME_OVERRIDES = (
@@ -259,7 +264,8 @@ def train_one_epoch(
     """Train from batch `progress.batches_done` of `progress.epoch` to the end of the epoch; returns the mean loss.
 
     A non-finite loss stops the run before the optimizer steps (nonfinite_loss=stop) or leaves the batch out
-    (skip); the resume state is saved at update boundaries once `save_every_minutes` have passed."""
+    (skip); with `optimizer: sam` each update's micro-batches are kept for SAM's second pass (src/engine/sam.py);
+    the resume state is saved at update boundaries once `save_every_minutes` have passed."""
     model.train()
     # the batches of this epoch trained before a resume count too (once: on the main process), summed in float32
     # in the same order as an uninterrupted epoch sums them
@@ -276,6 +282,13 @@ def train_one_epoch(
     )
     last_save = time.monotonic()
     loaded = loaded_observations(cfg.view, cfg.background)  # the observations each batch holds, for injection
+
+    def loss_of(model, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        with accelerator.autocast():
+            logits = model(images)["logits"]
+        return F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+
+    replay: list[tuple[torch.Tensor, torch.Tensor]] = []  # SAM: this update's micro-batches, for its second pass
     for batch_index, batch in enumerate(bar, start=first):
         global_seed, augment_seed = derived_seeds(
             cfg.seed, progress.fold, progress.epoch, batch_index, accelerator.process_index, count=2
@@ -301,15 +314,13 @@ def train_one_epoch(
             images, targets = mix_batch(
                 images, targets, cfg.mix, cfg.mix_prob, cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_label, generator
             )
-            with accelerator.autocast():
-                logits = model(images)["logits"]
-            loss = F.binary_cross_entropy_with_logits(logits.float(), targets.float())
+            loss = loss_of(model, images, targets)
             save_due = time.monotonic() - last_save >= cfg.save_every_minutes * 60
             loss_finite, save_due = agree(accelerator, bool(torch.isfinite(loss.detach())), save_due)
             if loss_finite:
                 accelerator.backward(loss)
-                if accelerator.sync_gradients and cfg.grad_clip > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                if cfg.optimizer == "sam":
+                    replay.append((images, targets))
                 total += loss.detach()
                 count += 1
             elif cfg.nonfinite_loss == "stop":
@@ -325,6 +336,12 @@ def train_one_epoch(
                     f"fold {progress.fold} epoch {progress.epoch + 1} batch {batch_index + 1}: "
                     f"non-finite loss, batch left out ({progress.skipped_batches} in this fold)"
                 )
+            if accelerator.sync_gradients:
+                if replay:  # SAM: the update's gradients again, at the loss's sharpest point nearby
+                    sharpness_aware_gradients(model, replay, loss_of, accelerator, cfg.sam_rho)
+                    replay.clear()
+                if loss_finite and cfg.grad_clip > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             if loss_finite or has_gradients(model):  # with nothing to apply, fp16's scaler would refuse to step
                 optimizer.step()
             scheduler.step()
@@ -574,8 +591,23 @@ def write_report(
         "checkpoints.",
         "",
     ]
-    write_text_atomically(run_dir / "report.md", "\n".join(lines))
+    write_text_atomically(run_dir / REPORT_MD, "\n".join(lines))
     return summary
+
+
+def append_pictures(run_dir: Path, oof: pd.DataFrame, device: torch.device, data_dir: str | None = None) -> None:
+    """Draw the run's pictures (src/engine/pictures.py) and put their section into report.md after the
+    cross-validation table (a redraw replaces it; sections evaluate.py appended stay)."""
+    metrics = pd.read_csv(run_dir / METRICS_CSV)
+    section = "\n".join(write_run_pictures(run_dir, oof, metrics, device, data_dir))
+    report = (run_dir / REPORT_MD).read_text()
+    start = report.find(f"\n{PICTURES_HEADING}\n")
+    if start < 0:
+        before, after = report.rstrip("\n"), ""
+    else:
+        end = report.find("\n## ", start + 1)
+        before, after = report[:start].rstrip("\n"), (report[end + 1 :] if end >= 0 else "")
+    write_text_atomically(run_dir / REPORT_MD, f"{before}\n\n{section}" + (f"\n{after}" if after else ""))
 
 
 def hyperparameters(cfg: Config) -> dict[str, Any]:
@@ -603,9 +635,15 @@ def usable_labels(cfg: Config, run_dir: Path, labels: pd.DataFrame, accelerator:
     return kept
 
 
-def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume: bool = False) -> dict[str, Any]:
+def train(
+    cfg: Config,
+    recipe_name: str = "run",
+    overwrite: bool = False,
+    resume: bool = False,
+    trackers: Sequence[GeneralTracker] = (),
+) -> dict[str, Any]:
     """Train every configured fold (continuing from the run's saved state when `resume`); returns the summary
-    written to metrics.json."""
+    written to metrics.json. `trackers` receive every epoch's log too (a search's trial reports through one)."""
     labels = read_train_labels(cfg.data_dir)
     if not cfg.skip_bad:
         require_cadence_files(cfg.data_dir, "train", labels["id"].tolist(), Path(cfg.data_dir) / TRAIN_LABELS)
@@ -628,7 +666,7 @@ def train(cfg: Config, recipe_name: str = "run", overwrite: bool = False, resume
     cfg, run_dir = prepare_run_dir(cfg, recipe_name, overwrite, resume)
     resume_command = f"{launcher()} main.py --resume {run_dir}"
     try:
-        return train_in(cfg, run_dir, labels, pseudo, resume)
+        return train_in(cfg, run_dir, labels, pseudo, resume, trackers)
     except USER_ERRORS as err:
         # a bad training cadence found at its first read: a run that never saved a state leaves no folder behind
         # (a TrainingError says how to go on with --resume, so its folder stays)
@@ -653,7 +691,9 @@ def launcher() -> str:
     return "accelerate launch" if any(k.startswith("ACCELERATE_") for k in os.environ) else "python"
 
 
-def train_in(cfg: Config, run_dir: Path, labels: pd.DataFrame, pseudo, resume: bool) -> dict[str, Any]:
+def train_in(
+    cfg: Config, run_dir: Path, labels: pd.DataFrame, pseudo, resume: bool, trackers: Sequence[GeneralTracker] = ()
+) -> dict[str, Any]:
     """The training of a prepared run folder (see `train`)."""
     state_dir = latest_state(run_dir) if resume else None
     if resume and not (run_dir / FOLDS_CSV).is_file():
@@ -667,7 +707,7 @@ def train_in(cfg: Config, run_dir: Path, labels: pd.DataFrame, pseudo, resume: b
         gradient_accumulation_steps=cfg.grad_accum_steps,
         dataloader_config=DataLoaderConfiguration(non_blocking=True),  # with pinned memory: copies overlap compute
         dynamo_plugin=TorchDynamoPlugin(backend="inductor" if cfg.compile else "no"),
-        log_with=[CSVTracker(run_dir), *cfg.tracker],
+        log_with=[CSVTracker(run_dir), *cfg.tracker, *trackers],
         project_dir=str(run_dir),
     )
     progress = read_progress(state_dir) if state_dir is not None else Progress(fold=cfg.train_folds[0])
@@ -706,7 +746,8 @@ def train_in(cfg: Config, run_dir: Path, labels: pd.DataFrame, pseudo, resume: b
         oof = pd.concat(oof_parts).sort_values(["fold", "id"]).reset_index(drop=True)
         write_csv_atomically(oof, run_dir / OOF_CSV)
         summary = write_report(run_dir, cfg, fold_results, oof, progress.train_seconds)
-        clear_training_state(run_dir)
-        accelerator.print((run_dir / "report.md").read_text())
+        clear_training_state(run_dir)  # the run is complete; its pictures can be drawn again by src.pictures
+        append_pictures(run_dir, oof, accelerator.device)
+        accelerator.print((run_dir / REPORT_MD).read_text())
     accelerator.end_training()
     return summary
