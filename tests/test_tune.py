@@ -95,6 +95,7 @@ def test_bad_ranges_are_refused(text, message):
         ("learning_rate: loguniform(1e-4, 1e-2)\n", "learning_rate: not a config field"),
         ("data_dir: choice([a, b])\n", "cannot be searched"),
         ("epochs: uniform(1.5, 4.5)\n", "epochs"),  # an int field given fractions
+        ("epochs: uniform(1, 5)\n", "epochs: a whole number; uniform would draw fractions"),
         ("view: choice([channels, sideways])\n", "view"),  # a value the Config refuses
         ("batch_size: choice([16, big])\n", "batch_size"),
         ("", "the search space is empty"),

@@ -8,6 +8,7 @@ Figures use matplotlib's object API (no pyplot), so drawing changes no global st
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -236,7 +237,8 @@ def fold_examples(
     out of fold), and the checkpoint's view; the cadences from `data_dir` (default: the checkpoint's)."""
     path = run_dir / checkpoint_name(fold)
     cfg = read_checkpoint_info(path).config
-    classifier = build_model(cfg)
+    # the checkpoint's weights, without re-reading pretrained ones; plain forward passes for the CAM's hooks
+    classifier = build_model(dataclasses.replace(cfg, grad_checkpointing=False), load_pretrained=False)
     load_weights(classifier, path)
     classifier.to(device)
     dataset, _ = open_cadences(

@@ -21,6 +21,7 @@ import math
 import re
 import shutil
 import time
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,7 +136,8 @@ def read_space(path: str | Path, base: Mapping[str, Any]) -> list[Range]:
         raise ConfigError(
             f"{path}: the search space is empty; map config fields to ranges, e.g. lr: loguniform(1e-4, 1e-2)"
         )
-    known = {f.name for f in dataclasses.fields(Config)}
+    hints = typing.get_type_hints(Config)
+    known = set(hints)
     ranges = []
     for field, text in values.items():
         if field not in known:
@@ -143,6 +145,11 @@ def read_space(path: str | Path, base: Mapping[str, Any]) -> list[Range]:
         if field in NOT_SEARCHABLE:
             raise ConfigError(f"{path}: {field}: says where or what a trial trains, not how; it cannot be searched")
         found = parse_range(field, text, str(path))
+        if hints[field] is int and found.sampler in ("uniform", "loguniform"):
+            raise ConfigError(
+                f"{path}: {field}: a whole number; {found.sampler} would draw fractions - use randint(a, b), "
+                "quniform(a, b, 1) or choice([...])"
+            )
         for example in found.examples():
             try:
                 make_config({**base, field: example}, f"{path}: {field} = {example!r}")
@@ -371,21 +378,25 @@ def results_markdown(search: Search, table: pd.DataFrame, command: str, seconds:
 def plot_search(table: pd.DataFrame, ranges: Sequence[Range], path: Path) -> Figure:
     """Each trial's best validation AUC against each searched field (log scale for loguniform ranges)."""
     done = table.dropna(subset=["best_valid_auc"])
-    figure = Figure(figsize=(4 * len(ranges), 3.6), layout="constrained")
-    for axes, found in zip(np.atleast_1d(figure.subplots(1, len(ranges))), ranges, strict=True):
+    figure = Figure(figsize=(4 * len(ranges) + 1, 3.6), layout="constrained")
+    all_axes = np.atleast_1d(figure.subplots(1, len(ranges)))
+    colours = {"c": done["epochs_run"], "cmap": "viridis", "vmin": 1, "vmax": max(int(done["epochs_run"].max()), 2)}
+    for axes, found in zip(all_axes, ranges, strict=True):
         values = done[found.field]
         if found.sampler == "choice":
             labels = [str(v) for v in found.arguments[0]]
             positions = [labels.index(str(v)) for v in values]
             axes.set_xticks(range(len(labels)), labels, rotation=20)
-            axes.scatter(positions, done["best_valid_auc"], c=done["epochs_run"], cmap="viridis")
+            points = axes.scatter(positions, done["best_valid_auc"], **colours)
         else:
-            axes.scatter(values.astype(float), done["best_valid_auc"], c=done["epochs_run"], cmap="viridis")
+            points = axes.scatter(values.astype(float), done["best_valid_auc"], **colours)
             if found.logarithmic:
                 axes.set_xscale("log")
         axes.set(xlabel=found.field, ylabel="best validation ROC AUC")
         axes.grid(alpha=0.3)
-    figure.suptitle("each trial (colour: epochs it ran before ASHA stopped it)", fontsize=10)
+    epochs = range(colours["vmin"], colours["vmax"] + 1)
+    figure.colorbar(points, ax=list(all_axes), ticks=list(epochs), label="epochs run (fewer: stopped by ASHA)")
+    figure.suptitle(f"{len(done)} trials: each one's best validation ROC AUC", fontsize=10)
     save_figure(figure, path)
     return figure
 
