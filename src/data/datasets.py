@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, default_collate, get_worker_info
 
 from src.core.cadence import OBSERVATION_SHAPE, loaded_observations
+from src.core.config import Config
 from src.core.errors import DataError
 from src.data.kaggle import CadenceError, cadence_path, load_cadence, to_float16
 from src.data.packed import find_packed
@@ -240,6 +241,29 @@ def contiguous_runs(positions: Sequence[int]) -> list[tuple[int, int]]:
         else:
             runs.append((position, 1))
     return runs
+
+
+def run_cadences(
+    cfg: Config,
+    split: str,
+    ids: Sequence[str],
+    targets: Sequence[float] | None,
+    access: str = "read",
+    data_dir: str | Path | None = None,
+) -> tuple[CadenceDataset, str]:
+    """`open_cadences` with a run's settings (its data, view, cache, background cleaning and geometry); the data
+    from `data_dir` when given."""
+    return open_cadences(
+        data_dir or cfg.data_dir,
+        split,
+        ids,
+        targets,
+        cfg.view,
+        cfg.cache_dir,
+        cfg.background,
+        access=access,
+        observation_shape=cfg.observation_shape,
+    )
 
 
 def open_cadences(

@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from src.core.cadence import ON_OBSERVATIONS, view_observations
 from src.core.errors import ModelError
 from src.core.files import write_atomically
-from src.data.datasets import open_cadences
+from src.data.datasets import run_cadences
 from src.engine.checkpoint import checkpoint_name, load_weights, read_checkpoint_info
 from src.models.classifier import build_model
 from src.transforms.images import CHANNEL_VIEWS, batch_to_images
@@ -241,17 +241,7 @@ def fold_examples(
     classifier = build_model(dataclasses.replace(cfg, grad_checkpointing=False), load_pretrained=False)
     load_weights(classifier, path)
     classifier.to(device)
-    dataset, _ = open_cadences(
-        data_dir or cfg.data_dir,
-        "train",
-        examples["id"].tolist(),
-        examples["target"].tolist(),
-        cfg.view,
-        cfg.cache_dir,
-        cfg.background,
-        access="map",
-        observation_shape=cfg.observation_shape,
-    )
+    dataset, _ = run_cadences(cfg, "train", examples["id"].tolist(), examples["target"].tolist(), "map", data_dir)
     observations = torch.stack([dataset[i]["observations"] for i in range(len(examples))]).to(device)
     images = batch_to_images(observations, cfg).float().contiguous()
     return images.cpu().numpy(), activation_maps(classifier, images), cfg.view

@@ -61,7 +61,7 @@ from src.data.datasets import (
     loader_options,
     loader_workers,
     make_eval_loader,
-    open_cadences,
+    run_cadences,
 )
 from src.data.kaggle import (
     TRAIN_LABELS,
@@ -428,17 +428,8 @@ def train_fold(
     train_rows, valid_rows = folds[folds["fold"] != fold], folds[folds["fold"] == fold]
 
     def dataset(rows: pd.DataFrame) -> tuple[CadenceDataset, str]:
-        return open_cadences(
-            cfg.data_dir,
-            "train",
-            rows["id"].tolist(),
-            rows["target"].tolist(),
-            cfg.view,
-            cfg.cache_dir,
-            cfg.background,
-            access="map",  # every epoch reads the same cadences again
-            observation_shape=cfg.observation_shape,
-        )
+        # access "map": every epoch reads the same cadences again
+        return run_cadences(cfg, "train", rows["id"].tolist(), rows["target"].tolist(), access="map")
 
     def workers(found: CadenceDataset) -> int:
         return loader_workers(cfg.num_workers, accelerator.num_processes, isinstance(found, PackedCadenceDataset))
@@ -449,17 +440,7 @@ def train_fold(
         for note in dict.fromkeys([train_note, valid_note]):
             accelerator.print(note)
     if pseudo is not None:
-        test_set, note = open_cadences(
-            cfg.data_dir,
-            "test",
-            pseudo["id"].tolist(),
-            pseudo["target"].tolist(),
-            cfg.view,
-            cfg.cache_dir,
-            cfg.background,
-            access="map",
-            observation_shape=cfg.observation_shape,
-        )
+        test_set, note = run_cadences(cfg, "test", pseudo["id"].tolist(), pseudo["target"].tolist(), access="map")
         accelerator.print(f"{note}; {len(pseudo)} pseudo-labelled cadences join the training set")
         train_set = CombinedCadences([train_set, test_set])
     train_loader = make_train_loader(train_set, cfg, workers(train_set), sampler_generator)
@@ -652,16 +633,7 @@ def train(
     if not resume:  # what can be checked is checked before the run folder is made
         check_fold_sizes(labels, cfg.n_folds, Path(cfg.data_dir) / TRAIN_LABELS)
         if cfg.cache_dir:  # an incomplete or damaged packed cache
-            open_cadences(
-                cfg.data_dir,
-                "train",
-                labels["id"].tolist(),
-                None,
-                cfg.view,
-                cfg.cache_dir,
-                cfg.background,
-                observation_shape=cfg.observation_shape,
-            )
+            run_cadences(cfg, "train", labels["id"].tolist(), None)
         build_model(cfg)  # an unknown backbone or unreadable pretrained weights
     cfg, run_dir = prepare_run_dir(cfg, recipe_name, overwrite, resume)
     resume_command = f"{launcher()} main.py --resume {run_dir}"
