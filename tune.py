@@ -16,7 +16,16 @@ from pathlib import Path
 
 from src.core.cli import ErrorLineParser, run_cli
 from src.core.config import Config, add_config_arguments, make_config, read_yaml
-from src.engine.tuning import RESULTS_MD, Search, prepare_out, read_space, resumed_search, run_search, write_search
+from src.engine.tuning import (
+    RESULTS_MD,
+    Search,
+    check_before_trials,
+    prepare_out,
+    read_space,
+    resumed_search,
+    run_search,
+    write_search,
+)
 
 PATH_FIELDS = ("data_dir", "cache_dir", "pretrained")  # absolute, for trials on other workers or folders
 
@@ -65,6 +74,7 @@ def main() -> None:
         if not 0 <= args.fold < make_config(base).n_folds:
             parser.error(f"--fold: must be in [0, n_folds = {make_config(base).n_folds})")
         ranges = tuple(read_space(args.space, base))
+        check_before_trials(base, ranges)
         prepare_out(out, args.overwrite)
         search = Search(
             base, ranges, out, args.fold, args.trials, args.grace_epochs, args.reduction_factor,

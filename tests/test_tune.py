@@ -16,8 +16,8 @@ import yaml
 from matplotlib.image import imread
 
 from src.core.config import load_config
-from src.core.errors import ConfigError
-from src.engine.tuning import parse_range, read_space
+from src.core.errors import ConfigError, DataError, ModelError
+from src.engine.tuning import check_before_trials, parse_range, read_space
 from src.synth.generator import SynthConfig, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,6 +106,24 @@ def test_spaces_are_checked_against_the_config(tmp_path, space, message):
     path.write_text(space)
     with pytest.raises(ConfigError, match=message):
         read_space(path, {"model_name": "test_efficientnet"})
+
+
+@pytest.mark.parametrize(
+    ("base", "space", "error", "message"),
+    [
+        ({"data_dir": "nowhere"}, "lr: loguniform(1.0e-4, 1.0e-2)\n", DataError, "data directory not found"),
+        ({}, "model_name: choice([test_resnet, no_such_net])\n", ModelError, "'no_such_net' is not a timm model"),
+        ({"n_folds": 40}, "lr: loguniform(1.0e-4, 1.0e-2)\n", DataError, "too few for 40 folds"),
+    ],
+)
+def test_what_would_fail_every_trial_is_found_before_ray_starts(tiny_data, tmp_path, base, space, error, message):
+    path = tmp_path / "space.yaml"
+    path.write_text(space)
+    values = {"data_dir": str(tiny_data), "model_name": "test_efficientnet", "n_folds": 2, **base}
+    if base.get("data_dir"):
+        values["data_dir"] = str(tmp_path / base["data_dir"])
+    with pytest.raises(error, match=message):
+        check_before_trials(values, read_space(path, values))
 
 
 def test_a_bad_space_is_one_line_before_any_trial(tiny_data, tmp_path):

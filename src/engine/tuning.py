@@ -37,10 +37,12 @@ from matplotlib.figure import Figure
 from src.core.config import Config, make_config, read_yaml
 from src.core.errors import ConfigError, TrainingError
 from src.core.files import write_csv_atomically, write_text_atomically
+from src.data.kaggle import TRAIN_LABELS, check_fold_sizes, read_train_labels, require_cadence_files
 from src.engine.pictures import save_figure
 from src.engine.resume import latest_state
 from src.engine.tracking import METRICS_CSV
 from src.engine.train import train
+from src.models.classifier import build_model
 from src.search.scan import ray_session
 
 METRIC = "valid_auc"
@@ -210,6 +212,22 @@ class Search:
             },
             f"trial {trial_id}",
         )
+
+
+def check_before_trials(base: Mapping[str, Any], ranges: Sequence[Range]) -> None:
+    """What would make every trial fail, checked once before Ray starts: the training data (its labels, its
+    cadence files, enough of them for the folds), and each backbone the search may pick (a timm model that fits
+    the recipe, its pretrained weights readable)."""
+    cfg = make_config(dict(base))
+    labels = read_train_labels(cfg.data_dir)
+    labels_path = Path(cfg.data_dir) / TRAIN_LABELS
+    if not cfg.skip_bad:
+        require_cadence_files(cfg.data_dir, "train", labels["id"].tolist(), labels_path)
+    check_fold_sizes(labels, cfg.n_folds, labels_path)
+    searched = {r.field: r for r in ranges}
+    names = searched["model_name"].examples() if "model_name" in searched else [cfg.model_name]
+    for name in names:
+        build_model(dataclasses.replace(cfg, model_name=name))
 
 
 def write_search(search: Search) -> None:
