@@ -24,21 +24,16 @@ from src.engine.tuning import (
     read_space,
     resumed_search,
     run_search,
+    search_base,
     write_search,
 )
 
-PATH_FIELDS = ("data_dir", "cache_dir", "pretrained")  # absolute, for trials on other workers or folders
-
 
 def base_values(args: argparse.Namespace) -> dict:
-    """The base recipe's values with the command line's over them, paths made absolute, checked by the Config."""
+    """The base recipe's values with the command line's over them (see `search_base`)."""
     names = {f.name for f in dataclasses.fields(Config)}
     values = {**(read_yaml(args.config) if args.config else {}), **{k: v for k, v in vars(args).items() if k in names}}
-    for name in PATH_FIELDS:
-        if values.get(name):
-            values[name] = str(Path(values[name]).resolve())
-    typed = make_config(values, args.config or "config").to_dict()
-    return {name: typed[name] for name in values}  # as the Config reads them (numbers, lists), for best.yaml
+    return search_base(values, args.config or "config")
 
 
 def main() -> None:

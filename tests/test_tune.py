@@ -17,7 +17,7 @@ from matplotlib.image import imread
 
 from src.core.config import load_config
 from src.core.errors import ConfigError, DataError, ModelError
-from src.engine.tuning import check_before_trials, parse_range, read_space
+from src.engine.tuning import check_before_trials, parse_range, read_space, search_base
 from src.synth.generator import SynthConfig, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,6 +106,14 @@ def test_spaces_are_checked_against_the_config(tmp_path, space, message):
     path.write_text(space)
     with pytest.raises(ConfigError, match=message):
         read_space(path, {"model_name": "test_efficientnet"})
+
+
+def test_the_trials_paths_are_absolute_defaults_included(tmp_path, monkeypatch):
+    """Ray Tune runs each trial in its own folder: `data_dir` from the Config's default ('input') too."""
+    monkeypatch.chdir(tmp_path)
+    base = search_base({"model_name": "test_efficientnet", "epochs": "2", "pretrained": "weights"}, "cli")
+    assert base["data_dir"] == str(tmp_path / "input") and base["pretrained"] == str(tmp_path / "weights")
+    assert base["epochs"] == 2 and "cache_dir" not in base  # typed; unset paths stay unset
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,7 @@ SAMPLERS = {  # name -> number of arguments (choice: one list)
     "randint": 2,
     "choice": 1,
 }
+PATH_FIELDS = ("data_dir", "cache_dir", "pretrained", "pseudo_labels")  # read by every trial, from its own folder
 # what a trial's folder, data and fold are, not how it trains
 NOT_SEARCHABLE = ("data_dir", "cache_dir", "out_dir", "run_name", "folds", "n_folds", "tracker", "pretrained")
 EXPRESSION = re.compile(r"^\s*([a-z]+)\s*\((.*)\)\s*$", re.DOTALL)
@@ -212,6 +213,19 @@ class Search:
             },
             f"trial {trial_id}",
         )
+
+
+def search_base(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """The values every trial shares, as the Config reads them (numbers, lists: for best.yaml), checked; and the
+    paths among the config's, defaults included (`data_dir: input`), made absolute: a trial runs in its own
+    folder under Ray Tune, and perhaps on another machine."""
+    cfg = make_config(dict(values), source)
+    typed = cfg.to_dict()
+    base = {name: typed[name] for name in values}
+    for name in PATH_FIELDS:
+        if typed[name]:
+            base[name] = str(Path(typed[name]).resolve())
+    return base
 
 
 def check_before_trials(base: Mapping[str, Any], ranges: Sequence[Range]) -> None:
