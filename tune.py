@@ -66,8 +66,9 @@ def main() -> None:
         if args.space is None:
             parser.error("--space is needed (the fields to search and their ranges)")
         base = base_values(args)
-        if not 0 <= args.fold < make_config(base).n_folds:
-            parser.error(f"--fold: must be in [0, n_folds = {make_config(base).n_folds})")
+        n_folds = make_config(base).n_folds
+        if not 0 <= args.fold < n_folds:
+            parser.error(f"--fold: must be in [0, n_folds = {n_folds})")
         ranges = tuple(read_space(args.space, base))
         check_before_trials(base, ranges)
         prepare_out(out, args.overwrite)

@@ -89,7 +89,8 @@ def test_curves_plot_every_fold_and_measure(tmp_path):
 
 def test_roc_plot_is_sklearns_curve_with_the_operating_point(tmp_path):
     targets, logits = scored()
-    figure = plot_roc(targets, logits, tmp_path / "roc.png", "test", folds=np.arange(len(targets)) % 2)
+    at_fpr = operating_threshold(targets, logits)
+    figure = plot_roc(targets, logits, tmp_path / "roc.png", "test", at_fpr, folds=np.arange(len(targets)) % 2)
     (axes,) = figure.axes
     fpr, tpr, _ = roc_curve(targets, logits)
     curve = next(line for line in axes.lines if line.get_label().startswith("test: AUC"))

@@ -319,8 +319,8 @@ def ensemble_logits(infos: Sequence[CheckpointInfo], *args, **kwargs) -> np.ndar
 
 
 def score_logits(scores: np.ndarray) -> np.ndarray:
-    """Ensemble scores in [0, 1] on the logit scale, where the pictures' thresholds are stated (0: a score of
-    0.5); a vote's 0 and 1 stay finite."""
+    """A rank, vote or weighted ensemble's scores in [0, 1] on the logit scale, where the pictures' thresholds are
+    stated (0: a score of 0.5); a vote's 0 and 1 stay finite. The mean ensemble has its logits already."""
     return logit(np.clip(scores, SCORE_EPSILON, 1 - SCORE_EPSILON))
 
 
@@ -371,9 +371,11 @@ def evaluate(
     started = time.time()
     logits = checkpoint_logits(infos, data_dir, split, ids, tta, batch_size, num_workers, accelerator, cache_dir)
     if ensemble == "mean":
-        scores = expit(mean_logits(logits))
+        combined = mean_logits(logits)
+        scores = expit(combined)
     else:
         scores = combine(member_logits(logits, members), ensemble, weights, vote_threshold)
+        combined = score_logits(scores)
     submission["target"] = scores
     summary = {
         "checkpoints": [str(i.path) for i in infos],
@@ -394,7 +396,7 @@ def evaluate(
             write_csv_atomically(submission, out_path)
             if "test_auc" in summary:
                 summary["confusion"] = labelled_pictures(
-                    labelled, score_logits(scores), out_path.parent, f"{out_path.stem}_", "test"
+                    labelled, combined, out_path.parent, f"{out_path.stem}_", "test"
                 )
             write_text_atomically(out_path.with_name(out_path.stem + "_summary.json"), json.dumps(summary, indent=2))
         except OSError as err:

@@ -40,6 +40,7 @@ EXAMPLES_PER_KIND = 2  # Grad-CAM columns per kind: the most confident true posi
 DPI = 110
 GRADCAM_DPI = 80  # its panels are noise, which PNG cannot compress: fewer pixels keep the file under ~1 MB
 PICTURES_HEADING = "## Pictures"
+AT_FPR = f"{MAX_FALSE_POSITIVE_RATE:.0%} false-positive rate"  # the label of the threshold at that rate
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,7 @@ def operating_threshold(targets: np.ndarray, logits: np.ndarray, max_fpr: float 
 
 def stated_thresholds(targets: np.ndarray, logits: np.ndarray) -> list[Threshold]:
     """The two thresholds every picture and report states: 1% false positives, and probability 0.5."""
-    at_fpr = operating_threshold(targets, logits)
-    return [Threshold(f"{MAX_FALSE_POSITIVE_RATE:.0%} false-positive rate", at_fpr), Threshold("probability 0.5", 0.0)]
+    return [Threshold(AT_FPR, operating_threshold(targets, logits)), Threshold("probability 0.5", 0.0)]
 
 
 def confusion_counts(targets: np.ndarray, logits: np.ndarray, threshold: float) -> np.ndarray:
@@ -97,8 +97,11 @@ def plot_curves(metrics: pd.DataFrame, path: Path) -> Figure:
     return figure
 
 
-def plot_roc(targets: np.ndarray, logits: np.ndarray, path: Path, what: str, folds: np.ndarray | None = None) -> Figure:
-    """The ROC curve of `logits` (each fold's faintly, with `folds`), its AUC, and the 1%-false-positive point."""
+def plot_roc(
+    targets: np.ndarray, logits: np.ndarray, path: Path, what: str, at_fpr: float, folds: np.ndarray | None = None
+) -> Figure:
+    """The ROC curve of `logits` (each fold's faintly, with `folds`), its AUC, and the point of threshold `at_fpr`
+    (`operating_threshold`'s)."""
     figure = Figure(figsize=(5.5, 5), layout="constrained")
     axes = figure.subplots()
     if folds is not None and len(np.unique(folds)) > 1:
@@ -110,10 +113,9 @@ def plot_roc(targets: np.ndarray, logits: np.ndarray, path: Path, what: str, fol
     fpr, tpr, _ = roc_curve(targets, logits)
     auc = roc_auc_score(targets, logits)
     axes.plot(fpr, tpr, color="C0", lw=2, label=f"{what}: AUC {auc:.4f}")
-    threshold = operating_threshold(targets, logits)
-    (tn, fp), (fn, tp) = confusion_counts(targets, logits, threshold)
+    (tn, fp), (fn, tp) = confusion_counts(targets, logits, at_fpr)
     axes.plot(
-        fp / (fp + tn), tp / (tp + fn), "o", color="C3", label=f"logit >= {threshold:.2f}: recall {tp / (tp + fn):.3f}"
+        fp / (fp + tn), tp / (tp + fn), "o", color="C3", label=f"logit >= {at_fpr:.2f}: recall {tp / (tp + fn):.3f}"
     )
     axes.plot([0, 1], [0, 1], ":", color="black", lw=0.8)
     axes.set(xlabel="false-positive rate", ylabel="true-positive rate (recall)", title=f"ROC, {len(targets)} cadences")
@@ -267,7 +269,7 @@ def labelled_pictures(
     """`<prefix>roc.png` and `<prefix>confusion.png` in `folder` for labelled predictions; returns the counts at
     each stated threshold, for the report."""
     thresholds = stated_thresholds(targets, logits)
-    plot_roc(targets, logits, folder / f"{prefix}{ROC_PNG}", what, folds)
+    plot_roc(targets, logits, folder / f"{prefix}{ROC_PNG}", what, thresholds[0].logit, folds)
     plot_confusion(targets, logits, folder / f"{prefix}{CONFUSION_PNG}", thresholds)
     return {
         t.label: {"logit": t.logit, "confusion": confusion_counts(targets, logits, t.logit).tolist()}
@@ -282,7 +284,7 @@ def write_run_pictures(
     plot_curves(metrics, run_dir / CURVES_PNG)
     targets, logits = oof["target"].to_numpy().astype(int), oof["logit"].to_numpy()
     counts = labelled_pictures(targets, logits, run_dir, "", "out-of-fold", oof["fold"].to_numpy())
-    write_gradcam(run_dir, oof, operating_threshold(targets, logits), device, data_dir)
+    write_gradcam(run_dir, oof, counts[AT_FPR]["logit"], device, data_dir)
     return [
         PICTURES_HEADING,
         "",

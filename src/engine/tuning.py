@@ -201,6 +201,11 @@ class Search:
     concurrent: int | None = None
     seed: int = 0
 
+    @property
+    def epochs(self) -> int:
+        """The most epochs a trial runs: the base recipe's."""
+        return make_config(self.base).epochs
+
     def trial_config(self, sampled: Mapping[str, Any], trial_id: str) -> Config:
         return make_config(
             {
@@ -304,7 +309,7 @@ def tuner(search: Search, resume: bool):
         if not tune.Tuner.can_restore(str(experiment)):
             raise ConfigError(f"{experiment}: no Ray Tune experiment to restore (the search stopped before it began)")
         return tune.Tuner.restore(str(experiment), trainable, resume_unfinished=True, restart_errored=True)
-    epochs = int(search.base.get("epochs", Config.epochs))
+    epochs = search.epochs
     return tune.Tuner(
         trainable,
         param_space={r.field: r.tune_domain() for r in search.ranges},
@@ -387,7 +392,7 @@ def results_markdown(search: Search, table: pd.DataFrame, command: str, seconds:
         "",
         f"`{command}`",
         "",
-        f"{len(table)} trials of fold {search.fold}, {search.base.get('epochs', Config.epochs)} epochs at most (ASHA: "
+        f"{len(table)} trials of fold {search.fold}, {search.epochs} epochs at most (ASHA: "
         f"grace {search.grace_epochs} epoch(s), reduction factor {search.reduction_factor}), Optuna's TPE; "
         f"this command took {seconds / 60:.1f} min. Sorted by the best validation ROC AUC; `epochs_run` below the "
         "maximum: ASHA stopped the trial.",
