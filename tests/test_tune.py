@@ -213,3 +213,36 @@ def test_a_killed_search_continues_with_resume(tiny_data, tmp_path):
     assert (table["epochs_run"] == 4).any()
     saved = yaml.safe_load((out / "search.yaml").read_text())
     assert saved["trials"] == 3 and set(saved["ranges"]) == {"lr", "model_name"}
+
+
+def test_ctrl_c_stops_the_search_with_one_line(tiny_data, tmp_path):
+    """Ctrl-C from a terminal reaches the whole foreground group: Ray Tune stops and saves the search, and
+    tune.py says so in one line (exit 130) without writing results for a search that did not end."""
+    space = tmp_path / "space.yaml"
+    space.write_text(SPACE)
+    out = tmp_path / "search"
+    command = tune_command(tiny_data, space, out, "--epochs", "3", "--trials", "2", "--concurrent", "1")
+    search = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=environment(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as a terminal's foreground job has it
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and search.poll() is None and not list((out / "trials").glob("*/metrics.csv")):
+        time.sleep(0.5)
+    assert search.poll() is None, "the search ended before Ctrl-C"
+    os.killpg(search.pid, signal.SIGINT)
+    _, stderr = search.communicate(timeout=120)
+    assert search.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr
+    lines = [line for line in stderr.splitlines() if line.startswith(("interrupted:", "error:"))]
+    assert lines == [
+        f"interrupted: {out}: the search stopped before its 2 trials ended; Ray Tune saved it: continue with "
+        f"python tune.py --resume --out {out}"
+    ]
+    assert not (out / "results.csv").exists()

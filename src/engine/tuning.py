@@ -35,7 +35,7 @@ from accelerate.tracking import GeneralTracker
 from matplotlib.figure import Figure
 
 from src.core.config import Config, make_config, read_yaml
-from src.core.errors import ConfigError, TrainingError
+from src.core.errors import ConfigError, Interrupted, TrainingError
 from src.core.files import write_csv_atomically, write_text_atomically
 from src.data.kaggle import TRAIN_LABELS, check_fold_sizes, read_train_labels, require_cadence_files
 from src.engine.pictures import save_figure
@@ -451,6 +451,11 @@ def run_search(search: Search, command: str, resume: bool, address: str | None) 
     started = time.time()
     with ray_session(address):
         results = tuner(search, resume).fit()
+    if results.num_terminated + results.num_errors < search.trials:  # Ctrl-C: Ray Tune stopped and saved the search
+        raise Interrupted(
+            f"{search.out_dir}: the search stopped before its {search.trials} trials ended; Ray Tune saved it: "
+            f"continue with python tune.py --resume --out {search.out_dir}"
+        )
     table = trial_table(results, search)
     write_results(search, table, command, time.time() - started)
     if table["best_valid_auc"].isna().all():
