@@ -345,6 +345,43 @@ def test_normalize_in_chunks_equals_one_pass(monkeypatch, mode):
     assert chunked.dtype == torch.float32 and batch.dtype == torch.float16  # a new tensor, input untouched
 
 
+def needle_beside_bright_line(line_sigma: float, seed: int = 0) -> torch.Tensor:
+    """(6, 16, 256) unit noise; a needle of 3 sigma a pixel at channel 100 in the ON observations and an
+    interference line of `line_sigma` at channels 140-143 in all six."""
+    observations = torch.from_numpy(np.random.default_rng(seed).standard_normal((6, 16, 256)).astype(np.float32))
+    observations[list(ON_OBSERVATIONS), :, 100] += 3.0
+    observations[:, :, 140:144] += line_sigma
+    return observations
+
+
+def test_normalize_robust_keeps_the_noise_scale_whatever_the_interference():
+    """Per observation by median and MAD: a bright line in the window does not shrink the needle beside it, as a
+    mean and standard deviation do; the line itself is compressed."""
+    faint, bright = (normalize(needle_beside_bright_line(level), "robust") for level in (0.0, 100.0))
+    needle = (slice(None), slice(None), 100)
+    torch.testing.assert_close(bright[needle], faint[needle], rtol=0.02, atol=0.1)
+    assert float(bright[0, :, :90].std()) == pytest.approx(1.0, abs=0.05)
+    assert float(bright[0, :, 140:144].mean()) < 0.5 * 100.0  # compressed (asinh beyond ROBUST_KNEE_SIGMA)
+    assert torch.all(bright[0, :, 140:144] > bright[0, :, 100:101])  # but still the brightest thing there
+    plain = normalize(needle_beside_bright_line(100.0), "observation")
+    assert float(plain[0, :, 100].mean()) < 0.5 * float(bright[0, :, 100].mean())  # what robust is for
+
+
+def test_normalize_robust_per_observation_and_stable():
+    """Each observation on its own scale; a window mostly of one value (zeroed channels) or constant stays finite,
+    and faint pixels are left nearly linear."""
+    observations = needle_beside_bright_line(0.0) * torch.arange(1, 7, dtype=torch.float32)[:, None, None]
+    out = normalize(observations[None].half(), "robust")[0]
+    assert out.dtype == torch.float32
+    mad_std = [1.4826 * float((o - o.median()).abs().median()) for o in out]
+    assert mad_std == pytest.approx([1.0] * 6, abs=0.06)  # asinh barely bends the noise
+    mostly_zero = torch.zeros(1, 6, 16, 256)
+    mostly_zero[..., :64] = torch.randn(1, 6, 16, 64)
+    assert torch.isfinite(normalize(mostly_zero, "robust")).all()
+    assert float(normalize(mostly_zero, "robust")[..., :64].std()) == pytest.approx(2.0, rel=0.1)  # plain std
+    assert torch.equal(normalize(torch.full((2, 6, 4, 8), 3.0), "robust"), torch.zeros(2, 6, 4, 8))
+
+
 def test_normalize_none_is_unchanged(cadence):
     obs = torch.from_numpy(cadence.astype(np.float32))
     assert torch.equal(normalize(obs, "none"), obs)

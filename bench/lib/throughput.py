@@ -37,7 +37,7 @@ from src.data.packed import open_packed, pack_split
 from src.engine.checkpoint import save_checkpoint
 from src.models.classifier import build_model
 from src.search.dedoppler import cadence_planes
-from src.transforms.images import CHANNEL_VIEWS, batch_to_images, image_shape
+from src.transforms.images import CHANNEL_VIEWS, batch_to_images, image_shape, robust_normalize
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,8 @@ class PublicPipelineDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         cadence = np.load(self.paths[index])[self.observations].astype(np.float32)
+        if self.cfg.normalize == "robust":  # per observation, before the observations are stacked
+            cadence = robust_normalize(torch.from_numpy(cadence)).numpy()
         # the channel views keep the observations as channels; the others stack them in time
         image = cadence if self.cfg.view in CHANNEL_VIEWS else np.vstack(cadence)[None]
         if self.cfg.normalize == "sample":

@@ -33,7 +33,7 @@ from src.core.errors import ConfigError
 from src.core.files import write_text_atomically
 
 VIEWS = ("on", "all", "channels", "dedoppler")
-NORMALIZATIONS = ("sample", "observation", "none")
+NORMALIZATIONS = ("sample", "observation", "robust", "none")
 POOLS = ("avg", "gem")
 MIX_MODES = ("none", "mixup", "cutmix", "both")
 MIX_LABELS = ("mix", "max", "or")
@@ -56,7 +56,8 @@ class Config:
     view: str = "on"  # on: 3 ON obs stacked (819x256); all: 6 stacked (1638x256); channels: 6 obs as channels;
     # dedoppler: channels plus each observation's de-Doppler plane aligned across the cadence (12 channels)
     image_size: tuple[int, int] | None = None  # (height, width) after resizing; None keeps the native size
-    normalize: str = "sample"  # sample: one mean/std per sample; observation: per observation; none
+    normalize: str = "sample"  # sample: one mean/std per sample; observation: per observation; robust: per
+    # observation by median and MAD, bright pixels compressed (src/transforms/images.py); none
     background: str = "none"  # off_spectrum: subtract the OFF observations' mean spectrum from all (reads all six)
     observation_shape: tuple[int, int] = OBSERVATION_SHAPE  # time rows, frequency channels of one observation
     resolution: tuple[float, float] = (DF_HZ, DT_S)  # channel width (Hz), time row (s) of the data
