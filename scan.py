@@ -6,6 +6,7 @@ observations but not the OFF ones, and report ranked, plotted candidates.
     python scan.py --catalog cadences.csv --out scans/night1 --workers 2            # two cadences at a time
     python scan.py --catalog cadences.csv --out scans/night1 --engine ray --address auto   # on a Ray cluster
     python scan.py --catalog cadences.csv --out scans/night1 --checkpoints outputs/<run>   # ranked by a model
+    python scan.py --catalog cadences.csv --out scans/night1 --checkpoints outputs/<run> --windows --device cuda
 
 Each cadence gets a folder under --out with hits/*.dat (turbo_seti's format), hits.csv, events.csv,
 candidates.csv, plots/ and report.md; --out also holds all candidates and a summary report. A killed scan,
@@ -60,6 +61,12 @@ def parse_args() -> argparse.Namespace:
     model.add_argument(
         "--model-actors", type=int, default=1, help="Ray Data scoring actors with --engine ray (default 1)"
     )
+    model.add_argument(
+        "--windows",
+        action="store_true",
+        help="the model also scores every window of the ON bands where no hit is (its best line); those it passes "
+        "are candidates of level 0. Thousands per coarse channel: meant for a GPU (docs/scan.md)",
+    )
     return parser.parse_args()
 
 
@@ -76,9 +83,12 @@ def main() -> None:
             keep_zero_drift=args.keep_zero_drift,
             pattern=args.pattern,
             plot_top=args.plot_top,
+            windows=args.windows,
         )
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if args.windows and not args.checkpoints:
+        raise ConfigError("--windows: the windows are for a model to score; give --checkpoints")
     if args.workers < 1:
         raise ConfigError(f"--workers {args.workers}: at least 1")
     if args.engine == "local":  # Ray tasks take their devices on the cluster

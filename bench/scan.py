@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         "run the scan with the model (scan.py --checkpoints) and report it beside the scan alone",
     )
     parser.add_argument("--model-snr", type=float, help="hit SNR threshold of the scan with the model (default --snr)")
+    parser.add_argument(
+        "--windows",
+        action="store_true",
+        help="the scan with the model also scores every window of the ON bands where no hit is (scan.py --windows)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier report and working files")
     return parser
 
@@ -116,6 +121,7 @@ def main() -> None:
             memory_data=args.memory_data,
             checkpoints=tuple(args.checkpoints),
             model_snr=args.model_snr,
+            windows=args.windows,
             overwrite=args.overwrite,
             command=" ".join(shlex.quote(a) for a in ["python", *sys.argv]),
         )

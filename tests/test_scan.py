@@ -395,6 +395,7 @@ CHECKED_BEFORE_WRITING = [  # each once wrote a folder or a traceback before it 
     "unknown device",
     "bandpass bin wider than a coarse channel",
     "name leaving --out",
+    "windows without a model",
 ]
 
 
@@ -443,6 +444,10 @@ def bad_runs(scans, data, tmp_path_factory) -> dict[str, tuple[subprocess.Comple
             ["--bandpass-bin"],
         ),
         "name leaving --out": (cadence("name leaving --out", *SCAN, "--name", "../escaped"), ["--name"]),
+        "windows without a model": (
+            cadence("windows without a model", *SCAN, "--windows"),
+            ["--windows", "--checkpoints"],
+        ),
     }
     for name in cases:
         (root / name).mkdir(parents=True, exist_ok=True)
@@ -719,4 +724,33 @@ def test_a_model_trained_by_main_py_scans_a_cadence_here_and_on_ray(trained_run,
     assert (
         "Model: 1 checkpoint(s) of resnet10t, TTA identity, hflip" in (local / "SYNTH_T000" / "report.md").read_text()
     )
+    pd.testing.assert_frame_equal(events, pd.read_csv(on_ray / "SYNTH_T000" / "events.csv"), atol=1e-4)
+
+
+def test_windows_are_scored_here_and_on_ray_alike(trained_run, ray_cluster, data, tmp_path):
+    """--windows: the trained model also scores a window of every ON band's stretch where no hit is; those it
+    passes are level-0 events and candidates, the events of the hits are unchanged, and Ray gives the same."""
+    files = cadence_files(data["catalog"])
+    local, on_ray, plain = tmp_path / "local", tmp_path / "ray", tmp_path / "plain"
+    common = ("--cadence", *files, *SCAN, "--checkpoints", trained_run)
+    scan(*common, "--out", plain)
+    scan(*common, "--windows", "--out", local)
+    scan(*common, "--windows", "--out", on_ray, "--engine", "ray", "--address", ray_cluster)
+    folder = local / "SYNTH_T000"
+    chunk_events = pd.concat(pd.read_csv(p) for p in sorted((folder / "chunks").glob("*.events.csv")))
+    logits = pd.concat(pd.read_csv(p) for p in sorted((folder / "chunks").glob("*.model.csv")))["model_logit"]
+    window_logits = logits.to_numpy()[chunk_events["level"].to_numpy() == 0]
+    window_rows = chunk_events[chunk_events["level"] == 0]
+    assert len(window_logits) > 0 and set(window_rows["obs"]) <= {0, 2, 4}  # ON observations only
+    assert window_rows.groupby(["chunk", "obs"]).size().max() <= 1024 // 64  # one per 64-channel window at most
+    events = pd.read_csv(folder / "events.csv")
+    windows = events[events["level"] == 0]
+    assert len(windows) == int((window_logits >= 0).sum())  # kept where the model gives at least 0.5
+    assert windows["model_score"].ge(0.5).all() and windows["score"].isna().all()
+    pd.testing.assert_frame_equal(
+        events[events["level"] > 0].reset_index(drop=True), pd.read_csv(plain / "SYNTH_T000" / "events.csv"), atol=1e-4
+    )
+    assert (pd.read_csv(folder / "candidates.csv")["level"] == 0).sum() == len(windows)
+    report = (folder / "report.md").read_text()
+    assert f"(level 0): {len(window_logits)} scored by the model, {len(windows)} at or above its threshold" in report
     pd.testing.assert_frame_equal(events, pd.read_csv(on_ray / "SYNTH_T000" / "events.csv"), atol=1e-4)

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from src.data.clean import bandpass, blank_dc, clean_block, flag_persistent
-from src.search.events import ObservationClock, find_events
+from src.search.events import ObservationClock, carried_start, event_columns, find_events
 from src.search.hits import (
+    Profile,
     boxcar,
     dedoppler_profile,
     drift_bands,
@@ -24,6 +25,7 @@ from src.search.hits import (
     track_snr,
     tracks_meet,
 )
+from src.search.windows import WINDOW_LEVEL, best_line_per_window, free_lines, window_events
 
 ROWS, TSAMP = 16, 18.25
 
@@ -413,3 +415,66 @@ def test_needle_in_one_on_is_level_2_and_zero_drift_makes_no_event():
     events = events_of(cadence_blocks([((2,), 2500, 0.08, 4.0), ((0, 2, 4), 6000, 0.0, 4.0)]))
     assert len(events) == 1
     assert events.iloc[0].level == 2 and events.iloc[0].in_n_ons == 1
+
+
+# ---------------------------------------------------------------- windows ---
+
+
+def test_best_line_per_window_takes_each_stretch_s_strongest_line():
+    snr = np.array([1.0, 7.0, 2.0, 3.0, -np.inf, -np.inf, -np.inf, -np.inf, 0.5, 4.0], dtype=np.float32)
+    profile = Profile(snr=snr, drift=np.zeros(10), width=np.ones(10, dtype=np.int64), noise=((0.0, 1.0),))
+    assert best_line_per_window(profile, 4).tolist() == [1, 9]  # the unsearched stretch gives none
+    free = np.ones(10, dtype=bool)
+    free[[1, 8, 9]] = False
+    assert best_line_per_window(profile, 4, free).tolist() == [3]  # the next best; none left in the last
+
+
+def test_free_lines_pass_over_the_lines_crossing_a_known_track():
+    n = 200
+    drift = np.where(np.arange(n) < 100, 10.0, 0.0)  # lines from channels 0-99 drift 10 channels, the rest none
+    profile = Profile(snr=np.ones(n), drift=drift, width=np.ones(n, dtype=np.int64), noise=((0.0, 1.0),))
+    free = free_lines(profile, (np.array([50.0]), np.array([0.0]), np.array([1.0])))  # a still line at 50
+    assert not free[38:53].any() and free[:37].all() and free[54:].all()  # lines from 40-50 cross it
+
+
+def test_windows_show_the_model_a_needle_below_the_hit_threshold_and_skip_known_signals():
+    """Every ON band is cut into windows; the window of a needle too faint for a hit is its own track, carried
+    along the clock like an event's; a window meeting a hit (or an event's track) is left out; OFF bands give none."""
+    bright, faint = ((0, 2, 4), 2000, 0.05, 4.0), ((0, 2, 4), 6000, -0.02, 2.0)  # SNR ~16 and ~8
+    blocks = cadence_blocks([bright, faint])
+    profiles = [dedoppler_profile(b, 26.0) for b in blocks]
+    hits = pd.concat(
+        [
+            pd.DataFrame(
+                {"obs": k, "channel": h.astype(float), "drift": p.drift[h], "width": p.width[h], "snr": p.snr[h]}
+            )
+            for k, p in enumerate(profiles)
+            for h in [find_hits(p, 10.0)]
+        ],
+        ignore_index=True,
+    )
+    events = find_events(hits, CLOCKS, profiles, blocks, 10.0)
+    assert len(events) == 1  # only the bright needle is an event
+    windows = window_events(hits, events, profiles, CLOCKS, 256)
+    assert list(windows.columns) == event_columns(6) and (windows["level"] == WINDOW_LEVEL).all()
+    assert set(windows["obs"]) == {0, 2, 4}
+    event = events.iloc[0]
+    for k in (0, 2, 4):
+        mine = windows[windows["obs"] == k]
+        assert len(mine) == 8192 // 256  # one per window: beside the needle, the best line not crossing it
+        bright_start = event[f"channel_obs{k}"]
+        bright_drift = CLOCKS[int(event["obs"])].rate(event["drift"]) * (ROWS - 1) * TSAMP
+        meets = tracks_meet(
+            bright_start, bright_drift, event["width"], *mine[["channel", "drift", "width"]].T.values, 1
+        )
+        assert not meets.any()
+        faint_here = 6000 - 0.02 * CLOCKS[k].t_start_s
+        found = mine[abs(mine["channel"] - faint_here) <= 2]
+        assert len(found) == 1 and abs(found["drift"].iloc[0] - (-0.02 * (ROWS - 1) * TSAMP)) <= 1.5
+        assert found["snr"].iloc[0] < 10.0
+        row = found.iloc[0]
+        for j in range(6):
+            assert row[f"channel_obs{j}"] == pytest.approx(
+                carried_start(row["channel"], row["drift"], CLOCKS[k], CLOCKS[j])
+            )
+        assert abs(row["channel_obs4"] - (6000 - 0.02 * CLOCKS[4].t_start_s)) <= 3

@@ -36,6 +36,7 @@ import pandas as pd
 
 from src.core.errors import ConfigError, DataError
 from src.core.files import write_atomically
+from src.search.windows import WINDOW_LEVEL
 
 REPO = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).resolve().parent / "turboseti_runner.py"
@@ -96,6 +97,7 @@ class BenchSettings:
     memory_data: Path | None = None  # default <data>/memory
     checkpoints: tuple[Path, ...] = ()  # a scan model's checkpoints or run folders: the scan with the model too
     model_snr: float | None = None  # hit SNR threshold of the scan with the model (default: --snr)
+    windows: bool = False  # the scan with the model also scores every window of the ON bands (scan.py --windows)
     overwrite: bool = False
     command: str = ""
 
@@ -119,6 +121,8 @@ class BenchSettings:
             raise ConfigError(f"--plot-top {self.plot_top}: at least {N_PLOTS} (the report copies {N_PLOTS} plots)")
         if self.memory and (not self.memory_coarse_channels or min(self.memory_coarse_channels) < 1):
             raise ConfigError("--memory-coarse-channels: one or more counts >= 1")
+        if self.windows and not self.checkpoints:
+            raise ConfigError("--windows: the windows are for a model to score; give --checkpoints")
 
     @property
     def work_dir(self) -> Path:
@@ -378,7 +382,13 @@ def run_scan(cadences, work: Path, settings: BenchSettings, with_model: bool = F
     from src.search.scan import Execution, ScanSettings, scan_catalog
 
     snr = settings.model_snr if with_model and settings.model_snr else settings.snr
-    scan_settings = ScanSettings(max_drift=settings.max_drift, snr=snr, filter_level=1, plot_top=settings.plot_top)
+    scan_settings = ScanSettings(
+        max_drift=settings.max_drift,
+        snr=snr,
+        filter_level=1,
+        plot_top=settings.plot_top,
+        windows=with_model and settings.windows,
+    )
     previous = torch.get_num_threads()
     if settings.torch_threads:
         torch.set_num_threads(settings.torch_threads)
@@ -1035,6 +1045,12 @@ def markdown(report: dict) -> str:
             f"{_f(m['snippets_per_second'], 0)} snippets/s ({m['snippets_timed']} snippets, "
             f"{m.get('torch_threads')} torch thread(s)).",
         ]
+        if m.get("windows"):
+            lines.append(
+                f"With `--windows`: the model also scored every window of the ON bands where no hit is (its best "
+                f"line); the {m['windows_kept']} it passed (score >= 0.5) are among the events above as level 0, "
+                "the rest are not in events.csv, so the AUC and the curve below a score of 0.5 leave them out."
+            )
     noise = report.get("turbo_seti_noise_estimate")
     if noise:
         lines += [
@@ -1379,6 +1395,8 @@ def model_report(scored: pd.DataFrame, modelled: dict, scan: dict, s: BenchSetti
         "snr": s.model_snr or s.snr,
         "events": len(scored),
         "needle_events": int(is_needle.sum()),
+        "windows": s.windows,
+        "windows_kept": int((scored["level"] == WINDOW_LEVEL).sum()),
         "snippet_auc": auc,
         "seconds": modelled["seconds"],
         "scan_seconds": scan["seconds"],

@@ -68,6 +68,12 @@ class ObservationClock:
         return self.rate(np.maximum(1.0, np.asarray(width) / 2))
 
 
+def carried_start(channel: float, drift: float, clock: ObservationClock, other: ObservationClock) -> float:
+    """Where a straight track (start `channel` at the first row of `clock`'s observation, `drift` channels over
+    it) starts in `other`'s observation, carried along the cadence's clock (slews included)."""
+    return float(channel + clock.rate(drift) * (other.t_start_s - clock.t_start_s))
+
+
 def tolerance(width: float, step_rate: float, dt_s: float) -> float:
     return TOLERANCE_CHANNELS + width / 2 + step_rate * abs(dt_s) / 2
 
@@ -138,7 +144,7 @@ class _Tracks:
         clock, other = self.clocks[int(hit.obs)], self.clocks[k]
         rate, step = clock.rate(hit.drift), clock.drift_step_rate(hit.width)
         dt = other.t_start_s - clock.t_start_s
-        start, tol = hit.channel + rate * dt, tolerance(hit.width, step, dt)
+        start, tol = carried_start(hit.channel, hit.drift, clock, other), tolerance(hit.width, step, dt)
         drift_here = float(rate * max(other.n_rows - 1, 1) * other.tsamp)  # the track's drift in that observation
         noise = self.profiles[k].noise
         level = noise[min(band_of_width(int(hit.width)), len(noise) - 1)]

@@ -20,6 +20,7 @@ import pandas as pd
 from src.core.files import write_atomically, write_csv_atomically, write_text_atomically
 from src.data.filterbank import FilterbankHeader
 from src.search.plots import plot_candidate, plot_overview
+from src.search.windows import WINDOW_LEVEL
 
 DAT_RULE = "# --------------------------\n"
 DAT_COLUMNS = (
@@ -146,9 +147,11 @@ def event_table(events: pd.DataFrame, hits: pd.DataFrame, cadence, bounds, max_d
 
 
 def candidate_table(events: pd.DataFrame, cadence, bounds, filter_level: int) -> pd.DataFrame:
-    """Events at `filter_level` or above, ranked by the model's score where a model scored them, else by the
-    search's score, with what a person reads first and what a model needs to cut each observation's snippet."""
-    kept = events[events["level"] >= filter_level].sort_values(ranking_column(events), ascending=False, kind="stable")
+    """Events at `filter_level` or above (and the windows a model passed), ranked by the model's score where a
+    model scored them, else by the search's score, with what a person reads first and what a model needs to cut
+    each observation's snippet."""
+    keep = (events["level"] >= filter_level) | (events["level"] == WINDOW_LEVEL)
+    kept = events[keep].sort_values(ranking_column(events), ascending=False, kind="stable")
     n_obs = len(cadence.headers)
     first_on = cadence.on.index(True)
     table = pd.DataFrame(
@@ -222,8 +225,12 @@ def write_cadence_outputs(folder: Path, cadence, settings, bounds, model: dict |
     `model` (what scored the events: its description and threshold), every chunk has its model scores, the
     candidates are ranked by them and the report says how many pass the threshold."""
     raw_hits, raw_events, summaries = read_chunks(folder, bounds, with_model=model is not None)
+    windows_scored = int((raw_events["level"] == WINDOW_LEVEL).sum())
     if model is not None:
         raw_events["model_score"] = 1.0 / (1.0 + np.exp(-raw_events["model_logit"].to_numpy(float)))
+        # windows (scan.py --windows, thousands per coarse channel) are kept where the model passes them
+        below = (raw_events["level"] == WINDOW_LEVEL) & (raw_events["model_score"] < model["threshold"])
+        raw_events = raw_events[~below].reset_index(drop=True)
     hits = hit_table(raw_hits, cadence, bounds)
     (folder / "hits").mkdir(exist_ok=True)
     for k, header in enumerate(cadence.headers):
@@ -241,7 +248,7 @@ def write_cadence_outputs(folder: Path, cadence, settings, bounds, model: dict |
     for candidate in candidates.head(settings.plot_top).itertuples(index=False):
         path = plots / f"candidate_{candidate.rank:03d}.png"
         write_atomically(path, lambda tmp, c=candidate: plot_candidate(tmp, c, cadence))
-    report = cadence_report(cadence, settings, hits, events, candidates, summaries, model)
+    report = cadence_report(cadence, settings, hits, events, candidates, summaries, model, windows_scored)
     write_text_atomically(folder / "report.md", report)
 
 
@@ -262,7 +269,9 @@ def model_lines(model: dict | None, candidates: pd.DataFrame) -> list[str]:
     ]
 
 
-def cadence_report(cadence, settings, hits, events, candidates, summaries, model: dict | None = None) -> str:
+def cadence_report(
+    cadence, settings, hits, events, candidates, summaries, model: dict | None = None, windows_scored: int = 0
+) -> str:
     seconds = [s["seconds"] for s in summaries]
     files = pd.DataFrame(
         {
@@ -301,8 +310,14 @@ def cadence_report(cadence, settings, hits, events, candidates, summaries, model
         "",
         _markdown(files),
         f"Events: level 1 (hits): {levels[1]}, level 2 (in an ON, no OFF): {levels[2]}, "
-        f"level 3 (in every ON, no OFF): {levels[3]}. Candidates (level >= {settings.filter_level}): "
-        f"**{len(candidates)}**"
+        f"level 3 (in every ON, no OFF): {levels[3]}. "
+        + (
+            f"Windows of the ON bands with no hit (level 0): {windows_scored} scored by the model, "
+            f"{int((events['level'] == WINDOW_LEVEL).sum())} at or above its threshold (candidates too). "
+            if settings.windows
+            else ""
+        )
+        + f"Candidates (level >= {settings.filter_level}): **{len(candidates)}**"
         + (
             ", ranked by the model's score."
             if model

@@ -47,6 +47,7 @@ from src.search.outputs import (
     write_cadence_outputs,
     write_catalog_outputs,
 )
+from src.search.windows import window_events
 
 STATE_FILE = "scan.json"
 ASSEMBLY_SETTINGS = ("filter_level", "plot_top")  # settings of the outputs only: a rerun may change them
@@ -66,6 +67,7 @@ class ScanSettings:
     keep_zero_drift: bool = False  # let zero-drift hits into events (turbo_seti's level 1 drops them)
     pattern: str | None = None  # ON/OFF letters; None: from the source names
     plot_top: int = 10  # candidate plots per cadence
+    windows: bool = False  # with a model: also every window of the ON bands where no hit is (windows.py)
 
     def __post_init__(self):
         checks = {
@@ -131,7 +133,10 @@ def search_chunk(
     snippet_channels: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray | None]:
     """Hits (every observation) and events of one coarse channel, channels counted in the file, and with
-    `snippet_channels` every event's snippet (in the events' order) for a model to score."""
+    `snippet_channels` every event's snippet (in the events' order) for a model to score; with
+    `settings.windows`, the windows of the ON bands that hold no hit are events too (level 0)."""
+    if settings.windows and not snippet_channels:
+        raise ConfigError("--windows: the windows are for a model to score; scan with --checkpoints")
     start, stop = bounds
     profiles, hits, blocks = [], [], []
     for k, header in enumerate(cadence.headers):
@@ -148,6 +153,10 @@ def search_chunk(
         profiles.append(profile)
     hit_table = pd.concat(hits, ignore_index=True)
     events = find_events(hit_table, clocks(cadence), profiles, blocks, settings.snr, settings.keep_zero_drift)
+    if settings.windows:
+        windows = window_events(hit_table, events, profiles, clocks(cadence), snippet_channels)
+        parts = [table for table in (events, windows) if len(table)]
+        events = pd.concat(parts, ignore_index=True) if parts else events
     snippets = event_snippets(events, blocks, cadence, snippet_channels) if snippet_channels else None
     for table in (hit_table, events):
         table.insert(0, "chunk", chunk)
@@ -163,6 +172,8 @@ def state_of(cadence: Cadence, settings: ScanSettings) -> dict:
         {"path": str(p.resolve()), "bytes": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in cadence.paths
     ]
     search = {k: v for k, v in dataclasses.asdict(settings).items() if k not in ASSEMBLY_SETTINGS}
+    if not settings.windows:  # folders scanned before the option existed stay resumable
+        del search["windows"]
     return {"settings": search, "files": files, "pattern": cadence.pattern()}
 
 
