@@ -25,8 +25,7 @@ from src.core.cadence import (
     view_observations,
 )
 from src.core.config import Config
-from src.data.clean import MAD_TO_STD
-from src.search.dedoppler import cadence_planes
+from src.search.dedoppler import MAD_TO_STD, cadence_planes
 
 NORMALIZE_CHUNK_BYTES = 4 << 20  # float32 groups standardised together on a CPU: a working set that stays in cache
 # normalize: robust - pixels beyond this many noise sigmas grow as its asinh: a needle of SNR 50 (about 12 sigma
