@@ -32,7 +32,12 @@ sample here is made the way the scan would see it:
      one ON observation and, in some others, at the SNR that holds an event along a predicted track
      (CHANCE_HOLD_SNR), as the noise is where a scan at a low threshold finds a hit in it (`bring_track_to`
      conditions the noise on that sum). Most false events of a scan at SNR 5 are these; a track through
-     noise where nothing was picked (`noise`) shows nothing of the kind.
+     noise where nothing was picked (`noise`) shows nothing of the kind;
+   - a chance hit with a needle beside it (`needle_aside`): a noise_hit whose window also shows a needle, whose
+     path stays at least ASIDE_PIXELS off the track in every ON observation holding it (in ASIDE_PARALLEL_SHARE
+     of them drifting as the track does, so it is in every ON window). Beside a bright needle, a scan at SNR 5
+     finds chance hits whose windows, binned by their boxcars, show that needle off their centre: the candidate
+     is still the chance hit.
 3. Each observation's block: rows x (channels x b + MARGIN_CHANNELS) fine channels around its window, of
    chi-squared noise at a level drawn from real GBT statistics (filterbank.py's `real_noise`), the signals
    rendered by filterbank.py's `add_line` / `add_burst` (Doppler smearing included); b is the hit search's
@@ -56,13 +61,14 @@ sample here is made the way the scan would see it:
 Written in the Kaggle layout, which `main.py` reads with `--observation-shape 16,256 --window follows_drift`:
 `train/<id[0]>/<id>.npy` and `test/...` (float16, (6, rows, channels)), `train_labels.csv` and `test_labels.csv`
 (id,target), `sample_submission.csv` (the test ids, target 0.5) and `metadata.csv`: id, split, target, kind (needle,
-rfi, rfi_crossing, noise, noise_hit, off_only, burst), shape, snr, drift_hz_s (the candidate signal's rate at the
-cadence's start, or the noise track's), drift_channels (the candidate's estimated drift over an observation),
-boxcar, rfi_with_needle, rfi_across_path (the interference meets the needle's path in an ON observation holding it),
-needle_across (an interference negative with a needle across its line), rfi_shape, rfi_snr, real_background,
-n_on_present, n_off_present (observations holding the candidate's signal), faded (`obs:level` pairs where it is
-there at only that share of its SNR) and chance (a noise_hit's `obs:snr` pairs; its snr column is the hit's). The
-same flags give byte-identical files whatever --workers; an earlier set is never replaced without --overwrite.
+rfi, rfi_crossing, noise, noise_hit, off_only, burst, needle_aside), shape, snr, drift_hz_s (the candidate
+signal's rate at the cadence's start, or the noise track's), drift_channels (the candidate's estimated drift over
+an observation), boxcar, rfi_with_needle, rfi_across_path (the interference meets the needle's path in an ON
+observation holding it), needle_across (an interference negative with a needle across its line), rfi_shape,
+rfi_snr, real_background, n_on_present, n_off_present (observations holding the candidate's signal), faded
+(`obs:level` pairs where it is there at only that share of its SNR) and chance (a noise_hit's or needle_aside's
+`obs:snr` pairs; its snr column is the hit's). The same flags give byte-identical files whatever --workers; an
+earlier set is never replaced without --overwrite.
 """
 
 from __future__ import annotations
@@ -102,14 +108,20 @@ SPLIT_CODES = {"train": 0, "test": 1}
 SAMPLE_STREAM, TARGET_STREAM = 7, 8
 OUTPUT_FILES = (TRAIN_LABELS, TEST_LABELS, SAMPLE_SUBMISSION, METADATA)
 # What a negative is centred on, and how often
-NEGATIVE_KINDS = ("rfi", "noise", "noise_hit", "off_only", "burst", "rfi_crossing")
-NEGATIVE_SHARES = (0.35, 0.10, 0.25, 0.07, 0.05, 0.18)
+NEGATIVE_KINDS = ("rfi", "noise", "noise_hit", "off_only", "burst", "rfi_crossing", "needle_aside")
+NEGATIVE_SHARES = (0.32, 0.10, 0.21, 0.07, 0.05, 0.17, 0.08)
 # noise_hit: the noise along the track brought to a hit's SNR in one ON observation (the search picked it there),
 # and in others of them, each with CHANCE_HOLD_SHARE, to the SNR at which the cadence filter's measurement along
 # a predicted track holds an event (src/search/events.py's ON_TRACK_FRACTION of a hit threshold of 5-8)
 CHANCE_HIT_SNR = (5.0, 8.0)
 CHANCE_HOLD_SNR = (2.5, 5.0)
 CHANCE_HOLD_SHARE = 0.35
+# needle_aside: a chance hit with a needle elsewhere in its window, as beside every needle a scan at SNR 5 finds
+# chance hits whose windows (256 boxcars wide) show the needle off their centre: the candidate is the chance hit
+ASIDE_PIXELS = 16  # the needle's path stays at least this many window pixels (boxcars) off the track in every ON
+ASIDE_TRIES = 100  # placements tried per needle before another needle is drawn
+ASIDE_PARALLEL_SHARE = 0.5  # of them, the needle drifts as the track does (within a boxcar an observation), so it
+# stays in view in every ON window, as beside the needle whose chance hits showed the model its needle
 NOISE_RFI_SHARE = 0.3  # noise tracks that also have interference in all six observations somewhere in the window
 POSITIVE_RFI_SHARE = 0.3  # needles that also have interference in all six observations crossing their window
 PATH_CROSSING_SHARE = 0.5  # of those, the line meets the needle's own path (not just somewhere in the window)
@@ -400,6 +412,44 @@ def cross_track(rng: np.random.Generator, signal: fb.Signal, starts: np.ndarray,
     return moved_through(signal, t, VIRTUAL_TOP_HZ - channel * DF_HZ)
 
 
+def track_gap_pixels(signal: fb.Signal, starts: np.ndarray, drift: float, width: int, rows: int, observations, k: int):
+    """How far (window pixels, signed, every row) the signal's path lies from the candidate's track in observation k."""
+    times = observations[k].start_s + (np.arange(rows) + 0.5) * DT_S
+    path = (VIRTUAL_TOP_HZ - signal.path()(times)) / DF_HZ
+    track = starts[k] + drift / max(rows - 1, 1) * np.arange(rows)
+    return (path - track) / width
+
+
+def needle_aside(
+    rng: np.random.Generator, settings: Settings, starts: np.ndarray, drift: float, width: int, observations
+):
+    """A needle (ON observations only) whose path crosses the candidate's window in an ON observation that holds
+    it, at least ASIDE_PIXELS off the track there and in every other ON observation holding it: in view, never
+    on the candidate's track; in ASIDE_PARALLEL_SHARE of them drifting as the track does. Returns (needle, levels)."""
+    signal_settings = settings.signal_settings()
+    starts_s = [o.start_s for o in observations]
+    half = settings.channels / 2
+    span_s = max(settings.rows - 1, 1) * DT_S
+    while True:
+        needle = fb.draw_needle(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 3)
+        if rng.random() < ASIDE_PARALLEL_SHARE:  # channels grow as frequency falls
+            rate = -(drift + rng.uniform(-1.0, 1.0) * width) * DF_HZ / span_s
+            needle = dataclasses.replace(needle, rate=float(rate))
+        levels = present(needle.observations)
+        holding = [k for k in ON_OBSERVATIONS if levels[k] > 0]
+        for _ in range(ASIDE_TRIES):
+            k = int(rng.choice(holding))
+            row = rng.uniform(0.0, settings.rows - 1)
+            side = rng.choice((-1.0, 1.0))
+            channel = starts[k] + drift / max(settings.rows - 1, 1) * row
+            channel += side * rng.uniform(ASIDE_PIXELS, half) * width
+            t = observations[k].start_s + (row + 0.5) * DT_S
+            moved = moved_through(needle, t, VIRTUAL_TOP_HZ - channel * DF_HZ)
+            gaps = [track_gap_pixels(moved, starts, drift, width, settings.rows, observations, j) for j in holding]
+            if all(np.abs(g).min() >= ASIDE_PIXELS and (g.min() > 0 or g.max() < 0) for g in gaps):
+                return moved, levels
+
+
 def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sample:
     """Draw one sample's cadence, candidate, other signals and estimated track."""
     observations = cadence_clock(rng, settings.rows)
@@ -434,12 +484,14 @@ def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sa
         else:
             candidate = noise_track(rng, settings)
             levels = present(())
-            if kind == "noise_hit":
+            if kind in ("noise_hit", "needle_aside"):
                 chance = chance_levels(rng)
             if kind == "burst":
                 burst = draw_burst(rng, settings, starts_s)
                 extra.append((burst, present(burst.observations)))
     starts, drift, width = estimate_track(rng, settings, candidate, levels, observations)
+    if kind == "needle_aside":
+        extra.append(needle_aside(rng, settings, starts, drift, width, observations))
     if (target and rng.random() < POSITIVE_RFI_SHARE) or (
         kind in ("noise", "noise_hit") and rng.random() < NOISE_RFI_SHARE
     ):
@@ -578,12 +630,20 @@ def metadata(sample: Sample, target: int, rows: int) -> dict:
     rfi = [s for s, _ in sample.extra if s.kind == "rfi"]
     burst = [s for s, _ in sample.extra if s.kind == "rfi_broadband"]
     snr = (
-        burst[0].snr if sample.kind == "burst" else max(sample.chance) if sample.kind == "noise_hit" else candidate.snr
+        burst[0].snr
+        if sample.kind == "burst"
+        else max(sample.chance)
+        if sample.kind in ("noise_hit", "needle_aside")
+        else candidate.snr
     )
     return {
         "target": int(target),
         "kind": sample.kind,
-        "shape": "burst" if sample.kind == "burst" else "none" if sample.kind.startswith("noise") else candidate.shape,
+        "shape": "burst"
+        if sample.kind == "burst"
+        else "none"
+        if sample.kind.startswith("noise") or sample.kind == "needle_aside"
+        else candidate.shape,
         "snr": float(snr),
         "drift_hz_s": float(candidate.rate),
         "drift_channels": float(sample.drift),
@@ -592,7 +652,7 @@ def metadata(sample: Sample, target: int, rows: int) -> dict:
         "rfi_across_path": bool(
             target and any(across_path(r, candidate, sample.levels, rows, sample.observations) for r in rfi)
         ),
-        "needle_across": bool(not target and any(s.kind == "needle" for s, _ in sample.extra)),
+        "needle_across": bool(sample.kind == "rfi" and any(s.kind == "needle" for s, _ in sample.extra)),
         "rfi_shape": rfi[0].shape if rfi else "",
         "rfi_snr": float(rfi[0].snr) if rfi else float("nan"),
         "real_background": bool(sample.real_background),
