@@ -399,6 +399,22 @@ def test_crossing_interference_does_not_confirm_a_needle_either():
     assert event.level == 2 and event.in_n_ons == 1 and event.snr_obs0 < 5
 
 
+def test_a_needle_is_never_one_signal_with_interference_its_hits_happen_to_line_up_with():
+    """A slow needle in the first and last ON observations; a steep line in all six, placed where the mean of
+    the two rates carries the needle's first hit to the line's hit in the last ON observation. Only one of the
+    two is in the OFF observations, so they are not one signal: the needle stays an event of its own."""
+    needle_rate, line_rate, t_last = 0.02, 0.3, CLOCKS[4].t_start_s
+    half_line_s = (ROWS - 1) * TSAMP / 2
+    meets = 2000 + (needle_rate + line_rate) / 2 * t_last - (line_rate - needle_rate) * half_line_s
+    blocks = cadence_blocks(
+        [((0, 4), 2000, needle_rate, 4.0), ((0, 1, 2, 3, 4, 5), meets - line_rate * t_last, line_rate, 4.0)]
+    )
+    events = events_of(blocks)
+    assert (events["level"] >= 2).sum() == 1
+    top = events[events["level"] >= 2].iloc[0]
+    assert top.n_hits == 2 and abs(top.channel_obs0 - 2000) <= 2
+
+
 def test_a_quadratic_path_is_one_event():
     blocks = [noise(8192, seed=20 + k) for k in range(6)]
     acceleration = 1e-4  # channels / s^2

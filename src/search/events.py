@@ -10,7 +10,9 @@ Matching ON hits (one event per signal, not one per pair):
   within the frequency tolerance
       TOLERANCE_CHANNELS + boxcar widths / 4 + (drift steps / 2) x (time between them) / 2,
   a drift step being one channel (or half a boxcar) over an observation: exact for a straight path and for one
-  whose drift rate changes steadily (a quadratic path);
+  whose drift rate changes steadily (a quadratic path); and only when both are "clean" (nothing moving like
+  them in any OFF observation) or both not: a needle's hit and a hit of interference crossing its path, whose
+  rates differ, can line up by that rule, and joined they made one event vetoed by the interference's OFF hits;
 - groups of "clean" hits (nothing moving like them in any OFF observation) from different ON observations are
   then joined when a path no faster than CURVE_SPEED_FACTOR x their fastest local rate connects them, which
   links the pieces of a wobbling (sine) path; two groups that share an observation never join.
@@ -122,7 +124,7 @@ def find_events(
         return pd.DataFrame([], columns=event_columns(n_obs))
     track = _Tracks(clocks, profiles, blocks, hits, snr_threshold)
     clean = [not any(track.measure(hit, k)[2] for k in track.off) for hit in on_hits.itertuples(index=False)]
-    groups = _link_curved(on_hits, _match_on_hits(on_hits, clocks), clean, clocks)
+    groups = _link_curved(on_hits, _match_on_hits(on_hits, clocks, clean), clean, clocks)
     rows = [_event(on_hits, group, track) for group in groups]
     events = pd.DataFrame(rows, columns=event_columns(n_obs))
     return events.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
@@ -159,9 +161,10 @@ class _Tracks:
         return start, snr, bool(detected)
 
 
-def _match_on_hits(on_hits: pd.DataFrame, clocks: Sequence[ObservationClock]) -> list[list[int]]:
+def _match_on_hits(on_hits: pd.DataFrame, clocks: Sequence[ObservationClock], clean: Sequence[bool]) -> list[list[int]]:
     """Groups of ON hits that are one signal: each pair's positions agree under the mean of their drift
-    rates between them (exact for a drift rate that changes steadily, as a quadratic path's does)."""
+    rates between them (exact for a drift rate that changes steadily, as a quadratic path's does), and both
+    are clean or both are not (`clean`: nothing like the hit in any OFF observation)."""
     obs = on_hits["obs"].to_numpy(int)
     channel = on_hits["channel"].to_numpy(float)
     width = on_hits["width"].to_numpy(float)
@@ -177,7 +180,8 @@ def _match_on_hits(on_hits: pd.DataFrame, clocks: Sequence[ObservationClock]) ->
         # first rows is the mean of the two rates less the change of rate over half a line
         predicted = channel[i] + (rate[i] + rate) / 2 * dt - (rate - rate[i]) * (half_line_s + half_line_s[i]) / 2
         tol = TOLERANCE_CHANNELS + (width[i] + width) / 4 + (step[i] + step) / 2 * np.abs(dt) / 2
-        for j in np.flatnonzero(other & (np.abs(channel - predicted) <= tol)):
+        alike = np.asarray(clean) == clean[i]  # needle and interference never one signal
+        for j in np.flatnonzero(other & alike & (np.abs(channel - predicted) <= tol)):
             groups.join(i, int(j))
     return groups.members()
 
