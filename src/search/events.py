@@ -172,6 +172,7 @@ def _match_on_hits(on_hits: pd.DataFrame, clocks: Sequence[ObservationClock], cl
     step = np.array([clocks[o].drift_step_rate(w) for o, w in zip(obs, width, strict=True)], dtype=float)
     start = np.array([clocks[o].t_start_s for o in obs])
     half_line_s = np.array([(clocks[o].n_rows - 1) * clocks[o].tsamp / 2 for o in obs])
+    clean = np.asarray(clean, dtype=bool)
     groups = _Groups(len(on_hits))
     for i in range(len(on_hits)):
         other = obs != obs[i]
@@ -180,7 +181,7 @@ def _match_on_hits(on_hits: pd.DataFrame, clocks: Sequence[ObservationClock], cl
         # first rows is the mean of the two rates less the change of rate over half a line
         predicted = channel[i] + (rate[i] + rate) / 2 * dt - (rate - rate[i]) * (half_line_s + half_line_s[i]) / 2
         tol = TOLERANCE_CHANNELS + (width[i] + width) / 4 + (step[i] + step) / 2 * np.abs(dt) / 2
-        alike = np.asarray(clean) == clean[i]  # needle and interference never one signal
+        alike = clean == clean[i]  # needle and interference never one signal
         for j in np.flatnonzero(other & alike & (np.abs(channel - predicted) <= tol)):
             groups.join(i, int(j))
     return groups.members()

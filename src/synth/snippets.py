@@ -116,6 +116,7 @@ NEGATIVE_SHARES = (0.32, 0.10, 0.21, 0.07, 0.05, 0.17, 0.08)
 CHANCE_HIT_SNR = (5.0, 8.0)
 CHANCE_HOLD_SNR = (2.5, 5.0)
 CHANCE_HOLD_SHARE = 0.35
+CHANCE_KINDS = ("noise_hit", "needle_aside")  # negatives centred on a chance hit (their snr is the hit's)
 # needle_aside: a chance hit with a needle elsewhere in its window, as beside every needle a scan at SNR 5 finds
 # chance hits whose windows (256 boxcars wide) show the needle off their centre: the candidate is the chance hit
 ASIDE_PIXELS = 16  # the needle's path stays at least this many window pixels (boxcars) off the track in every ON
@@ -401,6 +402,11 @@ def cross_path(rng: np.random.Generator, signal: fb.Signal, other: fb.Signal, le
     return moved_through(signal, t, float(other.path()(t)) + offset)
 
 
+def track_channel(starts: np.ndarray, drift: float, rows: int, k: int, row):
+    """The candidate's estimated track in observation k at `row` (a number or an array of rows), in channels."""
+    return starts[k] + drift / max(rows - 1, 1) * row
+
+
 def cross_track(rng: np.random.Generator, signal: fb.Signal, starts: np.ndarray, drift: float, rows: int, observations):
     """The signal moved so that its path crosses the candidate's estimated track at a random row of a random ON
     observation: where a bright line crosses a track, the track's sum picks up the line and the search reports a
@@ -408,7 +414,7 @@ def cross_track(rng: np.random.Generator, signal: fb.Signal, starts: np.ndarray,
     k = int(rng.choice(ON_OBSERVATIONS))
     row = rng.uniform(0.0, rows - 1)
     t = observations[k].start_s + row * DT_S
-    channel = starts[k] + drift / max(rows - 1, 1) * row
+    channel = track_channel(starts, drift, rows, k, row)
     return moved_through(signal, t, VIRTUAL_TOP_HZ - channel * DF_HZ)
 
 
@@ -416,8 +422,7 @@ def track_gap_pixels(signal: fb.Signal, starts: np.ndarray, drift: float, width:
     """How far (window pixels, signed, every row) the signal's path lies from the candidate's track in observation k."""
     times = observations[k].start_s + (np.arange(rows) + 0.5) * DT_S
     path = (VIRTUAL_TOP_HZ - signal.path()(times)) / DF_HZ
-    track = starts[k] + drift / max(rows - 1, 1) * np.arange(rows)
-    return (path - track) / width
+    return (path - track_channel(starts, drift, rows, k, np.arange(rows))) / width
 
 
 def needle_aside(
@@ -441,8 +446,9 @@ def needle_aside(
             k = int(rng.choice(holding))
             row = rng.uniform(0.0, settings.rows - 1)
             side = rng.choice((-1.0, 1.0))
-            channel = starts[k] + drift / max(settings.rows - 1, 1) * row
-            channel += side * rng.uniform(ASIDE_PIXELS, half) * width
+            channel = (
+                track_channel(starts, drift, settings.rows, k, row) + side * rng.uniform(ASIDE_PIXELS, half) * width
+            )
             t = observations[k].start_s + (row + 0.5) * DT_S
             moved = moved_through(needle, t, VIRTUAL_TOP_HZ - channel * DF_HZ)
             gaps = [track_gap_pixels(moved, starts, drift, width, settings.rows, observations, j) for j in holding]
@@ -484,7 +490,7 @@ def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sa
         else:
             candidate = noise_track(rng, settings)
             levels = present(())
-            if kind in ("noise_hit", "needle_aside"):
+            if kind in CHANCE_KINDS:
                 chance = chance_levels(rng)
             if kind == "burst":
                 burst = draw_burst(rng, settings, starts_s)
@@ -630,11 +636,7 @@ def metadata(sample: Sample, target: int, rows: int) -> dict:
     rfi = [s for s, _ in sample.extra if s.kind == "rfi"]
     burst = [s for s, _ in sample.extra if s.kind == "rfi_broadband"]
     snr = (
-        burst[0].snr
-        if sample.kind == "burst"
-        else max(sample.chance)
-        if sample.kind in ("noise_hit", "needle_aside")
-        else candidate.snr
+        burst[0].snr if sample.kind == "burst" else max(sample.chance) if sample.kind in CHANCE_KINDS else candidate.snr
     )
     return {
         "target": int(target),
@@ -642,7 +644,7 @@ def metadata(sample: Sample, target: int, rows: int) -> dict:
         "shape": "burst"
         if sample.kind == "burst"
         else "none"
-        if sample.kind.startswith("noise") or sample.kind == "needle_aside"
+        if sample.kind == "noise" or sample.kind in CHANCE_KINDS
         else candidate.shape,
         "snr": float(snr),
         "drift_hz_s": float(candidate.rate),
