@@ -263,6 +263,43 @@ def test_follows_drift_needles_restart_near_a_common_channel_in_every_on_observa
     assert float((peak_channel[..., 1:] - peak_channel[..., :-1]).abs()[both_lit].max()) <= 2
 
 
+def test_follows_drift_injected_needles_are_the_candidate_at_the_centre_and_interference_lies_anywhere():
+    """A scan snippet is centred on its candidate at each observation's middle row, and its label speaks of that
+    signal: an injected needle crosses the centre there (within the position jitter) in every ON observation,
+    whatever its shape; injected interference is drawn across the window."""
+    rows = observation_rows(range(6), torch.device("cpu"), 16)
+    on = torch.tensor([o in ON_OBSERVATIONS for o in range(6)])
+    generator = torch.Generator().manual_seed(21)
+    shapes = torch.randint(len(INJECTED_SHAPES), (1000,), generator=generator)
+    paths = needle_paths(1000, rows, on, generator, shapes, n_channels=256, window="follows_drift", centred=True)
+    middle = paths[:, list(ON_OBSERVATIONS), 7:9].mean(dim=-1)
+    assert float((middle - 128).abs().max()) <= POSITION_JITTER_CHANNELS + 1e-4
+    assert float((middle - 128).abs().max()) > 1  # each observation keeps its own jitter
+    steps = (paths[..., 1:] - paths[..., :-1]).abs()
+    assert float(steps.max()) <= MAX_FOLLOWED_DRIFT + 1e-4 and float(steps.max()) > 0.8  # still drifting
+
+    observations = torch.randn(64, 6, 16, 256, generator=torch.Generator().manual_seed(22))
+    for needles, interference in ((1.0, 0.0), (0.0, 1.0)):
+        injected = inject_signals(
+            observations,
+            torch.zeros(64),
+            range(6),
+            needles,
+            interference,
+            (60, 60),
+            torch.Generator().manual_seed(23),
+            window="follows_drift",
+        )[0]
+        added = (injected - observations)[:, 0, 7:9]  # first ON observation, its middle rows
+        lit = added.amax(dim=-1).amin(dim=-1) > 1  # pulsed needles may be off there
+        peak = added.sum(dim=1).argmax(dim=-1).float()[lit]
+        assert len(peak) > 40
+        if needles:
+            assert float((peak - 128).abs().max()) <= POSITION_JITTER_CHANNELS + 2
+        else:
+            assert float(peak.std()) > 40
+
+
 def test_follows_drift_interference_goes_into_all_six_and_the_fixed_window_is_unchanged():
     observations = torch.randn(4, 6, 16, 256, generator=torch.Generator().manual_seed(14)).half()
     injected = inject_signals(

@@ -4,6 +4,7 @@ all six), the command's errors, and the candidate geometry against the scan's ow
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -219,6 +220,20 @@ def test_a_needle_aside_is_in_view_and_never_on_the_track(seed):
     for gap in gaps:
         assert np.abs(gap).min() >= sn.ASIDE_PIXELS and (gap.min() > 0 or gap.max() < 0)
     assert min(np.abs(gap).min() for gap in gaps) <= s.channels / 2  # in the window somewhere
+
+
+@pytest.mark.parametrize("channels", [16, 8])
+def test_a_needle_aside_fits_a_narrow_window(channels):
+    """A window narrower than 4 x ASIDE_PIXELS keeps the needle a quarter of its width off the track (before, no
+    placement was drawn at all: numpy refused a distance range from 16 pixels to half a window of under 32)."""
+    s = dataclasses.replace(settings(Path("unused")), channels=channels)
+    rng = np.random.default_rng(3)
+    observations = sn.cadence_clock(rng, s.rows)
+    starts, drift, width = sn.estimate_track(rng, s, sn.noise_track(rng, s), sn.present(()), observations)
+    needle, levels = sn.needle_aside(rng, s, starts, drift, width, observations)
+    holding = [k for k in ON_OBSERVATIONS if levels[k] > 0]
+    gaps = [sn.track_gap_pixels(needle, starts, drift, width, s.rows, observations, k) for k in holding]
+    assert min(np.abs(gap).min() for gap in gaps) >= channels // 4
 
 
 def test_a_needle_aside_shows_off_the_centre_of_a_chance_hit(tmp_path):

@@ -74,6 +74,8 @@ class Config:
     pretrained: str | None = None  # local weights file or folder; never downloaded
     pool: str = "avg"
     first_conv_stride: tuple[int, int] | None = None  # e.g. (1, 2) keeps time resolution in the stem
+    track_evidence: bool = False  # scan snippets: the sums of straight tracks through the window's centre, per
+    # observation, join the pooled features before the head (src/models/track_evidence.py)
     drop_rate: float = 0.0
     drop_path_rate: float = 0.0
     ema_decay: float = (
@@ -144,6 +146,11 @@ class Config:
                 "runs across the cadence for view dedoppler's aligned planes; use view channels, all or on"
             )
         _check_choice("pool", self.pool, POOLS)
+        if self.track_evidence and (self.view, self.window, self.image_size) != ("channels", "follows_drift", None):
+            raise ConfigError(
+                "track_evidence: sums tracks through the centre of scan snippets, so it needs view channels, "
+                "window follows_drift and image_size null"
+            )
         _check_choice("mix", self.mix, MIX_MODES)
         _check_choice("mix_label", self.mix_label, MIX_LABELS)
         _check_choice("mixed_precision", self.mixed_precision, PRECISIONS)

@@ -19,6 +19,8 @@ from safetensors import SafetensorError
 
 from src.core.config import Config
 from src.core.errors import ModelError, error_summary
+from src.models.track_evidence import HIDDEN as EVIDENCE_FEATURES
+from src.models.track_evidence import TrackEvidence
 from src.transforms.images import view_channels
 
 
@@ -36,17 +38,29 @@ class GeM(nn.Module):
 
 
 class CadenceClassifier(nn.Module):
-    """A timm backbone with a one-logit head. `pool='gem'` replaces timm's pooling by trainable GeM."""
+    """A timm backbone with a one-logit head. `pool='gem'` replaces timm's pooling by trainable GeM; `evidence`
+    (a TrackEvidence) adds its features of the snippet's central tracks to the pooled ones before the head."""
 
-    def __init__(self, backbone: nn.Module, pool: str, drop_rate: float) -> None:
+    def __init__(self, backbone: nn.Module, pool: str, drop_rate: float, evidence: TrackEvidence | None = None):
         super().__init__()
         self.backbone = backbone
         self.pool = GeM() if pool == "gem" else None
-        self.head = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(backbone.num_features, 1)) if self.pool else None
+        self.evidence = evidence
+        own_head = self.pool is not None or evidence is not None
+        width = backbone.num_features + (EVIDENCE_FEATURES if evidence is not None else 0)
+        self.head = nn.Sequential(nn.Dropout(drop_rate), nn.Linear(width, 1)) if own_head else None
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        if self.pool is None:
+        if self.head is None:
             return {"logits": self.backbone(images).squeeze(-1)}
+        features = self.pooled_features(images)
+        if self.evidence is not None:
+            features = torch.cat([features, self.evidence(images).to(features.dtype)], dim=1)
+        return {"logits": self.head(features).squeeze(-1)}
+
+    def pooled_features(self, images: torch.Tensor) -> torch.Tensor:
+        if self.pool is None:
+            return self.backbone(images)  # built without a classifier: timm's pooled features
         features = self.backbone.forward_features(images)
         if getattr(self.backbone, "output_fmt", "NCHW") == "NHWC":  # Swin and other channels-last backbones
             features = features.permute(0, 3, 1, 2)
@@ -54,7 +68,7 @@ class CadenceClassifier(nn.Module):
             raise ModelError(
                 f"pool=gem needs a spatial feature map; this backbone returns shape {tuple(features.shape)}"
             )
-        return {"logits": self.head(self.pool(features)).squeeze(-1)}
+        return self.pool(features)
 
 
 def pretrained_overlay(path: str | Path) -> dict:
@@ -83,14 +97,17 @@ def create_backbone(
     drop_rate: float,
     drop_path_rate: float,
     pretrained: str | None,
+    own_head: bool = False,
 ) -> nn.Module:
+    """A timm model: with its one-logit classifier, or, for a head of our own (`own_head`), its pooled features
+    (without its pooling too for pool=gem)."""
     kwargs = {"in_chans": in_chans, "drop_rate": drop_rate}
     if drop_path_rate:
         kwargs["drop_path_rate"] = drop_path_rate
     if pool == "gem":
         kwargs.update(num_classes=0, global_pool="")
     else:
-        kwargs["num_classes"] = 1
+        kwargs["num_classes"] = 0 if own_head else 1
     if not timm.is_model(model_name):
         raise ModelError(f"model_name: {model_name!r} is not a timm model (see timm.list_models())")
     if timm.get_pretrained_cfg(model_name, allow_unregistered=True).fixed_input_size:
@@ -151,6 +168,7 @@ def build_model(cfg: Config, load_pretrained: bool = True) -> CadenceClassifier:
         drop_rate=cfg.drop_rate,
         drop_path_rate=cfg.drop_path_rate,
         pretrained=cfg.pretrained if load_pretrained else None,
+        own_head=cfg.track_evidence,
     )
     if cfg.first_conv_stride is not None:
         set_first_conv_stride(backbone, cfg.first_conv_stride)
@@ -159,5 +177,6 @@ def build_model(cfg: Config, load_pretrained: bool = True) -> CadenceClassifier:
             backbone.set_grad_checkpointing(True)
         except (AssertionError, NotImplementedError, AttributeError):
             raise ModelError(f"grad_checkpointing: timm's {cfg.model_name} does not support it") from None
-    model = CadenceClassifier(backbone, cfg.pool, cfg.drop_rate)
+    evidence = TrackEvidence(*cfg.observation_shape) if cfg.track_evidence else None
+    model = CadenceClassifier(backbone, cfg.pool, cfg.drop_rate, evidence)
     return model.to(memory_format=torch.channels_last) if cfg.channels_last else model

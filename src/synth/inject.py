@@ -32,6 +32,10 @@ Where a path runs depends on how the data's frequency windows were cut (`window`
   candidate is at that observation, so the signal restarts near the same channel in every observation (a
   common start plus a jitter of up to POSITION_JITTER_CHANNELS, the candidate's position error) and moves
   within it at most MAX_FOLLOWED_DRIFT channels per row (the scan bins frequency by the candidate's boxcar).
+  An injected needle is the candidate itself, so its path crosses the window's centre at each observation's
+  middle row (within the jitter), where the scan centres a snippet on its candidate: the label speaks of the
+  signal at the centre, and a needle elsewhere in the window is not a positive (the snippet synth's
+  `needle_aside` negatives hold one). Injected interference lies anywhere in the window.
 """
 
 from __future__ import annotations
@@ -107,6 +111,7 @@ def needle_paths(
     window: str = "fixed",
     leaving: torch.Tensor | None = None,
     near_zero_share: float = 0.5,
+    centred: bool = False,
 ) -> torch.Tensor:
     """(n, n_obs, rows) channel of the signal's centre at every row (of `rows`, from `observation_rows`) in a
     band of `n_channels`: a drift (plus curvature or a sine for the quadratic and sine shapes, indices into
@@ -119,7 +124,8 @@ def needle_paths(
     drift * row (drift uniform in +-MAX_FOLLOWED_DRIFT channels per row), plus the bend and the sine measured from
     that observation's first row, flattened where it would move more than MAX_FOLLOWED_DRIFT channels in a row;
     each observation's path starts at the common start plus its own jitter (uniform in
-    +-POSITION_JITTER_CHANNELS).
+    +-POSITION_JITTER_CHANNELS). `centred` (follows_drift): the path is the candidate's own, so it crosses the
+    band's centre at each observation's middle row (plus the jitter), where the scan's snippet is centred.
 
     `near_zero_share`: the share of near_zero paths given the small drift. `leaving` (fixed window; a mask of the
     n paths, or None to draw nothing more): those paths are steep (|drift| rescaled into LEAVING_DRIFT of the
@@ -156,7 +162,8 @@ def needle_paths(
     )
     if follows:
         offset = offset.reshape(n, n_obs, n_rows)
-        offset = offset - offset[..., :1]  # each observation's path starts where its window is centred
+        middle = offset[..., (n_rows - 1) // 2 : n_rows // 2 + 1].mean(dim=-1, keepdim=True)
+        offset = offset - (middle if centred else offset[..., :1])  # each observation's path from a common point
         steepest = (offset[..., 1:] - offset[..., :-1]).abs().amax(dim=(1, 2)).clamp(min=1e-12)
         offset = offset * (MAX_FOLLOWED_DRIFT / steepest).clamp(max=1.0)[:, None, None]
         jitter = draw_uniform(n * n_obs, (-POSITION_JITTER_CHANNELS, POSITION_JITTER_CHANNELS), generator)
@@ -171,6 +178,8 @@ def needle_paths(
     low = margin - fitted.min(dim=1).values
     high = n_channels - 1 - margin - fitted.max(dim=1).values
     start = low + (high - low).clamp(min=0) * torch.rand(n, generator=generator)
+    if follows and centred:
+        start = torch.full_like(start, n_channels / 2)
     if leaving is not None:
         n_fit = fitted.shape[1]
         keep = min(MIN_VISIBLE_ROWS, n_fit // 4)
@@ -274,13 +283,14 @@ def add_signals(
     window: str = "fixed",
     partial_probability: float = 0.0,
     wide: bool = False,
+    centred: bool = False,
 ) -> None:
     """Add, in place, one fresh signal to each `chosen` sample of a float32 (B, n_obs, rows, channels) batch, in
     the observations listed in `present` (cadence indices) and kept inside the band there, on a path for the
     data's `window` (see `needle_paths`). `partial_probability`: that share is present in only part of them
     (`partial_presence`, `needle_paths`' leaving; under follows_drift, whose windows follow the signal, a leaving
     one is a subset one); `wide`: drawn as widely as needles, with wide and fading ones (see the module's
-    docstring). Neither draws anything when off."""
+    docstring). Neither draws anything when off. `centred`: the signal is the candidate (`needle_paths`)."""
     check_window(window)
     n = int(chosen.sum())
     if n == 0:
@@ -299,7 +309,7 @@ def add_signals(
         leaving = kind == PARTIAL_KINDS.index("leaves_window")
     near_zero_share = RFI_NEAR_ZERO_SHARE * 0.5 if wide else 0.5
     centre = needle_paths(
-        n, rows, holds, generator, shape, near_zero, n_channels, window, leaving, near_zero_share
+        n, rows, holds, generator, shape, near_zero, n_channels, window, leaving, near_zero_share, centred
     )  # (n, n_obs, rows)
     centre = centre.to(device)
     intensity = pulse_trains(n, rows, shape == INJECTED_SHAPES.index("pulsed"), generator).to(device)
@@ -337,7 +347,8 @@ def add_needles(
 ) -> torch.Tensor:
     """Add, in place, a fresh needle to the ON observations of each sample of a float32 (B, n_obs, rows,
     channels) batch with `probability`, a `partial_probability` share of them present in only part of the
-    cadence; returns the targets with those samples' set to 1 (a new tensor when any are)."""
+    cadence; returns the targets with those samples' set to 1 (a new tensor when any are). Under follows_drift
+    the needle is the candidate, at the window's centre (`needle_paths`' centred)."""
     chosen = (
         torch.rand(observations.shape[0], generator=generator) < probability
     )  # drawn on the CPU: same on any device
@@ -352,6 +363,7 @@ def add_needles(
         generator,
         window=window,
         partial_probability=partial_probability,
+        centred=True,
     )
     targets = targets.clone()
     targets[chosen.to(targets.device)] = 1.0

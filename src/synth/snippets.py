@@ -121,6 +121,7 @@ CHANCE_KINDS = ("noise_hit", "needle_aside")  # negatives centred on a chance hi
 # chance hits whose windows (256 boxcars wide) show the needle off their centre: the candidate is the chance hit
 ASIDE_PIXELS = 16  # the needle's path stays at least this many window pixels (boxcars) off the track in every ON
 ASIDE_TRIES = 100  # placements tried per needle before another needle is drawn
+ASIDE_NEEDLES = 1000  # needles drawn before the window is declared too narrow for one aside
 ASIDE_PARALLEL_SHARE = 0.5  # of them, the needle drifts as the track does (within a boxcar an observation), so it
 # stays in view in every ON window, as beside the needle whose chance hits showed the model its needle
 NOISE_RFI_SHARE = 0.3  # noise tracks that also have interference in all six observations somewhere in the window
@@ -429,13 +430,15 @@ def needle_aside(
     rng: np.random.Generator, settings: Settings, starts: np.ndarray, drift: float, width: int, observations
 ):
     """A needle (ON observations only) whose path crosses the candidate's window in an ON observation that holds
-    it, at least ASIDE_PIXELS off the track there and in every other ON observation holding it: in view, never
-    on the candidate's track; in ASIDE_PARALLEL_SHARE of them drifting as the track does. Returns (needle, levels)."""
+    it, at least ASIDE_PIXELS (a quarter of a window narrower than 64) off the track there and in every other ON
+    observation holding it: in view, never on the candidate's track; in ASIDE_PARALLEL_SHARE of them drifting as
+    the track does. Returns (needle, levels)."""
     signal_settings = settings.signal_settings()
     starts_s = [o.start_s for o in observations]
     half = settings.channels / 2
+    aside = min(ASIDE_PIXELS, settings.channels // 4)  # a narrow window keeps a needle in view beside the track
     span_s = max(settings.rows - 1, 1) * DT_S
-    while True:
+    for _ in range(ASIDE_NEEDLES):
         needle = fb.draw_needle(rng, signal_settings, starts_s, VIRTUAL_TOP_HZ, 0, 3)
         if rng.random() < ASIDE_PARALLEL_SHARE:  # channels grow as frequency falls
             rate = -(drift + rng.uniform(-1.0, 1.0) * width) * DF_HZ / span_s
@@ -446,14 +449,16 @@ def needle_aside(
             k = int(rng.choice(holding))
             row = rng.uniform(0.0, settings.rows - 1)
             side = rng.choice((-1.0, 1.0))
-            channel = (
-                track_channel(starts, drift, settings.rows, k, row) + side * rng.uniform(ASIDE_PIXELS, half) * width
-            )
+            channel = track_channel(starts, drift, settings.rows, k, row) + side * rng.uniform(aside, half) * width
             t = observations[k].start_s + (row + 0.5) * DT_S
             moved = moved_through(needle, t, VIRTUAL_TOP_HZ - channel * DF_HZ)
             gaps = [track_gap_pixels(moved, starts, drift, width, settings.rows, observations, j) for j in holding]
-            if all(np.abs(g).min() >= ASIDE_PIXELS and (g.min() > 0 or g.max() < 0) for g in gaps):
+            if all(np.abs(g).min() >= aside and (g.min() > 0 or g.max() < 0) for g in gaps):
                 return moved, levels
+    raise ConfigError(
+        f"--channels {settings.channels} x --rows {settings.rows}: no needle fits beside a candidate's track in "
+        f"{ASIDE_NEEDLES} draws (needle_aside negatives); use wider snippets"
+    )
 
 
 def draw_sample(settings: Settings, rng: np.random.Generator, target: int) -> Sample:
