@@ -162,8 +162,11 @@ def needle_paths(
     )
     if follows:
         offset = offset.reshape(n, n_obs, n_rows)
-        middle = offset[..., (n_rows - 1) // 2 : n_rows // 2 + 1].mean(dim=-1, keepdim=True)
-        offset = offset - (middle if centred else offset[..., :1])  # each observation's path from a common point
+        if centred:  # from the middle row (the mean of the two middle rows for an even count)
+            origin = offset[..., (n_rows - 1) // 2 : n_rows // 2 + 1].mean(dim=-1, keepdim=True)
+        else:  # from the first row
+            origin = offset[..., :1]
+        offset = offset - origin  # each observation's path from a common point
         steepest = (offset[..., 1:] - offset[..., :-1]).abs().amax(dim=(1, 2)).clamp(min=1e-12)
         offset = offset * (MAX_FOLLOWED_DRIFT / steepest).clamp(max=1.0)[:, None, None]
         jitter = draw_uniform(n * n_obs, (-POSITION_JITTER_CHANNELS, POSITION_JITTER_CHANNELS), generator)
