@@ -54,9 +54,11 @@ def train(data: Path, out: Path, *extra) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth", ".bin"])
-def test_random_bytes_as_pretrained_weights(data, tmp_path, suffix):
+@pytest.mark.parametrize("start", [b"", b"\x80\xe5"], ids=["random", "odd-pickle-protocol"])
+def test_random_bytes_as_pretrained_weights(data, tmp_path, suffix, start):
+    """Any bytes: one error line; a pickle header with an unknown protocol (torch warns about it) included."""
     weights = tmp_path / f"x{suffix}"
-    weights.write_bytes(os.urandom(5000))
+    weights.write_bytes(start + os.urandom(5000))
     message = one_error_line(train(data, tmp_path / "out", "--pretrained", weights))
     assert str(weights) in message
     assert "weights_only=False" not in message  # never a hint to turn the safe loader off

@@ -174,7 +174,7 @@ def prepared_data(settings: CheckSettings) -> tuple[CheckSettings, dict]:
 
 def recipe_config(recipe: Path, settings: CheckSettings, **overrides) -> Config:
     """The recipe as the check runs it: its data folder by geometry, no trackers, no pretrained weights, the
-    check's loader workers, and in a dry run a tiny batch and image."""
+    check's loader workers, and in a dry run a tiny batch and image (track_evidence reads native snippets: kept)."""
     cfg = load_config(REPO / recipe, {"tracker": (), "pretrained": None})
     data = settings.kaggle_data if tuple(cfg.observation_shape) == OBSERVATION_SHAPE else settings.snippet_data
     changes = {"data_dir": str(data), **overrides}
@@ -184,7 +184,7 @@ def recipe_config(recipe: Path, settings: CheckSettings, **overrides) -> Config:
         changes["num_workers"] = 0  # no worker processes to start on a small CPU
     if settings.batch_cap:
         changes["batch_size"] = min(cfg.batch_size, settings.batch_cap)
-    if settings.image_cap:
+    if settings.image_cap and not cfg.track_evidence:
         height, width = cfg.image_size or cfg.observation_shape
         changes["image_size"] = (min(height, settings.image_cap), min(width, settings.image_cap))
     return replace(cfg, **changes)
@@ -350,7 +350,7 @@ def detection_part(settings: CheckSettings) -> dict:
         command += ["--num-workers", str(cfg.num_workers)]
     if settings.batch_cap:
         command += ["--batch-size", str(cfg.batch_size), "--eval-batch-size", str(cfg.batch_size)]
-    if settings.image_cap:
+    if settings.image_cap and cfg.image_size:
         command += ["--image-size", ",".join(map(str, cfg.image_size))]
     log = settings.work_dir / "detection.log"
     started = time.perf_counter()

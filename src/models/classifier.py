@@ -8,6 +8,7 @@ the ImageNet classifier while loading.
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -119,7 +120,10 @@ def create_backbone(
     overlay = pretrained_overlay(pretrained)
     seed = int(torch.randint(2**62, (1,)))
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+            # a file that is not a pickle can start with any "protocol" byte: torch warns before it fails, and the
+            # failure below is the one line a user needs
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             torch.manual_seed(seed)
             model = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=overlay, **kwargs)
     except (pickle.UnpicklingError, RuntimeError) as err:
