@@ -62,6 +62,7 @@ Measured on the 2-core development CPU (another job running): see docs/detection
 from __future__ import annotations
 
 import dataclasses
+import io
 import multiprocessing
 import os
 import time
@@ -433,7 +434,9 @@ def _job(task) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x, meta = make_cadence([seed, 2, index], target)
-    np.save(Path(out) / "test" / sid[0] / f"{sid}.npy", x)
+    npy = io.BytesIO()  # serialised first: np.save to a file reports a full disk as a short write, no errno
+    np.save(npy, x)
+    (Path(out) / "test" / sid[0] / f"{sid}.npy").write_bytes(npy.getbuffer())
     return {"id": sid, "split": "test", **meta}
 
 

@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model, save_model
 
 from src.core.errors import CheckpointError, error_summary
-from src.core.files import write_text_atomically
+from src.core.files import write_npy_atomically, write_text_atomically
 
 STATE_DIR = "state"
 STAGING_DIR = "state.tmp"
@@ -66,7 +66,7 @@ def save_training_state(
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if best_logits is not None:
-            np.save(staging / BEST_LOGITS, best_logits)
+            write_npy_atomically(best_logits, staging / BEST_LOGITS)
         if ema_model is not None:
             save_model(ema_model, str(staging / EMA_WEIGHTS))
         write_text_atomically(staging / PROGRESS_JSON, json.dumps(dataclasses.asdict(progress), indent=1))

@@ -49,6 +49,7 @@ from src.core.cadence import (
     T_SLEW_S,
 )
 from src.core.cli import ignore_interrupts, progress_bar
+from src.core.files import write_npy_atomically
 from src.data.kaggle import SAMPLE_SUBMISSION, TEST_LABELS, TRAIN_LABELS
 from src.synth.libraries import import_setigen
 
@@ -599,7 +600,7 @@ def _job(task) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x, meta = make_cadence(cfg, sample_rng(cfg, split, index), target)
-    np.save(Path(out_dir) / split / sid[0] / f"{sid}.npy", x)
+    write_npy_atomically(x, Path(out_dir) / split / sid[0] / f"{sid}.npy")
     return {"id": sid, "split": split, **meta}
 
 
