@@ -161,6 +161,8 @@ def test_bad_value_error_names_the_file(tmp_path):
         ({"inject_snr": [10, 5]}, "inject_snr"),
         ({"inject_snr": [0, 5]}, "inject_snr"),
         ({"inject_snr": [5]}, "inject_snr"),
+        ({"inject_rfi_snr": [500, 10]}, "inject_rfi_snr"),
+        ({"inject_rfi_snr": [0, 10]}, "inject_rfi_snr"),
         ({"image_size": 64}, "image_size"),  # not a list
         ({"observation_shape": [3, 256]}, "observation_shape"),  # rows >= 4
         ({"observation_shape": [16, 7]}, "observation_shape"),  # channels >= 8

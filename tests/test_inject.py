@@ -158,6 +158,30 @@ def test_needles_and_interference_together_make_one_copy_in_the_order_training_d
     assert bool((added.abs().sum(dim=(-2, -1)) > 0).all())
 
 
+def test_interference_has_its_own_snr_range_and_needles_keep_theirs():
+    """`interference_snr_range` gives the interference the SNRs of a (30, 30) draw, the needles still theirs: the
+    same draws as injecting the needles at (10, 10), then the interference at (30, 30)."""
+    observations, targets = noise_batch(4, 6), torch.zeros(4)
+    both, _ = inject_signals(
+        observations,
+        targets,
+        range(6),
+        1.0,
+        1.0,
+        (10, 10),
+        torch.Generator().manual_seed(8),
+        interference_snr_range=(30, 30),
+    )
+    generator = torch.Generator().manual_seed(8)
+    needles_only, _ = inject_signals(observations, targets, range(6), 1.0, 0.0, (10, 10), generator)
+    then_interference, _ = inject_signals(needles_only, targets, range(6), 0.0, 1.0, (30, 30), generator)
+    assert torch.equal(both, then_interference)
+    generator = torch.Generator().manual_seed(8)
+    needles_only, _ = inject_signals(observations, targets, range(6), 1.0, 0.0, (10, 10), generator)
+    same_range, _ = inject_signals(needles_only, targets, range(6), 0.0, 1.0, (10, 10), generator)
+    assert not torch.equal(both, same_range)
+
+
 def test_near_zero_drift_keeps_half_of_the_interference_nearly_still():
     rows = observation_rows(range(6), torch.device("cpu"))
     linear = torch.zeros(2000, dtype=torch.long)

@@ -113,6 +113,7 @@ class Config:
     inject_snr: tuple[float, float] = (5.0, 60.0)  # setigen SNR range of injected needles and interference, log-uniform
     inject_partial_prob: float = 0.0  # share of injected needles present in only part of the cadence (some ON obs)
     inject_rfi_wide: bool = False  # injected interference drawn as widely as needles (wide, fading in some OFF obs)
+    inject_rfi_snr: tuple[float, float] | None = None  # setigen SNR range of injected interference; None: inject_snr
     pseudo_labels: str | None = (
         None  # a submission CSV of data_dir's test split: its cadences join training, soft labels
     )
@@ -170,8 +171,10 @@ class Config:
             raise ConfigError(f"n_folds: must be >= 2, got {self.n_folds}")
         if self.folds is not None and any(not 0 <= f < self.n_folds for f in self.folds):
             raise ConfigError(f"folds: each must be in [0, {self.n_folds}), got {list(self.folds)}")
-        if len(self.inject_snr) != 2 or not 0 < self.inject_snr[0] <= self.inject_snr[1]:
-            raise ConfigError(f"inject_snr: must be [low, high] with 0 < low <= high, got {list(self.inject_snr)}")
+        for name in ("inject_snr", "inject_rfi_snr"):
+            bounds = getattr(self, name)
+            if bounds is not None and (len(bounds) != 2 or not 0 < bounds[0] <= bounds[1]):
+                raise ConfigError(f"{name}: must be [low, high] with 0 < low <= high, got {list(bounds)}")
         for name in (
             "hflip_p",
             "vflip_p",

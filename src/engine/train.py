@@ -309,6 +309,7 @@ def train_one_epoch(
                     window=cfg.window,
                     partial_probability=cfg.inject_partial_prob,
                     wide_interference=cfg.inject_rfi_wide,
+                    interference_snr_range=cfg.inject_rfi_snr,
                 )
             images = random_flips(batch_to_images(observations, cfg), cfg.hflip_p, cfg.vflip_p, generator)
             images, targets = mix_batch(

@@ -404,12 +404,14 @@ def inject_signals(
     window: str = "fixed",
     partial_probability: float = 0.0,
     wide_interference: bool = False,
+    interference_snr_range: Sequence[float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A training batch (B, n_obs, rows, channels) as float32 observations (one new tensor; the loader's batch is
     left alone) with fresh needles in a `needle_probability` share of its samples (made positives; a
     `partial_probability` share of them in only part of the cadence), then fresh all-six interference in an
-    `interference_probability` share (labels kept; drawn as widely as needles with `wide_interference`), on paths
-    for the data's `window` (see `needle_paths`). Returns observations, targets."""
+    `interference_probability` share (labels kept; drawn as widely as needles with `wide_interference`; SNRs in
+    `interference_snr_range`, else `snr_range`), on paths for the data's `window` (see `needle_paths`). Returns
+    observations, targets."""
     check_window(window)
     observations = observations.to(torch.float32, copy=True)
     if needle_probability > 0:
@@ -428,7 +430,7 @@ def inject_signals(
             observations,
             observation_ids,
             interference_probability,
-            snr_range,
+            snr_range if interference_snr_range is None else interference_snr_range,
             generator,
             window=window,
             wide=wide_interference,
